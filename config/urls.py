@@ -1,0 +1,29 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from accounts.views import admin_login_redirect
+from billing.webhooks import stripe_webhook
+from config.views import healthz
+from usage.api import api
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    # Browsers ask for /favicon.ico whatever the page says; the icon is a static file.
+    path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}img/favicon.svg")),
+    # Staff sign in through allauth so its login throttling guards the admin too (SPEC A1).
+    path("admin/login/", admin_login_redirect, name="admin_login_redirect"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    # Checks the signature before dj-stripe's own view stores and processes the event (P3).
+    path("stripe/webhook/<uuid:uuid>/", stripe_webhook, name="stripe_webhook"),
+    path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("api/v1/", api.urls),
+    path("app/a/<str:public_id>/payments/", include("billing.payment_urls")),
+    path("app/", include("accounts.urls")),
+    path("app/a/<str:public_id>/invoices/", include("billing.urls")),
+    path("app/a/<str:public_id>/billing/", include("billing.dashboard_urls")),
+    path("app/a/<str:public_id>/usage/", include("usage.urls")),
+    path("", RedirectView.as_view(pattern_name="dashboard:home", permanent=False)),
+]
