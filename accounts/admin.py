@@ -1,0 +1,406 @@
+"""Staff's view of users, accounts, memberships and keys, with the money actions (issue: admin).
+
+The money actions (credit-back, top-up refund, grant, adjustment, plan change) are form pages
+under each account (`<account>/staff/<action>/`); each form carries a one-time token that is the
+action's idempotency key, and each makes one call into billing.staff.
+"""
+
+import uuid
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from accounts.models import (
+    Account,
+    ApiKey,
+    Invitation,
+    Membership,
+    TierRequest,
+    TierRequestStatus,
+    User,
+)
+from accounts.tier_requests import TierRequestError, grant_tier_request, refuse_tier_request
+from billing import staff
+from billing.models import Invoice, LedgerEntry, Plan, TopUp
+from billing.models.payments import PAID_STATUSES
+from billing.money import MoneyError, format_usd, usd_to_micros
+from usage.models import Call
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    ordering = ["email"]
+    list_display = ["email", "name", "is_staff", "is_active", "date_joined"]
+    search_fields = ["email", "name"]
+    fieldsets = [
+        (None, {"fields": ["email", "password", "name"]}),
+        ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups"]}),
+        ("Dates", {"fields": ["last_login", "date_joined"]}),
+    ]
+    add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    max_num = 0
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+class LedgerInline(ReadOnlyInline):
+    model = LedgerEntry
+    fields = ["created_at", "kind", "amount_micros", "balance_after_micros", "description"]
+    readonly_fields = fields
+    ordering = ["-created_at", "-pk"]
+    verbose_name_plural = "ledger entries (newest first)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("-created_at", "-pk")
+
+
+class InvoiceInline(ReadOnlyInline):
+    model = Invoice
+    fields = ["number", "kind", "status", "period_start", "total_micros", "amount_due_micros"]
+    readonly_fields = fields
+
+
+class CallInline(ReadOnlyInline):
+    model = Call
+    fields = ["call_id", "status", "billable_seconds", "cost_micros", "refunded_micros"]
+    readonly_fields = fields
+    verbose_name_plural = "calls (newest first)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("-created_at")
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "public_id",
+        "plan",
+        "billing_mode",
+        "balance",
+        "past_due_since",
+        "parent",
+    ]
+    list_filter = ["billing_mode", "subscription__plan"]
+    search_fields = ["name", "email", "public_id", "api_keys__key_id"]
+    readonly_fields = [
+        "public_id",
+        "balance",
+        "held_micros",
+        "unbilled_micros",
+        "past_due_since",
+        "billing_mode",
+        "created_at",
+        "staff_actions",
+        "dashboard_link",
+    ]
+    fields = [
+        "name",
+        "email",
+        "extra_billing_emails",
+        "parent",
+        *readonly_fields,
+    ]
+    raw_id_fields = ["parent"]
+    inlines = [MembershipInline, LedgerInline, InvoiceInline, CallInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("subscription__plan", "parent")
+
+    @admin.display(description="plan")
+    def plan(self, obj):
+        return obj.subscription.plan.code if hasattr(obj, "subscription") else "-"
+
+    @admin.display(description="balance", ordering="balance_micros")
+    def balance(self, obj):
+        return format_usd(obj.balance_micros, places=6)
+
+    @admin.display(description="customer dashboard")
+    def dashboard_link(self, obj):
+        url = reverse("dashboard:account", args=[obj.public_id])
+        return format_html('<a href="{}">{}</a>', url, "Open as the customer sees it")
+
+    @admin.display(description="money actions")
+    def staff_actions(self, obj):
+        if obj.pk is None:
+            return "-"
+        links = [
+            (reverse("admin:account_staff_action", args=[obj.pk, name]), form.title)
+            for name, form in ACTION_FORMS.items()
+        ]
+        return format_html(
+            " · ".join(['<a href="{}">{}</a>'] * len(links)),
+            *[item for link in links for item in link],
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/staff/<str:action>/",
+                self.admin_site.admin_view(self.staff_action_view),
+                name="account_staff_action",
+            ),
+            *super().get_urls(),
+        ]
+
+    def staff_action_view(self, request, pk, action):
+        account = get_object_or_404(Account, pk=pk)
+        form_class = ACTION_FORMS.get(action)
+        if form_class is None:
+            raise PermissionDenied("No such action.")
+        # admin_view only asks for is_staff: without these checks any staff member, even one
+        # in no group, could open the page and read the account's name and balance.
+        if not self.has_view_permission(request, account):
+            raise PermissionDenied("You cannot see this account.")
+        if not request.user.has_perm(form_class.permission):
+            raise PermissionDenied(f"You lack the permission {form_class.permission}.")
+        form = form_class(request.POST or None, account=account)
+        if request.method == "POST" and form.is_valid():
+            try:
+                outcome = form.run(actor=request.user, now=timezone.now())
+            except (staff.StaffActionError, PermissionDenied) as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, outcome.message)
+                return redirect("admin:accounts_account_change", account.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{form_class.title}: {account.name}",
+            "form": form,
+            "account": account,
+            "balance": format_usd(account.balance_micros, places=6),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/staff_action.html", context)
+
+
+# Action forms ------------------------------------------------------------------------------
+
+
+class StaffActionForm(forms.Form):
+    """A money action's form. `token` is created when the form is shown and is the action's
+    idempotency key: submitting the same page twice does the action once."""
+
+    title = ""
+    permission = ""  # the page is refused (403) to staff without it; billing.staff checks too
+    # The billing.staff function the form calls, wrapped so it does not become a method.
+    action = None
+    token = forms.CharField(widget=forms.HiddenInput)
+    amount = forms.CharField(label="Amount (USD)", help_text="For example 25.00")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
+
+    def __init__(self, *args, account: Account, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.account = account
+        if not self.is_bound:
+            self.initial["token"] = uuid.uuid4().hex
+
+    def clean_amount(self) -> int:
+        try:
+            micros = usd_to_micros(self.cleaned_data["amount"])
+        except MoneyError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if micros <= 0 and not getattr(self, "signed", False):
+            raise forms.ValidationError("Enter a positive amount.")
+        return micros
+
+    def key(self) -> str:
+        return f"{self.account.pk}:{self.cleaned_data['token']}"
+
+    def arguments(self) -> dict:
+        """Return what this action is done to, and how much: all but reason, actor, key, now."""
+        return {"account": self.account, "amount_micros": self.cleaned_data["amount"]}
+
+    def run(self, *, actor, now) -> staff.Outcome:
+        return self.action(
+            **self.arguments(),
+            reason=self.cleaned_data["reason"],
+            actor=actor,
+            key=self.key(),
+            now=now,
+        )
+
+
+class CreditBackForm(StaffActionForm):
+    title = "Credit-back refund"
+    permission = "billing.credit_back"
+    action = staticmethod(staff.credit_back)
+
+
+class GrantCreditForm(StaffActionForm):
+    title = "Grant credit"
+    permission = "billing.grant_credit"
+    action = staticmethod(staff.grant_credit)
+    expires_at = forms.DateTimeField(required=False, help_text="Optional, e.g. 2027-01-31 00:00")
+
+    def arguments(self) -> dict:
+        return {**super().arguments(), "expires_at": self.cleaned_data.get("expires_at")}
+
+
+class AdjustBalanceForm(StaffActionForm):
+    title = "Adjust balance"
+    permission = "billing.adjust_balance"
+    action = staticmethod(staff.adjust_balance)
+    signed = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["amount"].help_text = "Positive adds credit, negative takes it away."
+
+
+class RefundTopUpForm(StaffActionForm):
+    title = "Refund a top-up to the card"
+    permission = "billing.refund_topup"
+    action = staticmethod(staff.refund_topup)
+    topup = forms.ModelChoiceField(queryset=TopUp.objects.none())
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["topup"].queryset = TopUp.objects.filter(
+            account=self.account, status__in=PAID_STATUSES
+        ).order_by("-created_at")
+
+    def arguments(self) -> dict:
+        return {"topup": self.cleaned_data["topup"], "amount_micros": self.cleaned_data["amount"]}
+
+
+class ChangePlanForm(StaffActionForm):
+    title = "Change plan"
+    permission = "billing.move_account_plan"
+    action = staticmethod(staff.change_plan)
+    amount = None
+    plan = forms.ModelChoiceField(queryset=Plan.objects.order_by("code"))
+    when = forms.ChoiceField(
+        choices=[("next_period", "From the next period"), ("now", "Now")],
+        help_text="Now: usage rated from this moment uses the new plan; past charges keep "
+        "their prices and the new allowance starts next period.",
+    )
+
+    def arguments(self) -> dict:
+        return {
+            "account": self.account,
+            "plan": self.cleaned_data["plan"],
+            "when": self.cleaned_data["when"],
+        }
+
+
+ACTION_FORMS: dict[str, type[StaffActionForm]] = {
+    "credit-back": CreditBackForm,
+    "grant": GrantCreditForm,
+    "adjust": AdjustBalanceForm,
+    "refund-topup": RefundTopUpForm,
+    "change-plan": ChangePlanForm,
+}
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "key_id", "kind", "account", "tier", "last_used_at", "revoked_at"]
+    list_filter = ["kind", "tier"]
+    search_fields = ["key_id", "name", "account__name", "account__public_id"]
+    readonly_fields = ["key_id", "kind", "account", "created_by", "created_at", "last_used_at"]
+    fields = ["name", "tier", "revoked_at", *readonly_fields]
+
+    def has_add_permission(self, request):
+        # Keys are issued by `manage.py create_platform_key` or the dashboard, where the
+        # secret can be shown once; admin never sees a secret.
+        return False
+
+
+@admin.register(TierRequest)
+class TierRequestAdmin(admin.ModelAdmin):
+    """Customers' requests for a higher rate-limit tier (SPEC D4): grant or refuse them here.
+
+    Granting moves the key to the requested tier at once; the customer sees the answer on the
+    API keys page.
+    """
+
+    list_display = ["api_key", "account", "from_tier", "tier", "status", "created_at", "decided_by"]
+    list_filter = ["status", "tier"]
+    list_select_related = ["api_key", "account", "decided_by"]
+    search_fields = ["api_key__key_id", "account__name", "account__public_id"]
+    readonly_fields = [
+        "account",
+        "api_key",
+        "from_tier",
+        "tier",
+        "reason",
+        "status",
+        "requested_by",
+        "created_at",
+        "decided_at",
+        "decided_by",
+    ]
+    fields = [*readonly_fields, "note"]
+    actions = ["grant_requests", "refuse_requests"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def _decide(self, request, queryset, decide, verb):
+        done = 0
+        for tier_request in queryset.filter(status=TierRequestStatus.PENDING):
+            try:
+                decide(request_id=tier_request.pk, staff_user=request.user, now=timezone.now())
+            except TierRequestError as error:
+                self.message_user(request, str(error), messages.WARNING)
+            else:
+                done += 1
+        self.message_user(request, f"{done} request(s) {verb}.", messages.SUCCESS)
+
+    @admin.action(description="Grant: move the keys to the requested tier now")
+    def grant_requests(self, request, queryset):
+        self._decide(request, queryset, grant_tier_request, "granted")
+
+    @admin.action(description="Refuse the requests")
+    def refuse_requests(self, request, queryset):
+        self._decide(request, queryset, refuse_tier_request, "refused")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "account", "role", "created_at", "expires_at", "accepted_at"]
+    list_filter = ["role"]
+    search_fields = ["email", "account__name", "account__public_id"]
+    readonly_fields = [
+        "account",
+        "email",
+        "role",
+        "invited_by",
+        "created_at",
+        "expires_at",
+        "sent_at",
+        "accepted_at",
+        "accepted_by",
+    ]
+    fields = [*readonly_fields, "revoked_at"]
+
+    def has_add_permission(self, request):
+        # Invitations carry a token shown once: owners and admins send them from the Team page.
+        return False

@@ -1,0 +1,46 @@
+import subprocess
+import sys
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+
+from accounts.demo_data import CUSTOMER_EMAIL, DEMO_PASSWORD, STAFF_EMAIL, build_demo
+
+
+class Command(BaseCommand):
+    help = "Run the embedded demo: migrate SQLite, load plans and demo data, start web and worker."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--addr", default="127.0.0.1:8000", help="Where the server listens.")
+        parser.add_argument(
+            "--no-serve", action="store_true", help="Prepare the data and exit (for tests)."
+        )
+
+    def handle(self, *args, **options):
+        if connection.vendor == "sqlite":
+            settings.VAR_DIR.mkdir(exist_ok=True)
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("createcachetable", verbosity=0)
+        summary = build_demo()
+        self.stdout.write(self.style.SUCCESS("Demo data ready."))
+        for line in summary:
+            self.stdout.write(f"  {line}")
+        if options["no_serve"]:
+            return
+        host = options["addr"]
+        self.stdout.write(
+            f"\nOpen http://{host}/ and sign in as {CUSTOMER_EMAIL} "
+            f"(password {DEMO_PASSWORD}); staff: {STAFF_EMAIL} at http://{host}/admin/\n"
+        )
+        worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=settings.BASE_DIR)
+        try:
+            call_command("runserver", host, use_reloader=False)
+        except KeyboardInterrupt:
+            pass
+        except Exception as exc:
+            raise CommandError(str(exc)) from exc
+        finally:
+            worker.terminate()
+            worker.wait(timeout=10)
