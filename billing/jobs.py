@@ -1,0 +1,116 @@
+"""Scheduled jobs (SPEC O3). Each reads the clock once and makes one call into a service.
+
+django-q2 runs them on schedule (registered by `register_schedules`, from a migration and from
+`manage.py setup_schedules`); each also has a management command that runs it by hand, as of
+now. All are idempotent and safe to run twice or concurrently (django-q2 delivers at least once).
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.mail import mail_admins, send_mail
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+
+def invoice_thresholds() -> str:
+    from billing.collection import collect_invoice
+    from billing.invoicing import invoice_thresholds as issue
+
+    now = timezone.now()
+    invoices = issue(now=now)
+    for invoice in invoices:
+        collect_invoice(invoice_id=invoice.pk, now=now)
+    return f"{len(invoices)} threshold invoice(s)"
+
+
+def close_periods() -> str:
+    from billing.collection import collect_due_invoices
+    from billing.period_close import close_periods as close
+
+    now = timezone.now()
+    closed = close(now=now)
+    collected = collect_due_invoices(now=now)
+    return f"{closed} period(s) closed, {collected} invoice(s) charged"
+
+
+def release_holds() -> str:
+    from usage.reservations import release_expired_holds
+
+    return f"{release_expired_holds(now=timezone.now())} hold(s) released"
+
+
+def expire_credit() -> str:
+    from billing.ledger import expire_credit as expire
+
+    return f"credit expired on {expire(now=timezone.now())} account(s)"
+
+
+def collect_invoices() -> str:
+    from billing.collection import collect_due_invoices
+
+    return f"{collect_due_invoices(now=timezone.now())} invoice(s) charged"
+
+
+def retry_auto_topups() -> str:
+    from billing.auto_topup import retry_auto_topups as retry
+
+    return f"{retry(now=timezone.now())} auto-top-up(s) started or asked again"
+
+
+def retry_refunds() -> str:
+    from billing.refunds import retry_pending_refunds
+
+    return f"{retry_pending_refunds(now=timezone.now())} refund(s) asked again"
+
+
+def check_ledger() -> str:
+    from billing.ledger import ledger_drift
+
+    drift = ledger_drift()
+    if drift:
+        body = "\n".join(
+            f"{d.public_id}: cached {d.cached_micros}, ledger {d.ledger_micros}, "
+            f"grants {d.grants_micros}"
+            for d in drift
+        )
+        subject = f"Meterline: {len(drift)} account(s) drift from their ledger"
+        logger.error("%s\n%s", subject, body)
+        if settings.STAFF_ALERT_EMAILS:
+            send_mail(subject, body, None, settings.STAFF_ALERT_EMAILS)
+        else:
+            mail_admins(subject, body)
+    return f"{len(drift)} account(s) drift"
+
+
+def send_notifications() -> str:
+    from billing.notifications import send_pending_notifications
+
+    return f"{send_pending_notifications(now=timezone.now())} notification(s) sent again"
+
+
+# name -> (function, minutes between runs)
+SCHEDULES = {
+    "Threshold invoicing": ("billing.jobs.invoice_thresholds", 30),
+    "Period close": ("billing.jobs.close_periods", 60),
+    "Reservation expiry": ("billing.jobs.release_holds", 5),
+    "Credit expiry": ("billing.jobs.expire_credit", 60),
+    "Dunning retries": ("billing.jobs.collect_invoices", 15),
+    "Ledger check": ("billing.jobs.check_ledger", 24 * 60),
+    "Notification resend": ("billing.jobs.send_notifications", 10),
+    "Auto-top-up retries": ("billing.jobs.retry_auto_topups", 15),
+    "Refund retries": ("billing.jobs.retry_refunds", 15),
+}
+
+
+def register_schedules(schedule_model=None) -> int:
+    """Create or update the django-q2 schedules; running it again changes nothing."""
+    if schedule_model is None:
+        from django_q.models import Schedule as schedule_model
+    for name, (func, minutes) in SCHEDULES.items():
+        schedule_model.objects.update_or_create(
+            name=name,
+            defaults={"func": func, "schedule_type": "I", "minutes": minutes, "repeats": -1},
+        )
+    return len(SCHEDULES)

@@ -1,0 +1,18 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from billing.ledger import ledger_drift
+
+
+class Command(BaseCommand):
+    help = "Check that every account's balance equals the sum of its ledger entries and grants."
+
+    def handle(self, *args, **options):
+        drift = ledger_drift()
+        for d in drift:
+            self.stderr.write(
+                f"{d.public_id}: cached {d.cached_micros}, ledger {d.ledger_micros}, "
+                f"grants {d.grants_micros}"
+            )
+        if drift:
+            raise CommandError(f"{len(drift)} account(s) drift from their ledger.")
+        self.stdout.write("Ledger OK: every balance equals the sum of its entries.")

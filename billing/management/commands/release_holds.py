@@ -1,0 +1,6 @@
+from billing.management.job_command import JobCommand
+
+
+class Command(JobCommand):
+    help = "Release credit holds of authorizations that expired."
+    job = "billing.jobs.release_holds"

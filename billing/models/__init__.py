@@ -1,0 +1,82 @@
+"""Billing models, split by topic and re-exported here."""
+
+from billing.models.alert_settings import AlertSettings
+from billing.models.budgets import Budget
+from billing.models.invoices import (
+    ALLOWED_TRANSITIONS,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceNumberSequence,
+    InvoicePayment,
+    InvoiceReason,
+    InvoiceStatus,
+    PaymentStatus,
+    UnbilledLine,
+)
+from billing.models.ledger import (
+    CREDIT_KINDS,
+    AppendOnlyError,
+    CreditGrant,
+    EntryKind,
+    LedgerEntry,
+)
+from billing.models.notifications import Notification, NotificationStatus
+from billing.models.payment_methods import PaymentMethod, TestCardBehaviour
+from billing.models.payments import (
+    AutoTopUpSettings,
+    Refund,
+    RefundStatus,
+    TopUp,
+    TopUpKind,
+    TopUpStatus,
+)
+from billing.models.plans import ModelKind, ModelPrice, Plan, Rate, RateComponent, Rounding
+from billing.models.staff import (
+    ApprovalStatus,
+    AuditRecord,
+    RefundApproval,
+    StaffAction,
+)
+from billing.models.subscriptions import Subscription
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "CREDIT_KINDS",
+    "AlertSettings",
+    "AppendOnlyError",
+    "ApprovalStatus",
+    "AuditRecord",
+    "AutoTopUpSettings",
+    "Budget",
+    "CreditGrant",
+    "EntryKind",
+    "Invoice",
+    "InvoiceKind",
+    "InvoiceLine",
+    "InvoiceNumberSequence",
+    "InvoicePayment",
+    "InvoiceReason",
+    "InvoiceStatus",
+    "LedgerEntry",
+    "ModelKind",
+    "ModelPrice",
+    "Notification",
+    "NotificationStatus",
+    "PaymentMethod",
+    "PaymentStatus",
+    "Plan",
+    "Rate",
+    "RateComponent",
+    "Refund",
+    "RefundApproval",
+    "RefundStatus",
+    "Rounding",
+    "StaffAction",
+    "Subscription",
+    "TestCardBehaviour",
+    "TopUp",
+    "TopUpKind",
+    "TopUpStatus",
+    "UnbilledLine",
+]

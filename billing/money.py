@@ -1,0 +1,86 @@
+"""Money: integers of micro-dollars, and the only places they are rounded or converted (SPEC L1).
+
+WARNING: every amount of money in Meterline is an `int` of micro-dollars (1 USD = 1,000,000).
+Rates are exact `Decimal`s. A float never touches money. A charge is rounded once, half-up to the
+micro-dollar, by `round_micros`; Stripe's cents and people's text come from this module only.
+"""
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+MICROS_PER_USD = 1_000_000
+MICROS_PER_CENT = 10_000
+
+
+class MoneyError(ValueError):
+    """Text that is not an amount of USD we can represent."""
+
+
+def round_micros(amount_usd: Decimal) -> int:
+    """Round an exact USD amount half-up (away from zero) to whole micro-dollars.
+
+    This is the one rounding rule of every charge: compute the exact cost in Decimal, then call
+    this once. 83 s at 0.08 USD/min is 0.11066666... USD, which rounds to 110,667 micros.
+    """
+    micros = (Decimal(amount_usd) * MICROS_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return int(micros)
+
+
+def usd_to_micros(value: str | Decimal | int) -> int:
+    """Parse an amount in USD ('12.50', Decimal, int) with at most six decimals."""
+    if isinstance(value, float):
+        raise MoneyError("Money must not be a float; pass a string or Decimal.")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise MoneyError(f"'{value}' is not an amount of USD.") from None
+    if not amount.is_finite():
+        raise MoneyError(f"'{value}' is not an amount of USD.")
+    # Compare before any arithmetic: Decimal arithmetic rounds to 28 digits (which would drop a
+    # seventh decimal written far to the right) and overflows on huge exponents.
+    if abs(amount) >= 10**9:
+        raise MoneyError(f"'{value}' is too large.")
+    whole_micros = amount.quantize(Decimal("0.000001"))  # at most 15 digits: exact
+    if whole_micros != amount:
+        raise MoneyError(f"'{value}' has more than six decimals.")
+    return int(whole_micros * MICROS_PER_USD)
+
+
+def micros_to_decimal(micros: int) -> Decimal:
+    return Decimal(micros) / MICROS_PER_USD
+
+
+def micros_to_api(micros: int) -> str:
+    """Return the API's decimal string for an amount: six decimals, never a float (SPEC 11)."""
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), MICROS_PER_USD)
+    return f"{sign}{whole}.{frac:06d}"
+
+
+def micros_to_cents(micros: int) -> int:
+    """Convert to Stripe's integer cents. Only whole cents may be sent to a payment provider."""
+    cents, rest = divmod(micros, MICROS_PER_CENT)
+    if rest:
+        raise MoneyError(f"{micros_to_api(micros)} USD is not a whole number of cents.")
+    return cents
+
+
+def cents_to_micros(cents: int) -> int:
+    return int(cents) * MICROS_PER_CENT
+
+
+def round_to_cents(micros: int) -> int:
+    """Round half-up (away from zero) to whole cents, for display and for card charges."""
+    cents = (Decimal(micros) / MICROS_PER_CENT).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return int(cents) * MICROS_PER_CENT
+
+
+def format_usd(micros: int, *, places: int = 2) -> str:
+    """Return '$1,234.56' (places=2, rounded half-up) or '$0.110667' (places=6) for people."""
+    if places not in (2, 6):
+        raise ValueError("places is 2 or 6")
+    if places == 2:
+        micros = round_to_cents(micros)
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), MICROS_PER_USD)
+    frac_text = f"{frac:06d}"[:places]
+    return f"{sign}${whole:,}.{frac_text}"

@@ -1,0 +1,77 @@
+"""Which price applies: an account's rate card and the model catalog at a moment (U3, U7, S1)."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Q
+
+from accounts.models import Account
+from billing.models import ModelPrice, Plan, Rate, RateComponent
+
+
+@dataclass(frozen=True)
+class AppliedRate:
+    component: str
+    key: str
+    price: Decimal  # USD per minute (per message for SMS)
+    custom: bool  # an account override, not the plan's
+
+
+class RateCard:
+    """All rates of one plan and one account, loaded once, resolved in memory.
+
+    An account's custom rate wins over the plan's for the same component and key; among rates of
+    one owner, the latest whose `effective_from` is not after the moment applies.
+    """
+
+    def __init__(self, *, plan: Plan, account: Account | None):
+        owner = Q(plan=plan)
+        if account is not None:
+            owner |= Q(account=account)
+        self._rates: dict[tuple[str, str], list[Rate]] = {}
+        for rate in Rate.objects.filter(owner).order_by("-effective_from"):
+            self._rates.setdefault((rate.component, rate.key), []).append(rate)
+
+    def rate(self, component: str, key: str, at: datetime) -> AppliedRate | None:
+        candidates = [r for r in self._rates.get((component, key), ()) if r.effective_from <= at]
+        if not candidates:
+            return None
+        # Account overrides first, then the newest.
+        best = min(candidates, key=lambda r: (r.account_id is None, -r.effective_from.timestamp()))
+        return AppliedRate(component, key, best.price, custom=best.account_id is not None)
+
+    def has_component(self, component: str) -> bool:
+        return any(c == component for c, _ in self._rates)
+
+    def keys(self, component: str) -> list[str]:
+        return sorted({k for c, k in self._rates if c == component})
+
+    def destination(self, number: str, at: datetime) -> AppliedRate | None:
+        """Return the surcharge of the longest destination prefix that matches the number."""
+        number = number.strip()
+        best = None
+        for prefix in self.keys(RateComponent.DESTINATION):
+            if number.startswith(prefix) and (best is None or len(prefix) > len(best)):
+                rate = self.rate(RateComponent.DESTINATION, prefix, at)
+                if rate is not None:
+                    best = prefix
+                    applied = rate
+        return applied if best is not None else None
+
+
+class ModelCatalog:
+    """The model price catalog, loaded once per batch; `price` answers at a moment."""
+
+    def __init__(self):
+        self._prices: dict[str, list[ModelPrice]] = {}
+        for price in ModelPrice.objects.order_by("-effective_from"):
+            self._prices.setdefault(price.model, []).append(price)
+
+    def price(self, *, model: str, provider: str, at: datetime) -> ModelPrice | None:
+        for price in self._prices.get(model, ()):
+            if provider and price.provider != provider.lower():
+                continue
+            if price.effective_from <= at:
+                return price
+        return None

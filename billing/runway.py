@@ -1,0 +1,52 @@
+"""How long a prepaid balance lasts at the recent rate of spending (SPEC N3, D1).
+
+The rate is the net cost (cost less refunds) of the daily usage rollups over the last 14 days,
+today included, per day; an account younger than that is averaged over the days it has existed.
+A selector: plain numbers, no writes.
+"""
+
+from datetime import datetime, timedelta
+
+from django.db.models import Sum
+
+from accounts.models import Account
+
+WINDOW_DAYS = 14
+
+
+def average_daily_spend_micros(*, account: Account, now: datetime) -> int:
+    """Return the account's average net usage cost per day over the last 14 days."""
+    from usage.models import UsageRollup  # usage depends on billing, not the other way round
+
+    today = now.date()
+    first_day = max(today - timedelta(days=WINDOW_DAYS - 1), account.created_at.date())
+    days = max((today - first_day).days + 1, 1)
+    totals = UsageRollup.objects.filter(
+        account=account, is_line=False, day__gte=first_day, day__lte=today
+    ).aggregate(cost=Sum("cost_micros"), refunded=Sum("refunded_micros"))
+    spent = (totals["cost"] or 0) - (totals["refunded"] or 0)
+    return max(spent, 0) // days
+
+
+def credit_runway_days(*, account: Account, now: datetime) -> int | None:
+    """Return the whole days the balance lasts at the recent daily spend.
+
+    None when there is nothing to estimate: a postpaid account, no credit, or no recent usage.
+    """
+    if not account.is_prepaid or account.balance_micros <= 0:
+        return None
+    daily = average_daily_spend_micros(account=account, now=now)
+    if daily <= 0:
+        return None
+    return account.balance_micros // daily
+
+
+def runway_sentence(days: int | None) -> str:
+    """Return the estimate as emails and pages say it, or "" when there is none."""
+    if days is None:
+        return ""
+    if days < 1:
+        return "At your recent usage, your credit lasts less than a day."
+    if days == 1:
+        return "At your recent usage, your credit lasts about 1 day."
+    return f"At your recent usage, your credit lasts about {days:,} days."

@@ -1,0 +1,63 @@
+"""Staff moving an account to another plan, from the next period or now (SPEC S2)."""
+
+from datetime import datetime
+
+from django.db import transaction
+
+from accounts.models import Account, User
+from billing.ledger import lock_account
+from billing.models import Plan, StaffAction, Subscription
+from billing.staff.audit import Audit, Outcome
+from billing.staff.checks import StaffActionError, clean_reason, require_permission
+
+
+def change_plan(
+    *, account: Account, plan: Plan, when: str, reason: str, actor: User, key: str, now: datetime
+) -> Outcome:
+    """Move an account to another plan, from the next period or now (S2).
+
+    The rule for "now": usage rated from this moment uses the new plan's rates; what was
+    charged before keeps its price. The period, its allowance row and its invoice stay as they
+    are; the new plan's allowance starts with the next period. Billing mode follows the plan.
+    "next_period": the change is recorded and period close applies it at the period end.
+    """
+    require_permission(actor, "billing.move_account_plan")
+    reason = clean_reason(reason)
+    if when not in ("now", "next_period"):
+        raise StaffActionError("Choose 'now' or 'next_period'.")
+    audit = Audit(action=StaffAction.CHANGE_PLAN, actor=actor, reason=reason, key=key, now=now)
+    if repeat := audit.repeated():
+        return repeat
+    with transaction.atomic():
+        locked = lock_account(account.pk)
+        # Asked again under the lock, for a double click's twin that committed meanwhile.
+        if repeat := audit.repeated():
+            return repeat
+        subscription = Subscription.objects.select_related("plan").get(account=locked)
+        if subscription.plan_id == plan.pk and when == "now":
+            raise StaffActionError("The account is already on that plan.")
+        before = {
+            "plan": subscription.plan.code,
+            "pending_plan": subscription.pending_plan.code if subscription.pending_plan else None,
+        }
+        if when == "now":
+            if plan.billing_mode != locked.billing_mode and locked.unbilled_micros:
+                raise StaffActionError(
+                    "Switching between prepaid and postpaid now would strand unbilled usage; "
+                    "change it from the next period."
+                )
+            subscription.plan = plan
+            subscription.pending_plan = None
+            Account.objects.filter(pk=locked.pk).update(billing_mode=plan.billing_mode)
+        else:
+            subscription.pending_plan = plan
+        subscription.save(update_fields=["plan", "pending_plan"])
+        pending = subscription.pending_plan.code if subscription.pending_plan else None
+        record = audit.write(
+            account=account,
+            before=before,
+            # What the subscription now says: a change made now leaves no pending plan.
+            after={"plan": subscription.plan.code, "pending_plan": pending, "when": when},
+            target=subscription,
+        )
+    return Outcome(f"Plan change to {plan.code} ({when.replace('_', ' ')}).", record)

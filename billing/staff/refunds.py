@@ -1,0 +1,82 @@
+"""Money refunds of a top-up to the card, from staff; large ones wait for a second approval.
+
+The refund itself is billing.refunds' (Stripe call, ledger entry, top-up bookkeeping); this
+module checks, asks for approval or carries it out, and audits it.
+"""
+
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+
+import billing.refunds
+from accounts.models import Account, User
+from billing.models import StaffAction, TopUp
+from billing.money import format_usd
+from billing.staff.approval_requests import needs_approval, request_approval
+from billing.staff.audit import Audit, Outcome, balance_state
+from billing.staff.checks import StaffActionError, clean_reason, positive, require_permission
+
+
+def refund_topup(
+    *, topup: TopUp, amount_micros: int, reason: str, actor: User, key: str, now: datetime
+) -> Outcome:
+    """Give (part of) a top-up back to the card; large refunds wait for a second approval."""
+    require_permission(actor, "billing.refund_topup")
+    positive(amount_micros)
+    reason = clean_reason(reason)
+    audit = Audit(action=StaffAction.REFUND_TOPUP, actor=actor, reason=reason, key=key, now=now)
+    if repeat := audit.repeated():
+        return repeat
+    if amount_micros > billing.refunds.refundable_micros(topup):
+        raise StaffActionError(
+            f"At most {format_usd(billing.refunds.refundable_micros(topup))} of this top-up "
+            "can be refunded (not yet refunded and still unspent)."
+        )
+    if needs_approval(amount_micros):
+        return request_approval(
+            audit=audit, account=topup.account, amount_micros=amount_micros, topup=topup
+        )
+    return carry_out_topup_refund(
+        topup=topup, amount_micros=amount_micros, reason=reason, actor=actor, key=key, now=now
+    )
+
+
+def carry_out_topup_refund(
+    *, topup: TopUp, amount_micros: int, reason: str, actor: User, key: str, now: datetime
+) -> Outcome:
+    """Make the refund: `refund_topup` below the threshold, or its approval above it.
+
+    The audit record is written after billing.refunds returns, not in one transaction with
+    it: that calls Stripe, which must not happen in a transaction that may still roll back.
+    The refund's request key makes a second request refund nothing more.
+    """
+    account = topup.account
+    before = balance_state(Account.objects.get(pk=account.pk))
+    try:
+        refund = billing.refunds.refund_topup(
+            topup=topup,
+            amount_micros=amount_micros,
+            reason=reason,
+            request_key=key,
+            now=now,
+            actor=actor,
+        )
+    except billing.refunds.RefundError as exc:
+        raise StaffActionError(str(exc)) from None
+    audit = Audit(action=StaffAction.REFUND_TOPUP, actor=actor, reason=reason, key=key, now=now)
+    try:
+        with transaction.atomic():
+            record = audit.write(
+                account=account,
+                before=before,
+                after={
+                    **balance_state(Account.objects.get(pk=account.pk)),
+                    "amount_micros": amount_micros,
+                    "refund_status": refund.status,
+                },
+                target=refund,
+            )
+    except IntegrityError:
+        # A double click's twin wrote the record first.
+        record = audit.done()
+    return Outcome(f"Refund of {format_usd(amount_micros)}: {refund.get_status_display()}.", record)

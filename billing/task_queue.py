@@ -1,0 +1,29 @@
+"""Queueing background tasks so that a broker outage never fails the caller (SPEC O2).
+
+With REDIS_URL set, django-q2's broker is Redis. When Redis cannot take a task, `async_task`
+raises, usually inside an on-commit callback of a request whose charge or top-up is already
+committed: the platform got a 500 for a success, and the callbacks queued after it (an
+auto-top-up charge after a low-balance email) never ran.
+
+Every task queued through here has a row that still says it is to be done, and a scheduled job
+that queues it again: a pending `Notification` (`send_pending_notifications`, every 10 minutes)
+and a pending auto-top-up (`retry_auto_topups`, every 15 minutes). Losing the queueing is
+therefore only a delay, so it is logged and the caller goes on. Callers without such a job
+look at the answer and do the work themselves.
+"""
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def enqueue(func: str, *args) -> bool:
+    """Queue `func(*args)` for the task worker; return False (and log) if the broker refused."""
+    from django_q.tasks import async_task
+
+    try:
+        async_task(func, *args)
+    except Exception:
+        logger.exception("Could not queue %s%r; it will be picked up again later", func, args)
+        return False
+    return True
