@@ -1,0 +1,228 @@
+"""Request and response bodies of API v1 (SPEC section 11).
+
+Requests are strict: unknown fields, unknown enum values, negative quantities, datetimes without
+a time zone and money that is not an exact decimal are refused with 400 before any service runs.
+Responses are built by hand in `usage.api` (the hot path skips re-validating its own output);
+the response schemas here document them in the OpenAPI schema.
+"""
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from usage.models import CallStatus, Direction, EventType
+
+# No control characters (PostgreSQL refuses NUL in text; none belongs in an id or a name).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+MAX_QUANTITY = 10**12  # tokens, messages, SMS: far above any real request, far below BIGINT
+
+
+def _text(max_length: int, *, min_length: int = 0):
+    return Annotated[
+        str, Field(min_length=min_length, max_length=max_length, pattern=PRINTABLE, strict=True)
+    ]
+
+
+def _parse_datetime(value: Any) -> datetime:
+    """Accept only ISO 8601 text with a time zone: no Unix numbers, no naive times."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                "must be an ISO 8601 date and time, e.g. 2026-03-15T12:00:00Z"
+            ) from None
+    else:
+        raise ValueError("must be an ISO 8601 date and time in a string")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("needs a time zone, e.g. 2026-03-15T12:00:00Z or +01:00")
+    return moment
+
+
+def _decimal(*, int_digits: int, places: int, description: str):
+    """An exact, non-negative decimal: a string such as "0.0015", or a JSON number (which the
+    API's parser reads as Decimal, never as float)."""
+    pattern = rf"^[0-9]{{1,{int_digits}}}(\.[0-9]{{1,{places}}})?$"
+    maximum = Decimal(10**int_digits) - Decimal(1).scaleb(-places)
+    text_form = re.compile(pattern)
+
+    def parse(value: Any) -> Decimal:
+        if isinstance(value, str):
+            if not text_form.fullmatch(value):
+                raise ValueError(f'must be a decimal such as "0.0015", at most {places} decimals')
+            return Decimal(value)
+        if isinstance(value, bool) or not isinstance(value, int | Decimal):
+            raise ValueError('must be a decimal number in a string, e.g. "0.0015"')
+        amount = Decimal(value)
+        if not amount.is_finite() or amount < 0 or amount > maximum:
+            raise ValueError(f"must be between 0 and {maximum}")
+        if -amount.as_tuple().exponent > places:
+            raise ValueError(f"has more than {places} decimals")
+        return amount
+
+    json_schema = {
+        "anyOf": [
+            {"type": "string", "pattern": pattern},
+            {"type": "number", "minimum": 0, "exclusiveMaximum": 10**int_digits},
+        ],
+        "description": description,
+    }
+    return Annotated[Decimal, BeforeValidator(parse), WithJsonSchema(json_schema)]
+
+
+Id = _text(100, min_length=1)
+AccountId = _text(32, min_length=1)
+Quantity = Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)]
+Moment = Annotated[
+    datetime,
+    BeforeValidator(_parse_datetime),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+MoneyIn = _decimal(int_digits=9, places=12, description='USD, e.g. "0.0015".')
+HoldSeconds = _decimal(int_digits=7, places=3, description="Seconds on hold, to the millisecond.")
+Money = Annotated[
+    str, Field(description='USD with six decimals, e.g. "0.110667".', examples=["0.110667"])
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# Requests ----------------------------------------------------------------------------------
+
+
+class AuthorizeIn(Strict):
+    feature: Literal["call", "chat", "sms", "llm", "embedding"]
+    model: _text(100) = ""
+    provider: _text(50) = ""
+    start_within: _text(32) = Field(
+        "", description="'default', 'priority', 'auto' or a flex window such as 00h-00m-30s."
+    )
+    call_id: _text(100) = Field("", description="The platform's id of the call to hold for.")
+
+
+class CallIn(Strict):
+    account: AccountId
+    status: CallStatus
+    direction: Direction = Direction.INBOUND
+    connected_at: Moment | None = None
+    ended_at: Moment | None = None
+    transferred_at: Moment | None = None
+    hold_seconds: HoldSeconds = Decimal(0)
+    destination: _text(32) = ""
+    llm: _text(100) = ""
+    reservation_id: _text(32) = Field("", description="From the authorize answer, if any.")
+
+
+class RefundIn(Strict):
+    reason: _text(500) = ""
+
+
+class EventIn(Strict):
+    id: Id
+    account: AccountId
+    type: EventType
+    occurred_at: Moment
+    messages: Quantity | None = Field(None, description="chat: AI-generated messages.")
+    count: Quantity | None = Field(None, description="sms: messages sent.")
+    model: _text(100) = ""
+    provider: _text(50) = ""
+    input_tokens: Quantity | None = None
+    output_tokens: Quantity | None = None
+    start_within: _text(32) = ""
+    standard_price: MoneyIn | None = None
+    flex_price: MoneyIn | None = None
+
+
+class EventsIn(Strict):
+    events: list[EventIn] = Field(min_length=1, max_length=1000)
+
+
+# Responses ---------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str = Field(description="The HTTP status as a string.", examples=["402"])
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class AuthorizeOut(BaseModel):
+    allowed: bool
+    balance: Money
+    max_seconds: int | None = Field(None, description="Calls only: the longest affordable call.")
+    reservation_id: str | None = Field(None, description="Calls only: the credit hold.")
+    billable: bool
+
+
+class CallOut(BaseModel):
+    call_id: str
+    account: str
+    status: str
+    direction: str
+    billable_seconds: int
+    cost: Money
+    refunded: Money
+    explanation: dict[str, Any]
+
+
+class EventResultOut(BaseModel):
+    id: str
+    status: Literal["accepted", "duplicate", "rejected"]
+    cost: Money
+    reason: str | None = Field(None, description="Why an event was rejected.")
+    code: str | None = Field(None, description="Rejected only: 400, 404 or 409.")
+
+
+class EventsOut(BaseModel):
+    results: list[EventResultOut]
+
+
+class UsageOut(Loose):
+    period_start: str
+    period_end: str
+    minutes: str
+    calls: int
+    sms: int
+    chat_messages: int
+    input_tokens: int
+    output_tokens: int
+    cost: Money
+    allowance_used_minutes: str
+    allowance_remaining_minutes: str
+    balance: Money
+
+
+class BalanceOut(Loose):
+    balance: Money
+    held: Money
+    available: Money
+    currency: Literal["USD"]
+
+
+class PricingPlanOut(Loose):
+    code: str
+    name: str
+    billing_mode: str
+    rounding: str
+    minute_aggregation: bool
+
+
+class PricingOut(Loose):
+    plan: PricingPlanOut
+    rates: list[dict[str, Any]]
+    model_prices: list[dict[str, Any]]

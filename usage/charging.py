@@ -1,0 +1,347 @@
+"""Charging rated usage to an account while holding its row lock.
+
+A `ChargeSession` is opened inside a transaction for one locked account. It loads what rating
+needs once (plan, rate card, carries, the period's allowance), collects the ledger postings and
+rollup deltas of every item of the batch, and writes them all in `close()`: one balance update,
+one carry upsert, one rollup upsert, one bulk insert of ledger entries.
+
+Prepaid shortfall: usage that already happened is owed even when the balance cannot cover it.
+The charge takes what the balance holds and records the rest as `uncollected_micros` on the item,
+so a prepaid balance never goes below zero (SPEC L4) and the gap stays visible. Authorization
+and reservations (usage.gateway) keep that gap rare.
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cached_property
+
+from django.db.models import F, Sum
+
+from accounts.models import Account
+from billing.alerts import usage_charged
+from billing.ledger import Posting, apply_postings
+from billing.models import CreditGrant, Subscription
+from billing.periods import period_containing
+from billing.rates import ModelCatalog, RateCard
+from usage.models import Allowance, UsageCarry
+from usage.rating import Rating, savings_micros
+from usage.rollups import RollupDeltas, UnbilledDeltas
+
+
+@dataclass(frozen=True)
+class Charged:
+    charged_micros: int
+    uncollected_micros: int
+    posting: Posting | None
+
+
+class ChargeSession:
+    def __init__(
+        self,
+        *,
+        account: Account,
+        now: datetime,
+        catalog: ModelCatalog | None = None,
+        subscription: Subscription | None = None,
+        card: RateCard | None = None,
+    ):
+        """`subscription` (with its plan) and `card` may be read before the lock was taken,
+        to keep the lock short; rating state (carries, allowance) is read under it."""
+        self.account = account  # locked by the caller
+        self.now = now
+        if subscription is None:
+            subscription = Subscription.objects.select_related("plan").get(account=account)
+        self.subscription = subscription
+        self.plan = self.subscription.plan
+        self._card = card
+        self._catalog = catalog
+        self._carries: dict[tuple[str, str], int] | None = None
+        self._changed_carries: set[tuple[str, str]] = set()
+        self._allowance: Allowance | None = None
+        self._allowance_loaded = False
+        self._allowance_used = 0
+        self.postings: list[Posting] = []
+        self.rollups = RollupDeltas()
+        self.unbilled = UnbilledDeltas()
+        self._pending_debit = 0
+
+    @property
+    def card(self) -> RateCard:
+        """The account's rates, read on first use (token events need only the catalog)."""
+        if self._card is None:
+            self._card = RateCard(plan=self.plan, account=self.account)
+        return self._card
+
+    @property
+    def loaded_card(self) -> RateCard | None:
+        """The rate card if something read it already, else None."""
+        return self._card
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        if self._catalog is None:
+            self._catalog = ModelCatalog()
+        return self._catalog
+
+    # Carries (U4, U5) --------------------------------------------------------------------
+
+    @property
+    def carries(self) -> dict[tuple[str, str], int]:
+        if self._carries is None:
+            self._carries = {
+                (c.component, c.key): c.units
+                for c in UsageCarry.objects.filter(account=self.account)
+            }
+        return self._carries
+
+    def set_carries(self, carries: dict[tuple[str, str], int]) -> None:
+        for ident, units in carries.items():
+            if self.carries.get(ident, 0) != units:
+                self.carries[ident] = units
+                self._changed_carries.add(ident)
+
+    # Allowance (U9) ----------------------------------------------------------------------
+
+    @property
+    def allowance(self) -> Allowance | None:
+        if not self._allowance_loaded:
+            self._allowance = current_allowance(
+                account=self.account, subscription=self.subscription, now=self.now
+            )
+            self._allowance_loaded = True
+        return self._allowance
+
+    def allowance_remaining_seconds(self) -> int:
+        if self.allowance is None:
+            return 0
+        return self.allowance.remaining_seconds - self._allowance_used
+
+    def use_allowance(self, seconds: int) -> None:
+        self._allowance_used += seconds
+
+    # Charges -----------------------------------------------------------------------------
+
+    @cached_property
+    def _expired_micros(self) -> int:
+        """Credit past its expiry that the expiry job has not written off yet."""
+        return (
+            CreditGrant.objects.filter(
+                account=self.account, remaining_micros__gt=0, expires_at__lte=self.now
+            ).aggregate(total=Sum("remaining_micros"))["total"]
+            or 0
+        )
+
+    def spendable_micros(self) -> int:
+        """What the balance can still pay in this session (prepaid), ignoring holds.
+
+        Expired credit is not spendable even while it is still in the cached balance: posting
+        the debit writes it off first (billing.ledger), so counting it here would make that
+        debit overdraw the prepaid balance and fail instead of recording the shortfall.
+        """
+        return self.account.balance_micros - self._expired_micros - self._pending_debit
+
+    def charge(
+        self,
+        *,
+        rating: Rating,
+        kind: str,
+        cause,
+        description: str,
+        day: date,
+        component: str,
+        provider: str = "",
+        model: str = "",
+        output_tokens: int = 0,
+    ) -> Charged:
+        """Queue the debit of a rated item and its rollups; return what was (not) charged."""
+        cost = rating.cost_micros
+        if self.account.is_prepaid:
+            charged = max(min(cost, self.spendable_micros()), 0)
+        else:
+            charged = cost
+        self._pending_debit += charged
+        self.use_allowance(rating.allowance_seconds)
+        self.set_carries(rating.carries)
+        posting = None
+        if charged:
+            posting = Posting(
+                amount_micros=-charged, kind=kind, cause=cause, description=description
+            )
+            self.postings.append(posting)
+        self._count(rating, cost - charged, day, component, provider, model, output_tokens)
+        return Charged(charged_micros=charged, uncollected_micros=cost - charged, posting=posting)
+
+    def _count(self, rating, uncollected, day, component, provider, model, output_tokens):
+        account_id = self.account.pk
+        savings = savings_micros(rating)
+        self.rollups.add(
+            account_id=account_id,
+            day=day,
+            component=component,
+            provider=provider,
+            model=model,
+            items=1,
+            quantity=rating.billable_quantity,
+            output_tokens=output_tokens,
+            allowance_seconds=rating.allowance_seconds,
+            cost_micros=rating.cost_micros,
+            savings_micros=savings,
+        )
+        for line in rating.lines:
+            self.rollups.add(
+                account_id=account_id,
+                day=day,
+                component=line.component,
+                is_line=True,
+                provider=provider,
+                model=line.key,
+                items=1,
+                quantity=line.base_quantity,
+                cost_micros=line.amount_micros,
+            )
+            self.unbilled.add(
+                account_id=account_id,
+                component=line.component,
+                provider=provider,
+                model=line.key,
+                items=1,
+                quantity=line.base_quantity,
+                amount_micros=line.amount_micros,
+                savings_micros=savings,
+            )
+        if rating.allowance_seconds:
+            self.unbilled.add(
+                account_id=account_id,
+                component="allowance",
+                items=1,
+                quantity=rating.allowance_seconds,
+            )
+        if uncollected:
+            self.unbilled.add(
+                account_id=account_id, component="uncollected", items=1, amount_micros=-uncollected
+            )
+
+    def close(self) -> None:
+        """Write carries, allowance, rollups and ledger entries; call once, still locked."""
+        if self._changed_carries:
+            for component, key in sorted(self._changed_carries):
+                UsageCarry.objects.update_or_create(
+                    account=self.account,
+                    component=component,
+                    key=key,
+                    defaults={"units": self.carries[(component, key)]},
+                )
+        if self._allowance_used:
+            Allowance.objects.filter(pk=self.allowance.pk).update(
+                used_seconds=self.allowance.used_seconds + self._allowance_used
+            )
+            self.allowance.used_seconds += self._allowance_used
+            self._allowance_used = 0
+        if not self.account.is_prepaid:
+            # Postpaid usage is paid by any credit grants first (billing.ledger); that part
+            # is not owed on the invoice.
+            covered = min(self._pending_debit, max(self.account.balance_micros, 0))
+            if covered:
+                self.unbilled.add(
+                    account_id=self.account.pk, component="credits_applied", amount_micros=-covered
+                )
+        self.rollups.write()
+        unbilled = self.unbilled.total_micros()
+        self.unbilled.write()
+        if unbilled:
+            Account.objects.filter(pk=self.account.pk).update(
+                unbilled_micros=F("unbilled_micros") + unbilled
+            )
+            self.account.unbilled_micros += unbilled
+        if self.postings:
+            merged, merged_of = merge_postings(self.postings)
+            apply_postings(account=self.account, postings=merged, now=self.now)
+            for posting, into in zip(self.postings, merged_of, strict=True):
+                posting.entry = into.entry
+        usage_charged(
+            account=self.account,
+            subscription=self.subscription,
+            allowance=self._allowance,
+            charged_micros=self._pending_debit,
+            now=self.now,
+        )
+        self._pending_debit = 0
+
+
+def merge_postings(postings: list[Posting]) -> tuple[list[Posting], list[Posting]]:
+    """Return one posting per kind for the usage items of a batch, in order of first use, and
+    for each of `postings` the merged posting that took it in.
+
+    A batch of 100 requests is one ledger entry of their total, not 100 entries: the ledger
+    explains the balance, and each item keeps its own cost, explanation and a link to the entry
+    (U11). A kind with a single item keeps that item's posting, and so its cause link.
+    """
+    groups: dict[str, list[Posting]] = {}
+    for posting in postings:
+        groups.setdefault(posting.kind, []).append(posting)
+    merged_of_kind: dict[str, Posting] = {}
+    for kind, group in groups.items():
+        if len(group) == 1:
+            merged_of_kind[kind] = group[0]
+            continue
+        first, last = group[0].description, group[-1].description
+        merged_of_kind[kind] = Posting(
+            amount_micros=sum(p.amount_micros for p in group),
+            kind=kind,
+            description=f"{len(group)} items: {first} ... {last}",
+        )
+    return list(merged_of_kind.values()), [merged_of_kind[p.kind] for p in postings]
+
+
+def current_allowance(
+    *, account: Account, subscription: Subscription, now: datetime
+) -> Allowance | None:
+    """Return the period's allowance row, creating it (with any rollover) on first use.
+
+    Call with the account locked. Period close creates the rows eagerly; this covers usage that
+    arrives first.
+    """
+    plan = subscription.plan
+    if not plan.included_minutes:
+        return None
+    start, end = period_containing(anchor_day=subscription.anchor_day, moment=now)
+    allowance = Allowance.objects.filter(account=account, period_start=start).first()
+    if allowance is not None:
+        return allowance
+    rollover = 0
+    if subscription.rollover_enabled:
+        previous = (
+            Allowance.objects.filter(account=account, period_start__lt=start)
+            .order_by("-period_start")
+            .first()
+        )
+        if previous is not None and previous.period_end == start:
+            rollover = max(previous.remaining_seconds, 0)
+    return Allowance.objects.create(
+        account=account,
+        period_start=start,
+        period_end=end,
+        included_seconds=plan.included_minutes * 60,
+        rollover_seconds=rollover,
+    )
+
+
+def record_refund(
+    *, account: Account, day: date, component: str, model: str, amount_micros: int
+) -> None:
+    """Count a credit-back in the rollups and on the next invoice (account locked by caller)."""
+    rollups = RollupDeltas()
+    rollups.add(
+        account_id=account.pk,
+        day=day,
+        component=component,
+        model=model,
+        refunded_micros=amount_micros,
+    )
+    rollups.write()
+    unbilled = UnbilledDeltas()
+    unbilled.add(account_id=account.pk, component="refunds", items=1, amount_micros=-amount_micros)
+    unbilled.write()
+    Account.objects.filter(pk=account.pk).update(
+        unbilled_micros=F("unbilled_micros") - amount_micros
+    )

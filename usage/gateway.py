@@ -1,0 +1,188 @@
+"""Spending control: may this customer spend now, and for how long? (SPEC G1, G3)"""
+
+import math
+from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
+
+from django.conf import settings
+from django.db import transaction
+
+from accounts.models import Account, ApiKey
+from billing.alerts import current_period
+from billing.budgets import budget_refusal, reached_hard_budget
+from billing.ledger import lock_account
+from billing.models import Plan, RateComponent, Subscription
+from billing.periods import period_containing
+from billing.rates import RateCard
+from usage.charging import current_allowance
+from usage.key_lookup import context_of
+from usage.models import Allowance
+from usage.rating import FLEX_DURATION, FREE_ROUTING
+from usage.reports import Authorization, PaymentRequired, UsageError
+from usage.reservations import place_hold
+
+FEATURES = ("call", "chat", "sms", "llm", "embedding")
+# Longest call an authorization allows when credit is not the limit (postpaid, allowance).
+MAX_CALL_SECONDS = 4 * 3600
+# Seconds of call time one authorization holds credit for (G3).
+CALL_HOLD_SECONDS = getattr(settings, "CALL_HOLD_SECONDS", 300)
+
+
+def billing_page_url(account: Account) -> str:
+    return f"{settings.SITE_URL}/app/a/{account.public_id}/billing/"
+
+
+def is_billable(*, plan: Plan, card: RateCard, feature: str, provider: str, start_within: str, at):
+    """Return whether a request of this kind costs anything on the plan (free usage stays on)."""
+    if feature == "llm" and plan.commission_percent is not None:
+        routing = start_within.strip().lower()
+        if not routing or routing in FREE_ROUTING:
+            return False
+        if not FLEX_DURATION.match(routing):
+            raise UsageError(
+                "start_within is default, priority, auto or a duration like 00h-00m-30s.",
+                param="start_within",
+            )
+        return provider.strip().lower() not in plan.excluded_providers
+    if feature == "sms":
+        rate = card.rate(RateComponent.SMS, "", at)
+        return rate is not None and rate.price > 0
+    if feature == "chat":
+        return bool(plan.chat_messages_per_minute)
+    return True
+
+
+def call_price_per_minute(*, card: RateCard, model: str, at) -> Decimal:
+    """The per-minute price an authorization reserves against (destination not yet known)."""
+    if card.has_component(RateComponent.LLM):
+        llm = card.rate(RateComponent.LLM, model, at) if model else None
+        if llm is None:  # unknown until the call reports: reserve at the dearest LLM
+            prices = [card.rate(RateComponent.LLM, k, at) for k in card.keys(RateComponent.LLM)]
+            llm_price = max((r.price for r in prices if r is not None), default=Decimal(0))
+        else:
+            llm_price = llm.price
+        engine = card.rate(RateComponent.VOICE_ENGINE, "", at)
+        return llm_price + (engine.price if engine else Decimal(0))
+    flat = card.rate(RateComponent.CALL, "", at)
+    return flat.price if flat else Decimal(0)
+
+
+def authorize(
+    *,
+    api_key: ApiKey,
+    feature: str,
+    model: str,
+    provider: str,
+    start_within: str,
+    call_id: str,
+    now: datetime,
+) -> Authorization:
+    """Answer whether the key's account may start a call or request; hold credit for calls."""
+    if feature not in FEATURES:
+        raise UsageError(f"feature is one of {', '.join(FEATURES)}.", param="feature")
+    account = api_key.account
+    # Fresh from this request's key query (usage.key_lookup) when the API asked; else read.
+    context = context_of(api_key)
+    if context is not None and context.subscription is not None:
+        subscription = context.subscription
+    else:
+        subscription = Subscription.objects.select_related("plan").get(account=account)
+    plan = subscription.plan
+    # Rates are read only for the features whose answer depends on them (SMS, calls).
+    card = _LazyRateCard(plan=plan, account=account)
+    billable = is_billable(
+        plan=plan, card=card, feature=feature, provider=provider, start_within=start_within, at=now
+    )
+    if not billable:
+        return Authorization(allowed=True, balance_micros=account.balance_micros, billable=False)
+    if context is None or context.hard_budget_possible(
+        period_start=current_period(subscription=subscription, now=now)[0]
+    ):
+        budget = reached_hard_budget(
+            account=account, api_key=api_key, subscription=subscription, now=now
+        )
+        if budget is not None:
+            raise PaymentRequired(budget_refusal(budget))
+    if not account.is_prepaid:
+        if account.past_due_since is not None:
+            raise PaymentRequired(
+                "Your account is past due: an invoice could not be charged. Update your card at "
+                f"{billing_page_url(account)} to continue."
+            )
+        max_seconds = MAX_CALL_SECONDS if feature == "call" else None
+        return Authorization(True, account.balance_micros, max_seconds=max_seconds)
+    if feature != "call":
+        # Nothing is held for a request, so no lock is needed: a plain read of the balance
+        # answers (the key query's, when it read the account in this request), and the charge
+        # itself never overdraws (usage.charging).
+        if context is None:
+            account.balance_micros, account.held_micros = Account.objects.values_list(
+                "balance_micros", "held_micros"
+            ).get(pk=account.pk)
+        if account.balance_micros - account.held_micros > 0:
+            return Authorization(True, account.balance_micros)
+        if feature == "chat" and _allowance_left(
+            account=account, subscription=subscription, now=now
+        ):
+            return Authorization(True, account.balance_micros)
+        raise PaymentRequired(_no_credit_message(account))
+    with transaction.atomic():
+        account = lock_account(account.pk)
+        allowance = current_allowance(account=account, subscription=subscription, now=now)
+        allowance_seconds = max(allowance.remaining_seconds, 0) if allowance else 0
+        available = account.balance_micros - account.held_micros
+        per_minute = call_price_per_minute(card=card, model=model, at=now)
+        # WARNING (money): an exact fraction, not a Decimal: 0.10 USD/min is 1666.66...67 micros
+        # per second as a Decimal, and 300 s of it would hold 500,001 micros, not 500,000.
+        micros_per_second = Fraction(per_minute) * 1_000_000 / 60
+        if micros_per_second > 0:
+            affordable = int(max(available, 0) / micros_per_second)
+        else:
+            affordable = MAX_CALL_SECONDS
+        max_seconds = min(allowance_seconds + affordable, MAX_CALL_SECONDS)
+        if max_seconds < 1:
+            raise PaymentRequired(_no_credit_message(account))
+        hold_seconds = min(CALL_HOLD_SECONDS, max_seconds)
+        paid_seconds = max(hold_seconds - allowance_seconds, 0)
+        amount = min(math.ceil(paid_seconds * micros_per_second), max(available, 0))
+        reservation = place_hold(
+            account=account,
+            amount_micros=amount,
+            max_seconds=hold_seconds,
+            call_id=call_id,
+            api_key=api_key,
+            now=now,
+        )
+        return Authorization(
+            True,
+            account.balance_micros,
+            max_seconds=max_seconds,
+            reservation_id=reservation.public_id,
+        )
+
+
+class _LazyRateCard:
+    """A RateCard read from the database on first use."""
+
+    def __init__(self, *, plan: Plan, account: Account):
+        self._plan, self._account = plan, account
+        self._card: RateCard | None = None
+
+    def __getattr__(self, name):
+        if self._card is None:
+            self._card = RateCard(plan=self._plan, account=self._account)
+        return getattr(self._card, name)
+
+
+def _allowance_left(*, account: Account, subscription: Subscription, now: datetime) -> bool:
+    if not subscription.plan.included_minutes:
+        return False
+    start, _ = period_containing(anchor_day=subscription.anchor_day, moment=now)
+    allowance = Allowance.objects.filter(account=account, period_start=start).first()
+    # No row yet means nothing of this period's allowance was used.
+    return allowance is None or allowance.remaining_seconds > 0
+
+
+def _no_credit_message(account: Account) -> str:
+    return f"Insufficient credit. Add funds at {billing_page_url(account)} to continue."

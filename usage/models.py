@@ -1,0 +1,279 @@
+"""Metered usage, its rating, and what rating carries between items (SPEC U1-U11, G3)."""
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Account, ApiKey
+from billing.models import LedgerEntry
+
+
+class CallStatus(models.TextChoices):
+    IN_PROGRESS = "in_progress", "In progress"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    TRANSFERRED = "transferred", "Transferred"
+    NO_ANSWER = "no_answer", "No answer"
+    HANGUP_ON_VOICEMAIL = "hangup_on_voicemail", "Hung up on voicemail"
+    FAILED = "failed", "Failed"
+    SPAM = "spam", "Spam"
+
+
+FINAL_CALL_STATUSES = frozenset(
+    {
+        CallStatus.COMPLETED,
+        CallStatus.TRANSFERRED,
+        CallStatus.NO_ANSWER,
+        CallStatus.HANGUP_ON_VOICEMAIL,
+        CallStatus.FAILED,
+        CallStatus.SPAM,
+    }
+)
+
+
+class Direction(models.TextChoices):
+    INBOUND = "inbound", "Inbound"
+    OUTBOUND = "outbound", "Outbound"
+
+
+class Call(models.Model):
+    """A call reported by the platform; charged once, when it first reaches a final state (U2)."""
+
+    call_id = models.CharField(max_length=100, unique=True, help_text="The operator's id.")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="calls")
+    status = models.CharField(max_length=20, choices=CallStatus.choices)
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    connected_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    transferred_at = models.DateTimeField(null=True, blank=True)
+    hold_seconds = models.DecimalField(max_digits=12, decimal_places=3, default=0)
+    destination = models.CharField(max_length=32, blank=True)
+    llm = models.CharField(max_length=100, blank=True)
+    # Rating, filled when the call is final.
+    billable_seconds = models.PositiveIntegerField(default=0)
+    allowance_seconds = models.PositiveIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0, help_text="Rated cost.")
+    charged_micros = models.BigIntegerField(default=0, help_text="Taken from the balance.")
+    uncollected_micros = models.BigIntegerField(
+        default=0, help_text="Rated cost a prepaid balance could not cover."
+    )
+    explanation = models.JSONField(default=dict, blank=True)
+    final_hash = models.CharField(max_length=64, blank=True)
+    charged_at = models.DateTimeField(null=True, blank=True)
+    ledger_entry = models.ForeignKey(
+        LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    refunded_micros = models.BigIntegerField(default=0)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "-created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(refunded_micros__gte=0)
+                & Q(refunded_micros__lte=models.F("charged_micros")),
+                name="call_refund_within_charge",
+            ),
+        ]
+
+    def __str__(self):
+        return f"call {self.call_id} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_CALL_STATUSES
+
+
+class EventType(models.TextChoices):
+    CHAT = "chat", "Chat messages"
+    SMS = "sms", "SMS"
+    LLM = "llm", "LLM request"
+    EMBEDDING = "embedding", "Embedding request"
+
+
+class UsageEvent(models.Model):
+    """A rated usage event; `event_id` is the operator's id and claims idempotency (U10)."""
+
+    event_id = models.CharField(max_length=100, unique=True)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="usage_events")
+    type = models.CharField(max_length=10, choices=EventType.choices)
+    occurred_at = models.DateTimeField()
+    content_hash = models.CharField(max_length=64)
+    provider = models.CharField(max_length=50, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    quantity = models.BigIntegerField(
+        default=0, help_text="Messages, SMS count, or input tokens for LLM and embeddings."
+    )
+    output_tokens = models.BigIntegerField(default=0)
+    start_within = models.CharField(max_length=32, blank=True)
+    standard_price_micros = models.BigIntegerField(null=True, blank=True)
+    flex_price_micros = models.BigIntegerField(null=True, blank=True)
+    cost_micros = models.BigIntegerField(default=0)
+    charged_micros = models.BigIntegerField(default=0)
+    uncollected_micros = models.BigIntegerField(default=0)
+    explanation = models.JSONField(default=dict, blank=True)
+    ledger_entry = models.ForeignKey(
+        LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    refunded_micros = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "-occurred_at"])]
+
+    def __str__(self):
+        return f"{self.type} event {self.event_id}"
+
+
+class UsageCarry(models.Model):
+    """What rating carries from one item to the next, per account and rate component.
+
+    Seconds not yet making a whole minute under minute aggregation (U4), chat messages not yet
+    making a billable minute (U5). Changed only under the account's row lock.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="carries")
+    component = models.CharField(max_length=16)
+    key = models.CharField(max_length=100, blank=True, default="")
+    units = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "component", "key"], name="one_carry_per_component"
+            ),
+            models.CheckConstraint(condition=Q(units__gte=0), name="carry_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.component} {self.key} carry {self.units}"
+
+
+class Allowance(models.Model):
+    """Included seconds of call and chat time for one period of one account (U9)."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="allowances")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    included_seconds = models.BigIntegerField()
+    rollover_seconds = models.BigIntegerField(default=0)
+    used_seconds = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "period_start"], name="one_allowance_per_period"
+            ),
+            models.CheckConstraint(
+                condition=Q(used_seconds__gte=0)
+                & Q(used_seconds__lte=models.F("included_seconds") + models.F("rollover_seconds")),
+                name="allowance_used_within_included",
+            ),
+        ]
+
+    def __str__(self):
+        return f"allowance {self.used_seconds}/{self.total_seconds} s"
+
+    @property
+    def total_seconds(self) -> int:
+        return self.included_seconds + self.rollover_seconds
+
+    @property
+    def remaining_seconds(self) -> int:
+        return self.total_seconds - self.used_seconds
+
+
+class ReservationStatus(models.TextChoices):
+    HELD = "held", "Held"
+    SETTLED = "settled", "Settled"
+    RELEASED = "released", "Released"
+
+
+class Reservation(models.Model):
+    """Credit held by an authorized call until its final report or expiry (G3).
+
+    `Account.held_micros` is the sum of HELD reservations, kept under the account lock.
+    """
+
+    public_id = models.CharField(max_length=32, unique=True)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="reservations")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
+    call_id = models.CharField(max_length=100, blank=True)
+    amount_micros = models.BigIntegerField()
+    max_seconds = models.PositiveIntegerField()
+    status = models.CharField(
+        max_length=8, choices=ReservationStatus.choices, default=ReservationStatus.HELD
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["expires_at"], condition=Q(status="held"), name="held_expiring"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "call_id"],
+                condition=Q(status="held") & ~Q(call_id=""),
+                name="one_hold_per_call",
+            ),
+            models.CheckConstraint(condition=Q(amount_micros__gte=0), name="hold_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"hold {self.public_id} {self.amount_micros} ({self.status})"
+
+
+class UsageRollup(models.Model):
+    """Daily totals per account, component, provider and model; dashboards and invoices read
+    these, never raw items. Maintained in the same transaction as the rating."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="rollups")
+    day = models.DateField()
+    # Item rows (is_line false) count calls, messages, requests: component is call, chat, sms,
+    # llm, embedding or flex. Line rows price them: component is a rate component
+    # (call, llm, voice_engine, destination, chat, sms, input_tokens, output_tokens, commission).
+    is_line = models.BooleanField(default=False)
+    component = models.CharField(max_length=16)
+    provider = models.CharField(max_length=50, blank=True, default="")
+    model = models.CharField(max_length=100, blank=True, default="")
+    items = models.BigIntegerField(default=0)
+    quantity = models.BigIntegerField(
+        default=0, help_text="Billable seconds, messages, SMS, requests or input tokens."
+    )
+    output_tokens = models.BigIntegerField(default=0)
+    allowance_seconds = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+    savings_micros = models.BigIntegerField(default=0)
+    refunded_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "day", "is_line", "component", "provider", "model"],
+                name="one_rollup_per_day_and_component",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "day"])]
+
+    def __str__(self):
+        return f"{self.day} {self.component} {self.provider}/{self.model}"
+
+
+class RateLimitCounter(models.Model):
+    """Requests of one API key in one window, for the database-backed rate limiter (G2)."""
+
+    key_id = models.CharField(max_length=32)
+    window = models.BigIntegerField(help_text="Unix minute.")
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key_id", "window"], name="one_counter_per_window"),
+        ]
+
+    def __str__(self):
+        return f"{self.key_id} @ {self.window}: {self.count}"

@@ -1,0 +1,139 @@
+"""Reads for the API and the dashboard: usage, balance and pricing as plain data."""
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Q, Sum
+
+from accounts.models import Account
+from billing.models import ModelPrice, Rate, Subscription
+from billing.money import micros_to_api
+from billing.periods import period_containing
+from usage.models import Allowance, UsageRollup
+
+
+def balance_summary(*, account: Account) -> dict:
+    return {
+        "account": account.public_id,
+        "balance": micros_to_api(account.balance_micros),
+        "held": micros_to_api(account.held_micros),
+        "available": micros_to_api(account.balance_micros - account.held_micros),
+        "currency": "USD",
+        "billing_mode": account.billing_mode,
+    }
+
+
+def _minutes(seconds: int) -> str:
+    return str((Decimal(seconds) / 60).quantize(Decimal("0.01")))
+
+
+def usage_summary(*, account: Account, now: datetime) -> dict:
+    """The current period's usage from the daily rollups (never raw items)."""
+    subscription = Subscription.objects.select_related("plan").get(account=account)
+    start, end = subscription.current_period_start, subscription.current_period_end
+    if now >= end or now < start:
+        start, end = period_containing(anchor_day=subscription.anchor_day, moment=now)
+    rows = (
+        UsageRollup.objects.filter(
+            account=account, is_line=False, day__gte=start.date(), day__lt=end.date()
+        )
+        .values("component")
+        .annotate(
+            items=Sum("items"),
+            quantity=Sum("quantity"),
+            output_tokens=Sum("output_tokens"),
+            allowance_seconds=Sum("allowance_seconds"),
+            cost=Sum("cost_micros"),
+            refunded=Sum("refunded_micros"),
+        )
+    )
+    by = {row["component"]: row for row in rows}
+
+    def total(component, field):
+        return int((by.get(component) or {}).get(field) or 0)
+
+    tokens_in = total("llm", "quantity") + total("embedding", "quantity")
+    allowance = Allowance.objects.filter(account=account, period_start=start).first()
+    included = subscription.plan.included_minutes * 60
+    total_allowance = allowance.total_seconds if allowance else included
+    used = allowance.used_seconds if allowance else 0
+    return {
+        "account": account.public_id,
+        "period_start": start.isoformat(),
+        "period_end": end.isoformat(),
+        "minutes": _minutes(total("call", "quantity")),
+        "calls": total("call", "items"),
+        "sms": total("sms", "quantity"),
+        "chat_messages": total("chat", "quantity"),
+        "llm_requests": total("llm", "items") + total("flex", "items"),
+        "input_tokens": tokens_in,
+        "output_tokens": total("llm", "output_tokens"),
+        "cost": micros_to_api(sum(int(r["cost"] or 0) for r in by.values())),
+        "refunded": micros_to_api(sum(int(r["refunded"] or 0) for r in by.values())),
+        "allowance_minutes": _minutes(total_allowance),
+        "allowance_used_minutes": _minutes(used),
+        "allowance_remaining_minutes": _minutes(max(total_allowance - used, 0)),
+        "balance": micros_to_api(account.balance_micros),
+    }
+
+
+def _plain(price: Decimal) -> str:
+    """Return a price without trailing zeros and never in exponent form (10, not 1E+1)."""
+    return format(price.normalize(), "f")
+
+
+def pricing_for(*, account: Account, now: datetime) -> dict:
+    """The plan, its rates and the model prices that apply to the account now."""
+    plan = Subscription.objects.select_related("plan").get(account=account).plan
+    rates: dict[tuple[str, str], Rate] = {}
+    for rate in Rate.objects.filter(
+        Q(plan=plan) | Q(account=account), effective_from__lte=now
+    ).order_by("effective_from"):
+        ident = (rate.component, rate.key)
+        current = rates.get(ident)
+        # Account overrides win; otherwise the newest rate that has taken effect.
+        if current is None or rate.account_id or not current.account_id:
+            rates[ident] = rate
+    prices: dict[tuple[str, str], ModelPrice] = {}
+    for price in ModelPrice.objects.filter(effective_from__lte=now).order_by("effective_from"):
+        prices[(price.provider, price.model)] = price
+    return {
+        "plan": {
+            "code": plan.code,
+            "name": plan.name,
+            "billing_mode": plan.billing_mode,
+            "rounding": plan.rounding,
+            "minute_aggregation": plan.minute_aggregation,
+            "unanswered_flat_seconds": plan.unanswered_flat_seconds,
+            "outbound_calls_free": plan.outbound_calls_free,
+            "chat_messages_per_minute": plan.chat_messages_per_minute,
+            "included_minutes": plan.included_minutes,
+            "included_credit": micros_to_api(plan.included_credit_micros),
+            "minimum_topup": micros_to_api(plan.min_topup_micros),
+            "commission_percent": str(plan.commission_percent) if plan.commission_percent else None,
+            "commission_excluded_providers": sorted(plan.excluded_providers),
+            "minimum_charge": micros_to_api(plan.minimum_charge_micros),
+        },
+        "rates": [
+            {
+                "component": r.component,
+                "key": r.key,
+                "price": _plain(r.price),
+                "unit": "message" if r.component == "sms" else "minute",
+                "custom": bool(r.account_id),
+                "effective_from": r.effective_from.isoformat(),
+            }
+            for (_, _), r in sorted(rates.items())
+        ],
+        "model_prices": [
+            {
+                "provider": p.provider,
+                "model": p.model,
+                "kind": p.kind,
+                "input_per_million": _plain(p.input_per_million),
+                "output_per_million": _plain(p.output_per_million),
+                "effective_from": p.effective_from.isoformat(),
+            }
+            for _, p in sorted(prices.items())
+        ],
+    }
