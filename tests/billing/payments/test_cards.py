@@ -1,0 +1,76 @@
+"""Saved cards: a new card retries unpaid invoices at once and re-arms auto-top-up (P2, P5)."""
+
+from billing.cards import add_test_card, remove_card
+from billing.models import (
+    AutoTopUpSettings,
+    Invoice,
+    InvoiceKind,
+    InvoiceReason,
+    InvoiceStatus,
+    PaymentStatus,
+)
+from billing.payment_gateway import default_card
+from tests.conftest import NOW
+
+USD = 1_000_000
+
+
+def open_invoice(account):
+    return Invoice.objects.create(
+        account=account,
+        number=f"2026-{account.pk:06d}",
+        kind=InvoiceKind.INVOICE,
+        reason=InvoiceReason.THRESHOLD,
+        status=InvoiceStatus.OPEN,
+        period_start=NOW,
+        period_end=NOW,
+        idempotency_key=f"threshold:{account.pk}",
+        subtotal_micros=200 * USD,
+        total_micros=200 * USD,
+        amount_due_micros=200 * USD,
+        created_at=NOW,
+    )
+
+
+def test_adding_a_card_charges_the_unpaid_invoice_at_once(
+    make_account, django_capture_on_commit_callbacks
+):
+    account = make_account("voice-payg")
+    invoice = open_invoice(account)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        add_test_card(account=account, behaviour="succeed", now=NOW)
+
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID
+    assert invoice.payments.get().status == PaymentStatus.SUCCEEDED
+
+
+def test_a_new_card_rearms_auto_topup(make_account, django_capture_on_commit_callbacks):
+    account = make_account()
+    AutoTopUpSettings.objects.create(
+        account=account,
+        enabled=True,
+        threshold_micros=10 * USD,
+        amount_micros=20 * USD,
+        armed=False,
+        consecutive_failures=3,
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        add_test_card(account=account, behaviour="succeed", now=NOW)
+
+    row = AutoTopUpSettings.objects.get(account=account)
+    assert (row.armed, row.consecutive_failures) == (True, 0)
+
+
+def test_removing_the_default_card_promotes_the_newest_other(make_account):
+    account = make_account()
+    first = add_test_card(account=account, behaviour="succeed", now=NOW)
+    second = add_test_card(account=account, behaviour="decline", now=NOW)
+
+    remove_card(account=account, card_id=first.pk, now=NOW)
+
+    assert default_card(account) == second
+    second.refresh_from_db()
+    assert second.is_default

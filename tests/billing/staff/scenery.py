@@ -1,0 +1,79 @@
+"""What the staff-action tests share that is not a fixture: dates, the accounts' invoices and
+ledger rows, and every action by name (fixtures are in conftest.py).
+"""
+
+from datetime import timedelta
+
+from billing import staff
+from billing.collection import collect_invoice
+from billing.invoicing import invoice_thresholds
+from billing.models import Invoice, LedgerEntry, Plan, TopUp
+from tests.billing.staff_data import USD
+from tests.billing.usage_reports import report_usage_of_458_usd
+from tests.conftest import NOW
+
+SUPPORT_LIMIT = 100 * USD  # settings.SUPPORT_GRANT_LIMIT_MICROS by default
+ISSUED = NOW + timedelta(days=3)
+LATER = ISSUED + timedelta(hours=1)
+
+
+def topup_of(account) -> TopUp:
+    return TopUp.objects.select_related("grant", "account").get(account=account)
+
+
+def past_due_invoice(account, *, at) -> Invoice:
+    """Charge 458 USD of usage to the account, invoice it and fail to collect it."""
+    report_usage_of_458_usd(account, now=at)
+    [invoice] = invoice_thresholds(now=at)
+    collect_invoice(invoice_id=invoice.pk, now=at)
+    return Invoice.objects.get(pk=invoice.pk)
+
+
+def fresh_account(account):
+    return type(account).objects.get(pk=account.pk)
+
+
+def ledger_rows(account) -> list[tuple]:
+    return list(
+        LedgerEntry.objects.filter(account=account)
+        .order_by("pk")
+        .values_list("pk", "kind", "amount_micros", "balance_after_micros")
+    )
+
+
+# The actions, by name, as a test calls them: (actor, scene, key) -> Outcome ----------------------
+
+
+ACTIONS = {
+    "credit back": lambda actor, s, key: staff.credit_back(
+        account=s["account"], amount_micros=5 * USD, reason="r", actor=actor, key=key, now=NOW
+    ),
+    "grant": lambda actor, s, key: staff.grant_credit(
+        account=s["account"], amount_micros=5 * USD, reason="r", actor=actor, key=key, now=NOW
+    ),
+    "adjust": lambda actor, s, key: staff.adjust_balance(
+        account=s["account"], amount_micros=-5 * USD, reason="r", actor=actor, key=key, now=NOW
+    ),
+    "refund top-up": lambda actor, s, key: staff.refund_topup(
+        topup=s["topup"], amount_micros=5 * USD, reason="r", actor=actor, key=key, now=NOW
+    ),
+    "change plan": lambda actor, s, key: staff.change_plan(
+        account=s["account"],
+        plan=Plan.objects.get(code="voice-prepaid-plus"),
+        when="now",
+        reason="r",
+        actor=actor,
+        key=key,
+        now=NOW,
+    ),
+    "void": lambda actor, s, key: staff.void_invoice(
+        invoice=s["invoice"], reason="r", actor=actor, key=key, now=LATER
+    ),
+    "uncollectible": lambda actor, s, key: staff.mark_uncollectible(
+        invoice=s["invoice"], reason="r", actor=actor, key=key, now=LATER
+    ),
+    "resend": lambda actor, s, key: staff.resend_invoice(
+        invoice=s["invoice"], actor=actor, key=key, now=LATER
+    ),
+}
+FINANCE_ONLY = ["adjust", "refund top-up", "change plan", "void", "uncollectible"]

@@ -1,0 +1,290 @@
+"""The invoice and statement pages and their PDF (SPEC I1, D3): what a member reads."""
+
+import io
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.urls import reverse
+from pypdf import PdfReader
+
+from accounts.models import Role
+from billing.collection import collect_invoice
+from billing.invoice_display import format_quantity, period_label
+from billing.models import InvoicePayment, PaymentMethod, PaymentStatus
+from billing.payment_gateway import TestModeGateway
+from billing.period_close import close_periods
+from tests.billing.invoice_data import THRESHOLD_AT, threshold_invoice, two_statements
+
+
+def detail_url(invoice):
+    return reverse("billing:invoice_detail", args=[invoice.account.public_id, invoice.number])
+
+
+def pdf_url(invoice):
+    return reverse("billing:invoice_pdf", args=[invoice.account.public_id, invoice.number])
+
+
+def list_url(account):
+    return reverse("billing:invoice_list", args=[account.public_id])
+
+
+def pdf_text(response) -> str:
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/pdf"
+    reader = PdfReader(io.BytesIO(response.content))
+    return "\n".join(page.extract_text() for page in reader.pages)
+
+
+@pytest.fixture
+def owner(make_user):
+    return make_user()
+
+
+@pytest.fixture
+def postpaid(make_account, owner):
+    return make_account("voice-payg", owner=owner, name="Acme Voice")
+
+
+@pytest.fixture
+def invoice(postpaid):
+    return threshold_invoice(postpaid)
+
+
+@pytest.fixture
+def fresh_gateway(monkeypatch):
+    """The test-mode gateway remembers answers by key; start each test with none."""
+    monkeypatch.setattr(TestModeGateway, "_results", {})
+
+
+def test_invoice_page_shows_the_number_lines_and_totals(client, owner, invoice):
+    client.force_login(owner)
+
+    response = client.get(detail_url(invoice))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert f"Invoice {invoice.number}" in page
+    assert "Billing threshold reached" in page
+    assert "Open" in page
+    assert "15 Mar 2026 00:00 to 15 Mar 2026 12:05 UTC" in page
+    # Lines: minutes with two decimals, tokens as whole numbers, amounts with six decimals.
+    assert "Call minutes, LLM gpt-4o" in page
+    assert "1.00 min" in page
+    assert "90,000,000 tokens" in page
+    assert "1,234 tokens" in page
+    assert "$225.000000" in page
+    assert "$0.012340" in page
+    # Totals to the micro-dollar, the amount due in cents and the rounding between them.
+    assert "$225.152340" in page
+    assert "$225.15<" in page
+    assert "-$0.002340" in page
+
+
+def test_invoice_page_has_no_inline_script_or_style(client, owner, invoice):
+    client.force_login(owner)
+
+    page = client.get(detail_url(invoice)).content.decode()
+
+    # Scripts only from static files (the CSP allows nothing else); no inline style at all.
+    assert not re.search(r"<script(?![^>]*\bsrc=)", page)
+    assert "<style" not in page
+    assert "style=" not in page
+
+
+def test_invoice_list_links_every_invoice_newest_first(client, owner, postpaid, invoice):
+    close_periods(now=postpaid.subscription.current_period_end)
+    period_invoice = postpaid.invoices.get(reason="period")
+    client.force_login(owner)
+
+    response = client.get(list_url(postpaid))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert page.index(period_invoice.number) < page.index(invoice.number)
+    assert detail_url(invoice) in page
+    assert detail_url(period_invoice) in page
+    assert "$225.152340" in page
+    assert "$225.15" in page
+
+
+def test_invoice_list_without_invoices_says_so(client, owner, postpaid):
+    client.force_login(owner)
+
+    response = client.get(list_url(postpaid))
+
+    assert response.status_code == 200
+    assert "No invoices or statements yet" in response.content.decode()
+
+
+def test_pdf_opens_and_has_the_number_and_totals(client, owner, invoice):
+    client.force_login(owner)
+
+    response = client.get(pdf_url(invoice))
+
+    text = pdf_text(response)
+    assert f"Invoice {invoice.number}" in text
+    assert "90,000,000 tokens" in text
+    assert "$225.152340" in text
+    assert "Amount due $225.15" in text
+    assert "Rounding to cents -$0.002340" in text
+    assert response["Cache-Control"] == "private, no-store"
+    assert invoice.number in response["Content-Disposition"]
+
+
+def test_pdf_prints_account_names_beyond_latin_1(client, make_user, make_account):
+    owner = make_user()
+    account = make_account("voice-payg", owner=owner, name="Łódź Głos Sp. z o.o.")
+    invoice = threshold_invoice(account)
+    client.force_login(owner)
+
+    text = pdf_text(client.get(pdf_url(invoice)))
+
+    assert "Łódź Głos Sp. z o.o." in text
+
+
+def test_member_of_another_account_gets_404_for_page_list_and_pdf(
+    client, make_user, make_account, invoice
+):
+    stranger = make_user()
+    make_account("voice-payg", owner=stranger)
+    client.force_login(stranger)
+
+    assert client.get(detail_url(invoice)).status_code == 404
+    assert client.get(pdf_url(invoice)).status_code == 404
+    assert client.get(list_url(invoice.account)).status_code == 404
+
+
+def test_another_accounts_invoice_number_under_ones_own_account_is_404(
+    client, make_user, make_account, invoice
+):
+    stranger = make_user()
+    own = make_account("voice-payg", owner=stranger)
+    client.force_login(stranger)
+
+    own_detail = reverse("billing:invoice_detail", args=[own.public_id, invoice.number])
+    own_pdf = reverse("billing:invoice_pdf", args=[own.public_id, invoice.number])
+
+    assert client.get(own_detail).status_code == 404
+    assert client.get(own_pdf).status_code == 404
+
+
+def test_unknown_invoice_number_is_404(client, owner, postpaid):
+    client.force_login(owner)
+
+    url = reverse("billing:invoice_detail", args=[postpaid.public_id, "2026-999999"])
+
+    assert client.get(url).status_code == 404
+
+
+def test_signed_out_visitor_is_sent_to_log_in(client, invoice):
+    response = client.get(detail_url(invoice))
+
+    assert response.status_code == 302
+    assert reverse("account_login") in response["Location"]
+
+
+def test_viewer_and_parent_account_members_can_read_invoices(
+    client, make_user, make_account, add_member, plans
+):
+    parent_owner = make_user()
+    parent = make_account("voice-payg", owner=parent_owner)
+    child = make_account("voice-payg", parent=parent)
+    invoice = threshold_invoice(child)
+    viewer = make_user()
+    add_member(viewer, child, Role.VIEWER)
+
+    for user in (viewer, parent_owner):
+        client.force_login(user)
+        assert client.get(detail_url(invoice)).status_code == 200
+        assert client.get(pdf_url(invoice)).status_code == 200
+
+
+def test_statement_shows_opening_and_closing_balances(client, make_user, make_account):
+    owner = make_user()
+    account = make_account("voice-prepaid", owner=owner, credit_micros=50_000_000)
+    first, second = two_statements(account)
+    client.force_login(owner)
+
+    page = client.get(detail_url(second)).content.decode()
+    text = pdf_text(client.get(pdf_url(second)))
+
+    assert f"Statement {second.number}" in page
+    assert "Opening balance" in page
+    assert "$49.889333" in page
+    assert "Closing balance" in page
+    assert "$49.809333" in page
+    assert "Amount due" not in page
+    assert "Opening balance $49.889333" in text
+    assert "Usage $0.080000" in text
+    assert "Closing balance $49.809333" in text
+    first_page = client.get(detail_url(first)).content.decode()
+    assert "Credit movements" in first_page
+    assert "Promotional credit" in first_page
+    assert "$50.000000" in first_page
+    assert "1.38 min" in first_page
+
+
+def test_payments_show_each_attempt_with_status_and_date(
+    client, owner, postpaid, invoice, fresh_gateway
+):
+    PaymentMethod.objects.create(
+        account=postpaid,
+        gateway_id="test_decline",
+        last4="0002",
+        is_default=True,
+        test_behaviour="decline",
+    )
+    first_try_at = THRESHOLD_AT + timedelta(minutes=1)
+    collect_invoice(invoice_id=invoice.pk, now=first_try_at)
+    PaymentMethod.objects.filter(account=postpaid).update(removed_at=first_try_at, is_default=False)
+    PaymentMethod.objects.create(
+        account=postpaid,
+        gateway_id="test_visa",
+        last4="4242",
+        is_default=True,
+        test_behaviour="succeed",
+    )
+    collect_invoice(invoice_id=invoice.pk, now=datetime(2026, 3, 16, 9, 30, tzinfo=UTC))
+    assert list(InvoicePayment.objects.order_by("attempt").values_list("attempt", "status")) == [
+        (1, PaymentStatus.FAILED),
+        (2, PaymentStatus.SUCCEEDED),
+    ]
+    client.force_login(owner)
+
+    page = client.get(detail_url(invoice)).content.decode()
+    text = pdf_text(client.get(pdf_url(invoice)))
+
+    assert "Paid" in page
+    assert "Failed" in page
+    assert "Your card was declined." in page
+    assert "Succeeded" in page
+    assert "16 Mar 2026 09:30" in page
+    assert "Amount paid" in page
+    assert "Succeeded 16 Mar 2026 09:30 UTC $225.15" in text
+
+
+@pytest.mark.parametrize(
+    ("quantity", "unit", "text"),
+    [
+        (83, "second", "1.38 min"),
+        (3, "second", "0.05 min"),
+        (360_000, "second", "6,000.00 min"),
+        (1_234_567, "token", "1,234,567 tokens"),
+        (1, "message", "1 message"),
+        (12, "request", "12 requests"),
+        (0, "", ""),
+    ],
+)
+def test_quantities_read_in_their_unit(quantity, unit, text):
+    assert format_quantity(quantity, unit) == text
+
+
+def test_a_whole_month_reads_with_its_last_day_and_a_threshold_cut_with_times():
+    start = datetime(2026, 3, 15, tzinfo=UTC)
+
+    assert period_label(start, datetime(2026, 4, 15, tzinfo=UTC)) == "15 Mar 2026 to 14 Apr 2026"
+    assert (
+        period_label(start, datetime(2026, 3, 20, 8, 30, tzinfo=UTC))
+        == "15 Mar 2026 00:00 to 20 Mar 2026 08:30 UTC"
+    )

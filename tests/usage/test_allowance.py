@@ -1,0 +1,132 @@
+"""Included allowance on voice-enterprise: 6,000 minutes a period, overage, rollover (SPEC U9)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from billing.models import EntryKind, Subscription
+from tests.conftest import NOW
+from tests.usage.metering import (
+    balance,
+    call,
+    carries,
+    chat,
+    entries,
+    no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
+)
+from usage.calls import report_call
+from usage.charging import current_allowance
+from usage.events import ingest_events
+from usage.models import Allowance, UsageRollup
+from usage.selectors import usage_summary
+
+INCLUDED_SECONDS = 6000 * 60
+# The account opens on 15 March (NOW), so its periods run from the 15th to the 15th.
+NEXT_PERIOD = datetime(2026, 4, 15, tzinfo=UTC)
+
+
+@pytest.fixture
+def enterprise(make_account):
+    return make_account("voice-enterprise")
+
+
+def allowance_of(account, now=NOW) -> Allowance:
+    subscription = Subscription.objects.select_related("plan").get(account=account)
+    return current_allowance(account=account, subscription=subscription, now=now)
+
+
+def use_allowance(account, seconds, now=NOW):
+    allowance = allowance_of(account, now)
+    Allowance.objects.filter(pk=allowance.pk).update(used_seconds=seconds)
+
+
+def test_usage_within_the_allowance_costs_nothing_and_is_recorded_as_allowance_seconds(
+    enterprise,
+):
+    result, _ = report_call(report=call(enterprise, 125, llm="gpt-4o"), now=NOW)
+
+    assert result.billable_seconds == 125
+    assert result.allowance_seconds == 125
+    assert result.cost_micros == 0
+    assert result.explanation["paid_seconds"] == 0
+    assert entries(enterprise) == []
+    assert allowance_of(enterprise).used_seconds == 125
+    row = UsageRollup.objects.get(account=enterprise, is_line=False, component="call")
+    assert (row.quantity, row.allowance_seconds, row.cost_micros) == (125, 125, 0)
+    summary = usage_summary(account=enterprise, now=NOW)
+    assert summary["allowance_minutes"] == "6000.00"
+    assert summary["allowance_used_minutes"] == "2.08"
+
+
+def test_the_call_crossing_the_allowance_pays_only_the_overage(enterprise):
+    use_allowance(enterprise, INCLUDED_SECONDS - 50)
+
+    result, _ = report_call(report=call(enterprise, 125, llm="gpt-4o"), now=NOW)
+
+    assert result.allowance_seconds == 50
+    assert result.explanation["paid_seconds"] == 75
+    # Minute aggregation: 75 paid seconds are one billed minute and 15 carried seconds.
+    assert result.explanation["billing_events"] == {"llm:gpt-4o": 1, "voice_engine": 1}
+    assert carries(enterprise) == {("llm", "gpt-4o"): 15, ("voice_engine", ""): 15}
+    assert result.cost_micros == 50_000 + 90_000
+    assert allowance_of(enterprise).used_seconds == INCLUDED_SECONDS
+    assert [e.amount_micros for e in entries(enterprise, EntryKind.USAGE)] == [-140_000]
+
+
+def test_once_the_allowance_is_used_up_every_second_is_paid(enterprise):
+    use_allowance(enterprise, INCLUDED_SECONDS)
+
+    result, _ = report_call(report=call(enterprise, 120, llm="gpt-4o"), now=NOW)
+
+    assert result.allowance_seconds == 0
+    assert result.cost_micros == 2 * 140_000
+    assert balance(enterprise) == -280_000
+
+
+def test_chat_minutes_are_taken_from_the_allowance_too(enterprise):
+    [result] = ingest_events(reports=[chat(enterprise, 12)], now=NOW)
+
+    assert result.cost_micros == 0
+    assert allowance_of(enterprise).used_seconds == 2 * 60
+    assert carries(enterprise) == {("chat", ""): 2}
+
+
+def test_with_rollover_the_next_period_gets_the_unused_allowance(enterprise):
+    use_allowance(enterprise, 1000 * 60)  # 5,000 of the 6,000 minutes left unused
+    later = NEXT_PERIOD + timedelta(days=1)
+
+    result, _ = report_call(
+        report=call(enterprise, 60, llm="gpt-4o", connected_at=later - timedelta(hours=1)),
+        now=later,
+    )
+
+    assert result.cost_micros == 0
+    allowance = Allowance.objects.get(account=enterprise, period_start=NEXT_PERIOD)
+    assert allowance.included_seconds == INCLUDED_SECONDS
+    assert allowance.rollover_seconds == 5000 * 60
+    assert allowance.used_seconds == 60
+    summary = usage_summary(account=enterprise, now=later)
+    assert summary["allowance_minutes"] == "11000.00"
+    assert summary["allowance_remaining_minutes"] == "10999.00"
+
+
+def test_without_rollover_unused_allowance_expires_at_period_end(enterprise):
+    Subscription.objects.filter(account=enterprise).update(rollover_enabled=False)
+    use_allowance(enterprise, 60)
+    later = NEXT_PERIOD + timedelta(days=1)
+
+    allowance = allowance_of(enterprise, later)
+
+    assert allowance.period_start == NEXT_PERIOD
+    assert (allowance.included_seconds, allowance.rollover_seconds) == (INCLUDED_SECONDS, 0)
+
+
+def test_an_allowance_row_is_created_once_per_period(enterprise):
+    first = allowance_of(enterprise)
+    again = allowance_of(enterprise, NOW + timedelta(days=5))
+
+    assert first.pk == again.pk
+    assert (first.period_start, first.period_end) == (
+        datetime(2026, 3, 15, tzinfo=UTC),
+        NEXT_PERIOD,
+    )
