@@ -1,0 +1,382 @@
+"""Benchmark of the gateway API's hot path (issue: metering and rating). Prints its figures.
+
+    uv run python scripts/bench_api.py [--seconds 10] [--workers 4]
+
+What it does, all on this machine:
+1. Creates a fresh PostgreSQL database (BENCH_DATABASE_URL, default
+   postgres://postgres@127.0.0.1:5432/meterline_bench) and migrates it; Redis (REDIS_URL,
+   default redis://127.0.0.1:6379/14) backs the cache and rate limits as in production.
+2. Starts gunicorn with production settings (DEBUG off) and N sync workers on 127.0.0.1.
+3. Drives it from client processes on the same machine (keep-alive HTTP/1.1) and prints:
+   - reference figures from the same run: a plain Django JSON view without database
+     (`/healthz`) at 32 clients, and a raw `COPY` of the same rows the ingestion run wrote;
+   - batched ingestion: POST /api/v1/events, 100 LLM events per request, one hot account;
+     then checks that the balance is exact and the ledger clean;
+   - single call reports on one hot account from 32 clients (throughput, p50/p99);
+   - authorize at 4 clients (p50/p99) and at 32 clients (throughput vs the plain view);
+   - resident memory (RSS) of each web worker after the runs.
+The load generator shares the 2 cores with the server, so figures are lower bounds.
+"""
+
+import argparse
+import http.client
+import io
+import json
+import multiprocessing
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BENCH_DB = os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/meterline_bench"
+)
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
+SERVER_ENV = {
+    "DATABASE_URL": BENCH_DB,
+    "REDIS_URL": REDIS_URL,
+    "DEBUG": "false",
+    "SECRET_KEY": "bench-" + "x" * 60,
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "SECURE_SSL_REDIRECT": "false",
+    "LOG_LEVEL": "WARNING",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_database() -> None:
+    import psycopg
+
+    url = urlparse(BENCH_DB)
+    name = url.path.lstrip("/")
+    admin = BENCH_DB.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    # Test settings build dj-stripe's tables from one squashed migration (a minute faster);
+    # the server itself runs with the production settings.
+    env = {**os.environ, **SERVER_ENV, "DJANGO_SETTINGS_MODULE": "config.test_settings"}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True
+    )
+    subprocess.run([sys.executable, "manage.py", "createcachetable"], cwd=ROOT, env=env, check=True)
+
+
+def setup_django() -> None:
+    os.environ.update(SERVER_ENV)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    import django
+
+    django.setup()
+
+
+def create_fixtures() -> dict:
+    """Accounts and keys for the runs; rate limits lifted so they measure the server."""
+    from django.utils import timezone
+
+    from accounts.keys import issue_api_key
+    from accounts.models import KeyKind
+    from accounts.onboarding import create_account
+    from billing.example_plans import load_example_plans
+    from billing.models import Plan
+
+    load_example_plans()
+    Plan.objects.filter(code__in=["llm-api", "voice-prepaid"]).update(
+        rate_limits={"free": 10**9, "elevated": 10**9, "paid": 10**9}
+    )
+    now = timezone.now()
+    llm = create_account(
+        name="Bench LLM",
+        email="bench-llm@example.test",
+        plan=Plan.objects.get(code="llm-api"),
+        now=now,
+        credit_micros=10**12,
+    )
+    voice = create_account(
+        name="Bench Voice",
+        email="bench-voice@example.test",
+        plan=Plan.objects.get(code="voice-prepaid"),
+        now=now,
+        credit_micros=10**12,
+    )
+    platform = issue_api_key(kind=KeyKind.PLATFORM, name="bench", now=now).token
+    customer = issue_api_key(kind=KeyKind.CUSTOMER, name="bench", now=now, account=llm).token
+    return {
+        "llm": llm.public_id,
+        "voice": voice.public_id,
+        "platform": platform,
+        "customer": customer,
+        "llm_start_micros": llm.balance_micros,
+    }
+
+
+# Load generation ------------------------------------------------------------------------------
+
+
+def _client(args) -> tuple[int, list[float], int]:
+    port, requests, seconds, client_no = args
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < deadline:
+        method, path, body, headers = requests(client_no, i)
+        started = time.perf_counter()
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - started)
+        if response.status >= 300:
+            errors += 1
+            if errors < 3:
+                print(f"    HTTP {response.status} on {path}", file=sys.stderr)
+        i += 1
+    conn.close()
+    return i, latencies, errors
+
+
+def run_load(port: int, requests, *, clients: int, seconds: float) -> dict:
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(clients) as pool:
+        results = pool.map(_client, [(port, requests, seconds, c) for c in range(clients)])
+    elapsed = time.perf_counter() - started
+    latencies = sorted(lat for _, lats, _ in results for lat in lats)
+    count = sum(n for n, _, _ in results)
+    return {
+        "requests": count,
+        "rps": count / seconds,
+        "errors": sum(e for _, _, e in results),
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else 0,
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1] if latencies else 0,
+        "elapsed": elapsed,
+    }
+
+
+class Requests:
+    """Picklable request factories for the client processes."""
+
+    def __init__(self, fixtures: dict, run: str):
+        self.f = fixtures
+        self.run = run
+        # Ids unique to this run, so no two runs report the same call or event.
+        self.token = secrets.token_hex(4)
+
+    def __call__(self, client: int, i: int):
+        f = self.f
+        if self.run == "healthz":
+            return "GET", "/healthz", None, {}
+        if self.run == "authorize":
+            body = json.dumps({"feature": "llm", "model": "gpt-4o-mini", "provider": "openai"})
+            return "POST", "/api/v1/authorize", body, _headers(f["customer"])
+        if self.run == "events":
+            now = datetime.now(UTC).isoformat()
+            events = [
+                {
+                    "id": f"ev-{self.token}-{client}-{i}-{n}",
+                    "account": f["llm"],
+                    "type": "llm",
+                    "occurred_at": now,
+                    "model": "gpt-4o-mini",
+                    "provider": "openai",
+                    "input_tokens": 1000,
+                    "output_tokens": 200,
+                }
+                for n in range(100)
+            ]
+            return "POST", "/api/v1/events", json.dumps({"events": events}), _headers(f["platform"])
+        if self.run == "calls":
+            ended = datetime.now(UTC)
+            body = {
+                "account": f["voice"],
+                "status": "completed",
+                "direction": "inbound",
+                "connected_at": (ended - timedelta(seconds=83)).isoformat(),
+                "ended_at": ended.isoformat(),
+            }
+            return (
+                "PUT",
+                f"/api/v1/calls/call-{self.token}-{client}-{i}",
+                json.dumps(body),
+                _headers(f["platform"]),
+            )
+        raise ValueError(self.run)
+
+
+def _headers(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+# Reference: raw COPY ---------------------------------------------------------------------------
+
+
+def copy_reference(rows: int) -> float:
+    """Rows per second of a raw COPY of event-shaped rows into a scratch table."""
+    import psycopg
+
+    with psycopg.connect(BENCH_DB, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TEMP TABLE copy_ref (event_id text, account_id bigint, type text, "
+            "occurred_at timestamptz, content_hash text, model text, quantity bigint, "
+            "output_tokens bigint, cost_micros bigint)"
+        )
+        buffer = io.StringIO()
+        now = datetime.now(UTC).isoformat()
+        for n in range(rows):
+            buffer.write(f"ref-{n}\t1\tllm\t{now}\t{'a' * 64}\tgpt-4o-mini\t1000\t200\t270\n")
+        data = buffer.getvalue()
+        started = time.perf_counter()
+        with conn.cursor().copy("COPY copy_ref FROM STDIN") as copy:
+            copy.write(data)
+        return rows / (time.perf_counter() - started)
+
+
+def warm_up(port: int, fixtures: dict, *, workers: int) -> None:
+    """Wait for the server, then make every worker load its URLconf and connections."""
+    for _ in range(300):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            break
+        except OSError:
+            time.sleep(0.2)
+    for run in ("healthz", "authorize", "events", "calls"):
+        run_load(port, Requests(fixtures, run), clients=workers * 2, seconds=1)
+
+
+def worker_rss(master_pid: int) -> list[float]:
+    children = subprocess.run(
+        ["pgrep", "-P", str(master_pid)],  # the benchmark host's pgrep  # nosec B607
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    sizes = []
+    for pid in children:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(int(line.split()[1]) / 1024)
+    return sizes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--workers", type=int, default=4)
+    options = parser.parse_args()
+
+    print(
+        f"Meterline API benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{os.cpu_count()} cores, {options.workers} gunicorn workers"
+    )
+    prepare_database()
+    setup_django()
+    fixtures = create_fixtures()
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "-w",
+            str(options.workers),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **SERVER_ENV},
+    )
+    try:
+        warm_up(port, fixtures, workers=options.workers)
+        seconds = options.seconds
+        figures = {}
+        figures["plain_32"] = run_load(
+            port, Requests(fixtures, "healthz"), clients=32, seconds=seconds
+        )
+        figures["events_8"] = run_load(
+            port, Requests(fixtures, "events"), clients=8, seconds=seconds
+        )
+        figures["calls_32"] = run_load(
+            port, Requests(fixtures, "calls"), clients=32, seconds=seconds
+        )
+        figures["auth_4"] = run_load(
+            port, Requests(fixtures, "authorize"), clients=4, seconds=seconds
+        )
+        figures["auth_32"] = run_load(
+            port, Requests(fixtures, "authorize"), clients=32, seconds=seconds
+        )
+        rss = worker_rss(server.pid)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    from accounts.models import Account
+    from billing.ledger import ledger_drift
+    from usage.models import UsageEvent
+
+    events = UsageEvent.objects.filter(account__public_id=fixtures["llm"])
+    count = events.count()
+    cost = sum(events.values_list("cost_micros", flat=True))
+    balance = Account.objects.get(public_id=fixtures["llm"]).balance_micros
+    exact = balance == fixtures["llm_start_micros"] - cost
+    copy_rps = copy_reference(max(count, 10_000))
+
+    def line(name, f, extra=""):
+        print(
+            f"  {name:<44} {f['rps']:>9.0f} req/s  p50 {f['p50_ms']:6.1f} ms  "
+            f"p99 {f['p99_ms']:6.1f} ms  errors {f['errors']}{extra}"
+        )
+
+    print("\nReference figures (same run, same machine)")
+    line("plain JSON view, no database, 32 clients", figures["plain_32"])
+    print(f"  {'raw COPY of event rows':<44} {copy_rps:>9.0f} rows/s")
+    print("\nGateway API")
+    ev = figures["events_8"]
+    print(
+        f"  {'events, 100 per request, 8 clients':<44} {ev['rps'] * 100:>9.0f} events/s "
+        f"({ev['rps']:.0f} req/s, p99 {ev['p99_ms']:.1f} ms, errors {ev['errors']})"
+        "  target >= 20,000"
+    )
+    print(
+        f"  {'':<44} {count} events stored; balance exact: {exact}; "
+        f"ledger drift: {len(ledger_drift())} accounts"
+    )
+    line(
+        "call reports, one hot account, 32 clients",
+        figures["calls_32"],
+        "  target >= 1,000/s, p99 < 150 ms",
+    )
+    line("authorize, 4 clients", figures["auth_4"], "  target p99 < 10 ms")
+    ratio = figures["auth_32"]["rps"] / figures["plain_32"]["rps"]
+    line(
+        "authorize, 32 clients",
+        figures["auth_32"],
+        f"  = {ratio:.0%} of plain view (target >= 50%)",
+    )
+    print(
+        "\nWeb worker RSS after the runs: "
+        f"{', '.join(f'{r:.0f} MB' for r in rss)} (target < 150 MB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
