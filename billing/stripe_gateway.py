@@ -12,6 +12,7 @@ synced into it here, best-effort: a failed copy never loses a payment result.
 """
 
 import logging
+import os
 from dataclasses import dataclass
 
 import stripe
@@ -24,6 +25,17 @@ from billing.payment_gateway import ChargeOutcome, default_card
 logger = logging.getLogger(__name__)
 
 CURRENCY = "usd"
+
+
+def _forget_http_client() -> None:
+    # stripe-python keeps one module-wide HTTP client with pooled keep-alive connections. A process
+    # forked after a Stripe call (django-q2's workers, gunicorn with --preload) would share those
+    # sockets with its parent, and two processes writing to one connection read each other's
+    # answers: a refund came back as a balance transaction. A child starts with a client of its own.
+    stripe.default_http_client = None
+
+
+os.register_at_fork(after_in_child=_forget_http_client)
 
 
 class ProviderUnavailable(Exception):

@@ -236,3 +236,29 @@ def test_the_local_fake_answers_a_repeated_idempotency_key_with_the_first_object
 
     assert first.id == again.id
     assert other.id != first.id
+
+
+def _reuses_the_parents_client(parent_client, answer):
+    try:
+        stripe.Customer.create(email="child@example.test", api_key=settings.STRIPE_SECRET_KEY)
+        answer.put(stripe.default_http_client is parent_client)
+    finally:
+        answer.close()
+        answer.join_thread()
+
+
+def test_a_forked_process_does_not_share_the_parents_stripe_connections(localstripe):
+    # Sharing a keep-alive connection across processes crossed answers between them: in CI a
+    # concurrent refund read another process's balance transaction as its own refund.
+    stripe.Customer.create(email="parent@example.test", api_key=settings.STRIPE_SECRET_KEY)
+    parent_client = stripe.default_http_client
+    assert parent_client is not None
+    context = multiprocessing.get_context("fork")
+    answer = context.Queue()
+    child = context.Process(target=_reuses_the_parents_client, args=(parent_client, answer))
+    child.start()
+    reused = answer.get(timeout=60)
+    child.join(timeout=60)
+
+    assert (child.exitcode, reused) == (0, False)
+    assert stripe.default_http_client is parent_client  # the parent keeps its own
