@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Max
 
 from accounts.models import Account, BillingMode
 from billing.bulk_insert import insert_objects, insert_rows
 from billing.invoice_emails import invoices_issued
-from billing.ledger import lock_account
+from billing.ledger import lock_accounts
 from billing.models import (
     ALLOWED_TRANSITIONS,
     Invoice,
@@ -331,36 +331,61 @@ def accounts_over_threshold() -> list[int]:
     )
 
 
-def invoice_thresholds(*, now: datetime) -> list[Invoice]:
+# Accounts per threshold transaction: the sweep invoices them with a few statements per chunk.
+THRESHOLD_CHUNK = 500
+
+
+def invoice_thresholds(*, now: datetime, chunk: int = THRESHOLD_CHUNK) -> list[Invoice]:
     """Invoice every postpaid account over its threshold for all it accrued until now."""
+    due = accounts_over_threshold()
     invoices = []
-    for account_id in accounts_over_threshold():
-        invoice = invoice_threshold(account_id=account_id, now=now)
-        if invoice is not None:
-            invoices.append(invoice)
+    for offset in range(0, len(due), chunk):
+        invoices += _invoice_threshold_chunk(due[offset : offset + chunk], now=now)
     return invoices
 
 
-def invoice_threshold(*, account_id: int, now: datetime) -> Invoice | None:
+def _invoice_threshold_chunk(account_ids: list[int], *, now: datetime) -> list[Invoice]:
     with transaction.atomic():
-        account = lock_account(account_id)
-        subscription = Subscription.objects.select_related("plan").get(account=account)
-        threshold = subscription.plan.billing_threshold_micros
-        # Re-checked under the lock: a concurrent run may have invoiced it a moment ago.
-        if threshold is None or account.unbilled_micros < threshold:
-            return None
-        rows = unbilled_by_account([account.pk])[account.pk]
-        last_entry = LedgerEntry.objects.filter(account=account).order_by("-pk").first()
-        draft = draft_invoice(
-            account=account,
-            kind=InvoiceKind.INVOICE,
-            reason=InvoiceReason.THRESHOLD,
-            start=subscription.last_closed_at or subscription.current_period_start,
-            end=now,
-            rows=rows,
-            key=f"threshold:{account.public_id}:{last_entry.pk if last_entry else 0}",
-            now=now,
+        accounts = lock_accounts(account_ids)
+        subscriptions = {
+            s.account_id: s
+            for s in Subscription.objects.select_related("plan").filter(account_id__in=accounts)
+        }
+        # Re-checked under the locks: a concurrent run may have invoiced some a moment ago.
+        due = [
+            account
+            for account in accounts.values()
+            if account.billing_mode == BillingMode.POSTPAID
+            and (threshold := subscriptions[account.pk].plan.billing_threshold_micros) is not None
+            and account.unbilled_micros >= threshold
+        ]
+        if not due:
+            return []
+        ids = [account.pk for account in due]
+        unbilled = unbilled_by_account(ids)
+        # The key names the last entry invoiced: a second run before new usage finds the same
+        # key, and new usage after it makes a new one.
+        last_entries = dict(
+            LedgerEntry.objects.filter(account_id__in=ids)
+            .values("account_id")
+            .annotate(last=Max("pk"))
+            .values_list("account_id", "last")
         )
-        [invoice] = save_drafts([draft], now=now)
-        Subscription.objects.filter(pk=subscription.pk).update(last_closed_at=now)
-    return invoice
+        drafts = []
+        for account in due:
+            subscription = subscriptions[account.pk]
+            drafts.append(
+                draft_invoice(
+                    account=account,
+                    kind=InvoiceKind.INVOICE,
+                    reason=InvoiceReason.THRESHOLD,
+                    start=subscription.last_closed_at or subscription.current_period_start,
+                    end=now,
+                    rows=unbilled[account.pk],
+                    key=f"threshold:{account.public_id}:{last_entries.get(account.pk, 0)}",
+                    now=now,
+                )
+            )
+        invoices = save_drafts(drafts, now=now)
+        Subscription.objects.filter(account_id__in=ids).update(last_closed_at=now)
+    return invoices

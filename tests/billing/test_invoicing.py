@@ -5,8 +5,9 @@ import traceback
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Account
 from billing.invoicing import (
@@ -170,6 +171,30 @@ def test_the_threshold_sweep_finds_due_accounts_with_one_query(
         due = accounts_over_threshold()
 
     assert due == sorted(a.pk for a in over)
+
+
+def test_the_threshold_sweep_invoices_in_chunks_with_statements_per_chunk_not_per_account(
+    make_account,
+):
+    def sweep(count, *, chunk):
+        accounts = [make_account("voice-payg") for _ in range(count)]
+        for minutes, account in enumerate(accounts, start=1500):
+            report_minutes(account, minutes, now=LATER)  # 210.00 USD and up, 0.14 USD a minute
+        with CaptureQueriesContext(connection) as queries:
+            invoices = invoice_thresholds(now=LATER, chunk=chunk)
+        return accounts, invoices, len(queries)
+
+    sweep(1, chunk=10)  # the first invoice of the year also creates its number sequence
+    _, _, two_in_one_chunk = sweep(2, chunk=10)
+    accounts, invoices, five_in_one_chunk = sweep(5, chunk=10)
+    assert five_in_one_chunk == two_in_one_chunk
+
+    more, more_invoices, _ = sweep(5, chunk=2)  # three transactions
+    assert [(i.account_id, i.total_micros) for i in invoices + more_invoices] == [
+        (account.pk, (1500 + n) * 140_000) for account, n in zip(accounts + more, [*range(5)] * 2)
+    ]
+    assert [i.number for i in more_invoices] == [f"2026-{n:06d}" for n in range(9, 14)]
+    assert all(reload(account).unbilled_micros == 0 for account in accounts + more)
 
 
 # Totals (I1) ------------------------------------------------------------------------------------
