@@ -127,11 +127,21 @@ else:
         }
     }
 
+# A task running longer than Q_TIMEOUT seconds is stopped; one not acknowledged within Q_RETRY is
+# delivered again, so Q_RETRY must be longer, or a slow task would run twice at once.
+Q_TIMEOUT = env.int("Q_TIMEOUT", default=600)
+Q_RETRY = env.int("Q_RETRY", default=Q_TIMEOUT + 300)
+if not 0 < Q_TIMEOUT < Q_RETRY:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"Q_RETRY ({Q_RETRY} s) must be longer than Q_TIMEOUT ({Q_TIMEOUT} s), and both positive."
+    )
 Q_CLUSTER = {
     "name": "meterline",
     "workers": env.int("Q_WORKERS", default=2),
-    "timeout": 600,
-    "retry": 900,
+    "timeout": Q_TIMEOUT,
+    "retry": Q_RETRY,
     "max_attempts": 5,
     "catch_up": False,
     "ack_failures": True,

@@ -191,7 +191,8 @@ def test_the_threshold_sweep_invoices_in_chunks_with_statements_per_chunk_not_pe
 
     more, more_invoices, _ = sweep(5, chunk=2)  # three transactions
     assert [(i.account_id, i.total_micros) for i in invoices + more_invoices] == [
-        (account.pk, (1500 + n) * 140_000) for account, n in zip(accounts + more, [*range(5)] * 2)
+        (account.pk, (1500 + n) * 140_000)
+        for account, n in zip(accounts + more, [*range(5)] * 2, strict=True)
     ]
     assert [i.number for i in more_invoices] == [f"2026-{n:06d}" for n in range(9, 14)]
     assert all(reload(account).unbilled_micros == 0 for account in accounts + more)
