@@ -1,12 +1,9 @@
 """Background worker limits come from the environment (SPEC O1) and refuse a retry that is too
 short: django-q2 would deliver a task still running to a second worker."""
 
-import os
-import subprocess
-import sys
-
 import pytest
-from django.conf import settings
+
+from tests.settings_probe import run_settings_probe
 
 _PROBE = """
 import django
@@ -17,21 +14,7 @@ print(settings.Q_CLUSTER["timeout"], settings.Q_CLUSTER["retry"])
 
 
 def load_settings(**environment):
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("DJANGO_", "Q_")) and name not in ("DATABASE_URL", "REDIS_URL")
-    }
-    env.update(DJANGO_SETTINGS_MODULE="config.settings", **environment)
-    return subprocess.run(
-        [sys.executable, "-c", _PROBE],
-        cwd=settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_settings_probe(_PROBE, **environment)
 
 
 @pytest.mark.parametrize(

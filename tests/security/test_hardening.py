@@ -7,20 +7,17 @@ Production settings are loaded in a subprocess with the environment a production
 import hashlib
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
 
 import pytest
-from django.conf import settings as django_settings
 from django.test import Client
 
 from accounts.models import ApiKey
 from config.middleware import POLICY
 from tests.security.db_state import snapshot
 from tests.security.pages import ACCOUNT_PAGES, fill, signed_in, url_values
+from tests.settings_probe import run_settings_probe
 
 PASSWORD = "correct horse battery staple"
 
@@ -47,27 +44,11 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def production():
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        # Whatever the test run (or the developer's shell) set that production would not.
-        if not name.startswith(("DJANGO_", "DEBUG", "SECURE_", "SESSION_", "CSRF_", "METERLINE_"))
-        and name not in ("DATABASE_URL", "REDIS_URL")
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
+    result = run_settings_probe(
+        _PRODUCTION_PROBE,
         DEBUG="false",
         SECRET_KEY="production-probe-" + "x" * 40,
         ALLOWED_HOSTS="example.com",
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", _PRODUCTION_PROBE],
-        cwd=django_settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
