@@ -211,7 +211,18 @@ if env("STRIPE_API_HOST", default=""):
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 DJSTRIPE_SUBSCRIBER_MODEL = "accounts.Account"
+# Without Stripe keys, simulated payments stand in for Stripe (P6). That is the embedded default;
+# with DEBUG off they must be asked for by name, or a production host that merely lacks its
+# Stripe keys would let every customer add credit without paying.
 PAYMENTS_TEST_MODE = not STRIPE_SECRET_KEY
+if PAYMENTS_TEST_MODE and not DEBUG and not env.bool("PAYMENTS_TEST_MODE", default=False):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "STRIPE_SECRET_KEY is not set and DEBUG is off. Set the Stripe keys to take real payments, "
+        "or PAYMENTS_TEST_MODE=true to run with simulated payments (no real money: customers can "
+        "add credit without paying)."
+    )
 # Who charges saved cards off-session (auto-top-up, invoices): Stripe with keys, else test cards.
 PAYMENT_GATEWAY = (
     "billing.stripe_gateway.StripeGateway"

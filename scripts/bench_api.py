@@ -46,6 +46,7 @@ SERVER_ENV = {
     "DATABASE_URL": BENCH_DB,
     "REDIS_URL": REDIS_URL,
     "DEBUG": "false",
+    "PAYMENTS_TEST_MODE": "true",  # no Stripe keys here: simulated payments
     "SECRET_KEY": "bench-" + "x" * 60,
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "SECURE_SSL_REDIRECT": "false",

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Production-like settings for a benchmark process; DATABASE_URL is added per benchmark.
 BENCH_ENV = {
     "DEBUG": "false",
+    "PAYMENTS_TEST_MODE": "true",  # no Stripe keys here: simulated payments
     "SECRET_KEY": "bench-" + "x" * 60,
     "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
     "SECURE_SSL_REDIRECT": "false",

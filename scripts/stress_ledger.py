@@ -48,6 +48,7 @@ ENV = {
     "DATABASE_URL": STRESS_DB,
     "REDIS_URL": "",
     "DEBUG": "false",
+    "PAYMENTS_TEST_MODE": "true",  # no Stripe keys here: simulated payments
     "SECRET_KEY": "stress-" + "x" * 60,
     "LOG_LEVEL": "WARNING",
     # Test settings: dj-stripe's squashed migration, emails and card charges inline, no worker.

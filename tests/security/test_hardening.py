@@ -47,6 +47,7 @@ def production():
     result = run_settings_probe(
         _PRODUCTION_PROBE,
         DEBUG="false",
+        PAYMENTS_TEST_MODE="true",
         SECRET_KEY="production-probe-" + "x" * 40,
         ALLOWED_HOSTS="example.com",
     )
