@@ -31,7 +31,8 @@ def create_account(
     credit_micros: int = 0,
     actor: User | None = None,
 ) -> Account:
-    """Open an account on a plan, grant the plan's signup credit and any extra credit."""
+    """Open an account on a plan, grant the plan's signup credit (not to a subaccount) and any
+    extra credit."""
     name = name.strip()
     if not name:
         raise OnboardingError("An account needs a name.")
@@ -63,7 +64,9 @@ def create_account(
             account.refresh_from_db()
         if owner is not None:
             Membership.objects.create(user=owner, account=account, role=Role.OWNER, created_at=now)
-        if plan.signup_credit_micros:
+        # Signup credit welcomes a new customer once. A subaccount is an existing customer's
+        # (it can open dozens), so it gets none: otherwise every child would be free credit.
+        if plan.signup_credit_micros and parent is None:
             expires_at = (
                 now + timedelta(days=plan.signup_credit_expiry_days)
                 if plan.signup_credit_expiry_days

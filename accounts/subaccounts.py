@@ -36,7 +36,7 @@ def _depth(account: Account) -> int:
 def create_subaccount(
     *, parent: Account, name: str, plan_code: str, email: str, actor: User | None, now: datetime
 ) -> Account:
-    """Open a child account of `parent` on a public plan, with the plan's signup credit."""
+    """Open a child account of `parent` on a public plan (no signup credit: see create_account)."""
     plan = Plan.objects.filter(code=plan_code, is_public=True).first()
     if plan is None:
         raise SubaccountError("Choose one of the plans.")

@@ -24,7 +24,10 @@ def test_an_owner_creates_a_subaccount_on_a_plan_and_lands_on_it(client, make_ac
     assert response.status_code == 302
     assert response.url == f"/app/a/{child.public_id}/"
     assert child.name == "EU team" and child.subscription.plan.code == "llm-api"
-    assert child.balance_micros == 10 * USD  # the plan's signup credit
+    # No signup credit: a customer could otherwise open children for free credit (100 of them
+    # on llm-api would be 1,000 USD).
+    assert child.balance_micros == 0
+    assert not child.ledger_entries.exists()
     assert child.email == parent.email
     page = client.get(response.url).content.decode()
     assert "Subaccount of Parent" in page

@@ -127,7 +127,9 @@ def test_create_and_revoke_a_key(page, live_server, log_in, voice, owner, shot):
 
 
 def test_switch_to_a_subaccount(page, live_server, log_in, voice, owner, make_account, shot):
-    child = make_account("llm-api", owner=owner, parent=voice, name="Acme EU")
+    child = make_account(
+        "llm-api", owner=owner, parent=voice, name="Acme EU", credit_micros=10 * USD
+    )
     log_in(owner)
     page.goto(f"{live_server.url}/app/a/{voice.public_id}/subaccounts/")
     expect(page.locator("main table")).to_contain_text("Acme EU")
