@@ -280,6 +280,10 @@ def _statement(*, account, start, end, rows, moves, now) -> Draft:
     """A prepaid account's statement: opening balance, movements, closing balance."""
     lines = lines_from_unbilled(rows)
     position = len(lines)
+    # Call refunds are already among the usage lines (a negative "refunds" line, written with the
+    # credit-back); every other credit-back (staff, for example) is listed with the ledger lines.
+    refunds_in_usage = -sum(row.amount_micros for row in rows if row.component == "refunds")
+    listed = {**moves, EntryKind.REFUND: moves.get(EntryKind.REFUND, 0) - refunds_in_usage}
     for kind, label in (
         (EntryKind.TOPUP, "Top-ups"),
         (EntryKind.AUTO_TOPUP, "Auto-top-ups"),
@@ -287,17 +291,18 @@ def _statement(*, account, start, end, rows, moves, now) -> Draft:
         (EntryKind.PROMOTIONAL, "Promotional credit"),
         (EntryKind.ALLOWANCE, "Included credit"),
         (EntryKind.ADJUSTMENT, "Adjustments"),
+        (EntryKind.REFUND, "Credited back"),
         (EntryKind.TOPUP_REFUND, "Top-ups refunded to card"),
         (EntryKind.EXPIRY, "Expired credit"),
     ):
-        if moves.get(kind):
+        if listed.get(kind):
             position += 1
             lines.append(
                 LineDraft(
                     position=position,
                     component=f"ledger:{kind}",
                     description=label,
-                    amount_micros=moves[kind],
+                    amount_micros=listed[kind],
                 )
             )
     closing = account.balance_micros

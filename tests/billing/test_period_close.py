@@ -25,6 +25,7 @@ from billing.models import (
     UnbilledLine,
 )
 from billing.period_close import close_periods
+from billing.refunds import credit_back
 from tests.billing.usage_reports import (
     USD,
     add_card,
@@ -177,6 +178,35 @@ def test_a_prepaid_account_gets_a_statement_whose_opening_plus_movements_is_its_
         "ledger:topup": 20 * USD,
     }
     assert statement.total_micros == rated_costs(account) == 910_667
+
+
+def test_a_staff_credit_back_is_a_line_of_the_statement_and_a_call_refund_is_not_counted_twice(
+    make_account,
+):
+    account = make_account("voice-prepaid", credit_micros=50 * USD)
+    report_minutes(account, 10, now=DURING_FIRST, llm="")  # 0.80 USD
+    refunded = report_minutes(account, 5, now=DURING_FIRST, llm="")  # 0.40 USD, refunded
+    refund_call(call_id=refunded.call_id, now=DURING_FIRST)
+    credit_back(
+        account=reload(account),
+        amount_micros=3 * USD,
+        reason="Goodwill after an outage",
+        idempotency_key="goodwill-1",
+        now=DURING_FIRST,
+    )
+
+    close_periods(now=AFTER_FIRST)
+
+    [statement] = documents(account)
+    assert components(statement) == {
+        "call": 1_200_000,
+        "refunds": -400_000,
+        "ledger:promotional": 50 * USD,
+        "ledger:refund": 3 * USD,
+    }
+    opening, money_in_and_out, usage, closing = statement_balances(statement)
+    assert closing == reload(account).balance_micros == 50 * USD - 800_000 + 3 * USD
+    assert opening + money_in_and_out - usage == closing
 
 
 def test_the_next_statement_opens_at_the_previous_closing_balance(make_account):
