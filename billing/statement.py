@@ -4,11 +4,12 @@ Keyset pages over the (account, created_at) index, newest first.
 """
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 
 from django.db.models import Q, QuerySet
 
 from accounts.models import Account
+from billing.keyset import day_bounds, make_cursor, parse_cursor
 from billing.models import LedgerEntry
 from billing.money import micros_to_api
 
@@ -18,12 +19,11 @@ CSV_HEADER = ["created_at", "kind", "description", "amount_usd", "balance_after_
 
 def _entries(account: Account, start: date | None, end: date | None, kind: str) -> QuerySet:
     entries = LedgerEntry.objects.filter(account=account)
-    if start:
-        entries = entries.filter(created_at__gte=datetime.combine(start, time(0), UTC))
-    if end:
-        entries = entries.filter(
-            created_at__lt=datetime.combine(end + timedelta(days=1), time(0), UTC)
-        )
+    lower, upper = day_bounds(start, end)
+    if lower:
+        entries = entries.filter(created_at__gte=lower)
+    if upper:
+        entries = entries.filter(created_at__lt=upper)
     if kind:
         entries = entries.filter(kind=kind)
     return entries
@@ -40,11 +40,7 @@ def ledger_page(
 ) -> dict:
     """Return one page of ledger entries, newest first, and the cursor of the next one."""
     entries = _entries(account, start, end, kind)
-    moment, _, pk = cursor.partition("_")
-    try:
-        after = datetime.fromisoformat(moment), int(pk)
-    except ValueError:
-        after = None
+    after = parse_cursor(cursor)
     if after:
         entries = entries.filter(created_at__lte=after[0]).exclude(
             Q(created_at=after[0]) & Q(pk__gte=after[1])
@@ -54,7 +50,7 @@ def ledger_page(
     rows = rows[:page_size]
     return {
         "entries": rows,
-        "next_cursor": f"{rows[-1].created_at.isoformat()}_{rows[-1].pk}" if more else "",
+        "next_cursor": make_cursor(rows[-1].created_at, rows[-1].pk) if more else "",
         "is_first_page": after is None,
     }
 

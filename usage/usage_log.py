@@ -7,11 +7,12 @@ an OFFSET would read every row before the page.
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 
 from django.db.models import Q, QuerySet
 
 from accounts.models import Account
+from billing.keyset import day_bounds, make_cursor, parse_cursor
 from billing.money import micros_to_api
 from usage.explain import call_steps, event_steps
 from usage.models import Call, UsageEvent
@@ -30,25 +31,7 @@ class LogFilter:
 
 
 def _bounds(log_filter: LogFilter) -> tuple[datetime | None, datetime | None]:
-    start = datetime.combine(log_filter.start, time(0), UTC) if log_filter.start else None
-    end = (
-        datetime.combine(log_filter.end + timedelta(days=1), time(0), UTC)
-        if log_filter.end
-        else None
-    )
-    return start, end
-
-
-def _parse_cursor(cursor: str) -> tuple[datetime, int] | None:
-    moment, _, pk = (cursor or "").partition("_")
-    try:
-        return datetime.fromisoformat(moment), int(pk)
-    except ValueError:
-        return None
-
-
-def _cursor(moment: datetime, pk: int) -> str:
-    return f"{moment.isoformat()}_{pk}"
+    return day_bounds(log_filter.start, log_filter.end)
 
 
 def _calls(account: Account, log_filter: LogFilter) -> QuerySet[Call]:
@@ -84,7 +67,7 @@ def log_page(*, account: Account, log_filter: LogFilter, page_size: int = PAGE_S
     is_calls = log_filter.kind == "calls"
     items = _calls(account, log_filter) if is_calls else _events(account, log_filter)
     field = "created_at" if is_calls else "occurred_at"
-    after = _parse_cursor(log_filter.cursor)
+    after = parse_cursor(log_filter.cursor)
     if after is not None:
         moment, pk = after
         # (moment, pk) < cursor, written so the index on (account, -moment) does the work.
@@ -106,7 +89,7 @@ def log_page(*, account: Account, log_filter: LogFilter, page_size: int = PAGE_S
     return {
         "kind": log_filter.kind,
         "entries": entries,
-        "next_cursor": _cursor(getattr(rows[-1], field), rows[-1].pk) if more else "",
+        "next_cursor": make_cursor(getattr(rows[-1], field), rows[-1].pk) if more else "",
         "is_first_page": after is None,
     }
 
