@@ -126,19 +126,24 @@ def _mark_paid(*, invoice: Invoice, account: Account, now: datetime) -> None:
             description=f"Payment of invoice {invoice.number}",
             idempotency_key=f"invoice-payment:{invoice.pk}",
         )
-    other_failed = (
-        Invoice.objects.filter(
-            account=account,
-            kind=InvoiceKind.INVOICE,
-            status=InvoiceStatus.OPEN,
-            payments__status__in=[PaymentStatus.FAILED, PaymentStatus.REQUIRES_ACTION],
-        )
-        .exclude(pk=invoice.pk)
-        .exists()
-    )
-    if account.past_due_since and not other_failed:
+    keeping = invoices_keeping_past_due(account).exclude(pk=invoice.pk)
+    if account.past_due_since and not keeping.exists():
         # A successful payment lifts the pause at once (P5).
         Account.objects.filter(pk=account.pk).update(past_due_since=None)
+
+
+def invoices_keeping_past_due(account: Account):
+    """The account's invoices that keep it past due: unpaid, and a charge of them failed.
+
+    Unpaid means open or uncollectible: staff writing an invoice off as uncollectible stops the
+    dunning, not the debt, so usage stays paused until it is paid (or voided, which forgives it).
+    """
+    return Invoice.objects.filter(
+        account=account,
+        kind=InvoiceKind.INVOICE,
+        status__in=(InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE),
+        payments__status__in=(PaymentStatus.FAILED, PaymentStatus.REQUIRES_ACTION),
+    ).distinct()
 
 
 def _mark_failed(*, invoice: Invoice, account: Account, now: datetime) -> None:
@@ -174,14 +179,15 @@ def collect_due_invoices(*, now: datetime) -> int:
 
 def retry_account_invoices(*, account: Account, now: datetime) -> int:
     """Retry every unpaid invoice of an account at once, e.g. after it adds a card (P5)."""
+    unpaid = Invoice.objects.filter(
+        account=account,
+        kind=InvoiceKind.INVOICE,
+        status__in=(InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE),
+    )
     # An invoice with a pending attempt keeps its lease (see _claim_attempt).
-    Invoice.objects.filter(
-        account=account, kind=InvoiceKind.INVOICE, status=InvoiceStatus.OPEN
-    ).exclude(payments__status=PaymentStatus.PENDING).update(next_payment_attempt_at=now)
+    unpaid.exclude(payments__status=PaymentStatus.PENDING).update(next_payment_attempt_at=now)
     return sum(
         1
-        for invoice_id in Invoice.objects.filter(
-            account=account, kind=InvoiceKind.INVOICE, status=InvoiceStatus.OPEN
-        ).values_list("pk", flat=True)
+        for invoice_id in unpaid.order_by("pk").values_list("pk", flat=True)
         if collect_invoice(invoice_id=invoice_id, now=now) is not None
     )

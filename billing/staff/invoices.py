@@ -8,6 +8,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account, User
+from billing.collection import invoices_keeping_past_due
 from billing.invoicing import InvoiceError, transition
 from billing.ledger import lock_account, post_entry
 from billing.models import EntryKind, Invoice, InvoiceKind, InvoiceStatus, StaffAction
@@ -140,8 +141,5 @@ def _transition(*, invoice: Invoice, to: str, now: datetime, reason: str) -> Non
 
 
 def _lift_past_due_if_settled(account: Account) -> None:
-    unpaid = Invoice.objects.filter(
-        account=account, kind=InvoiceKind.INVOICE, status=InvoiceStatus.OPEN
-    ).exclude(payment_attempts=0)
-    if account.past_due_since and not unpaid.exists():
+    if account.past_due_since and not invoices_keeping_past_due(account).exists():
         Account.objects.filter(pk=account.pk).update(past_due_since=None)

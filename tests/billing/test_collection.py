@@ -15,9 +15,10 @@ from billing.collection import (
     _claim_attempt,
     collect_due_invoices,
     collect_invoice,
+    invoices_to_collect,
     retry_account_invoices,
 )
-from billing.invoicing import invoice_thresholds
+from billing.invoicing import invoice_thresholds, transition
 from billing.ledger import ledger_drift
 from billing.models import (
     EntryKind,
@@ -322,6 +323,47 @@ def test_the_account_stays_past_due_while_another_invoice_is_unpaid(make_account
     collect_invoice(invoice_id=first.pk, now=later)
     assert reload(account).past_due_since is None
     assert reload(account).balance_micros == 0
+
+
+def test_an_uncollectible_invoice_keeps_usage_paused_and_a_new_card_pays_it(
+    make_account, make_key, gateway
+):
+    account = past_due_flex_account(make_account)
+    [invoice] = Invoice.objects.filter(account=account)
+    transition(invoice=invoice, to=InvoiceStatus.UNCOLLECTIBLE, now=AFTER_FIRST)
+    flex = {"start_within": "00h-00m-30s", "now": AFTER_FIRST}
+
+    # Written off stops the dunning, not the debt.
+    assert invoices_to_collect(now=AFTER_FIRST + timedelta(days=30)) == []
+    assert reload(account).past_due_since is not None
+    assert not may_spend(reload(account), make_key, "llm", **flex)
+
+    PaymentMethod.objects.filter(account=account).update(test_behaviour=Card.SUCCEED)
+    assert retry_account_invoices(account=account, now=AFTER_FIRST + timedelta(hours=2)) == 1
+
+    assert fresh(invoice).status == InvoiceStatus.PAID
+    assert reload(account).past_due_since is None
+    assert may_spend(reload(account), make_key, "llm", **flex)
+
+
+def test_paying_one_invoice_keeps_the_pause_while_another_is_written_off_unpaid(
+    make_account, gateway
+):
+    account = make_account("voice-payg")
+    add_card(account, Card.DECLINE)
+    report_usage_of_458_usd(account, now=ISSUED)
+    [first] = invoice_thresholds(now=ISSUED)
+    collect_invoice(invoice_id=first.pk, now=ISSUED)
+    transition(invoice=fresh(first), to=InvoiceStatus.UNCOLLECTIBLE, now=ISSUED)
+    later = ISSUED + timedelta(days=2)
+    report_usage_of_458_usd(account, now=later)
+    [second] = invoice_thresholds(now=later)
+    PaymentMethod.objects.filter(account=account).update(test_behaviour=Card.SUCCEED)
+
+    collect_invoice(invoice_id=second.pk, now=later)
+
+    assert fresh(second).status == InvoiceStatus.PAID
+    assert reload(account).past_due_since == ISSUED  # the first is still owed
 
 
 # Crash safety (I3) ------------------------------------------------------------------------------
