@@ -97,6 +97,12 @@ def record_outcome(*, payment_id: int, outcome: ChargeOutcome, now: datetime) ->
         payment = InvoicePayment.objects.select_for_update().get(pk=payment_id)
         if payment.status != PaymentStatus.PENDING:
             return payment
+        if outcome.status == PaymentStatus.PENDING:
+            # Still processing at the provider: neither paid nor declined. The attempt stays
+            # pending under its lease, and the dunning job asks again (same key) when it ends.
+            payment.gateway_reference = outcome.reference or payment.gateway_reference
+            payment.save(update_fields=["gateway_reference"])
+            return payment
         invoice = Invoice.objects.select_for_update().get(pk=payment.invoice_id)
         payment.status = outcome.status
         payment.gateway_reference = outcome.reference

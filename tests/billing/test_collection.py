@@ -31,6 +31,7 @@ from billing.models import (
 from billing.models import (
     TestCardBehaviour as Card,
 )
+from billing.payment_gateway import ChargeOutcome
 from billing.period_close import close_periods
 from tests.billing.usage_reports import (
     USD,
@@ -427,6 +428,30 @@ def test_a_run_killed_after_the_charge_but_before_recording_it_charges_once(open
     assert InvoicePayment.objects.get().status == PaymentStatus.SUCCEEDED
     assert len(entries(account, EntryKind.INVOICE_PAYMENT)) == 1
     assert reload(account).balance_micros == 0
+
+
+def test_a_charge_still_processing_is_neither_paid_nor_declined_and_is_asked_again(
+    open_invoice, gateway, monkeypatch
+):
+    account = open_invoice.account
+    add_card(account)
+    answers = iter(
+        [ChargeOutcome("pending", reference="pi_processing"), ChargeOutcome("succeeded", "pi_1")]
+    )
+    monkeypatch.setattr(gateway, "charge_saved_card", lambda **request: next(answers))
+
+    [payment] = [collect_invoice(invoice_id=open_invoice.pk, now=ISSUED)]
+
+    assert (payment.status, payment.gateway_reference) == (PaymentStatus.PENDING, "pi_processing")
+    assert fresh(open_invoice).status == InvoiceStatus.OPEN
+    assert reload(account).past_due_since is None  # no pause, no "payment failed" email
+    assert not account.notifications.filter(kind__contains="failed").exists()
+    assert collect_due_invoices(now=ISSUED + PENDING_LEASE / 2) == 0  # its lease still runs
+
+    assert collect_due_invoices(now=ISSUED + PENDING_LEASE) == 1
+
+    assert InvoicePayment.objects.get().status == PaymentStatus.SUCCEEDED
+    assert fresh(open_invoice).status == InvoiceStatus.PAID
 
 
 def test_a_threshold_run_killed_after_issuing_makes_no_second_invoice_nor_charge(
