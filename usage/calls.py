@@ -227,7 +227,7 @@ def refund_call(*, call_id: str, now: datetime, reason: str = "") -> Call:
         call = Call.objects.get(pk=call.pk)
         if call.refunded_micros:
             return call
-        credit_back(
+        entry = credit_back(
             account=account,
             amount_micros=call.charged_micros,
             now=now,
@@ -242,7 +242,7 @@ def refund_call(*, call_id: str, now: datetime, reason: str = "") -> Call:
             day=rollup_day(call.connected_at or call.ended_at or call.charged_at),
             component="call",
             model=call.llm,
-            amount_micros=call.charged_micros,
+            entry=entry,
         )
     call.refresh_from_db()
     return call

@@ -20,7 +20,7 @@ from django.db.models import F, Sum
 from accounts.models import Account
 from billing.alerts import usage_charged
 from billing.ledger import Posting, apply_postings
-from billing.models import CreditGrant, Subscription
+from billing.models import CreditGrant, LedgerEntry, Subscription
 from billing.periods import period_containing
 from billing.rates import ModelCatalog, RateCard
 from usage.models import Allowance, UsageCarry
@@ -239,8 +239,13 @@ class ChargeSession:
             self._allowance_used = 0
         if not self.account.is_prepaid:
             # Postpaid usage is paid by any credit grants first (billing.ledger); that part
-            # is not owed on the invoice.
-            covered = min(self._pending_debit, max(self.account.balance_micros, 0))
+            # is not owed on the invoice. Only credit still valid now pays: posting the debit
+            # writes off credit past its expiry first, even before the expiry job has run,
+            # and the usage it would have paid becomes debt that must be invoiced.
+            credit = max(self.account.balance_micros, 0)
+            if credit:  # a balance at or below zero holds no grant: no query
+                credit = max(credit - self._expired_micros, 0)
+            covered = min(self._pending_debit, credit)
             if covered:
                 self.unbilled.add(
                     account_id=self.account.pk, component="credits_applied", amount_micros=-covered
@@ -327,21 +332,38 @@ def current_allowance(
 
 
 def record_refund(
-    *, account: Account, day: date, component: str, model: str, amount_micros: int
+    *, account: Account, day: date, component: str, model: str, entry: LedgerEntry
 ) -> None:
-    """Count a credit-back in the rollups and on the next invoice (account locked by caller)."""
+    """Count a credit-back (its ledger `entry`) in the rollups and, as far as it took the
+    place of an invoice, on the next one (account locked by caller)."""
+    amount = entry.amount_micros
     rollups = RollupDeltas()
     rollups.add(
         account_id=account.pk,
         day=day,
         component=component,
         model=model,
-        refunded_micros=amount_micros,
+        refunded_micros=amount,
     )
     rollups.write()
+    if account.is_prepaid:
+        # A statement lists every refund; nothing on it is owed.
+        off_unbilled = amount
+    else:
+        # WARNING (money): the credit-back already gave the amount back in the ledger, where
+        # it first repaid any debt and became spendable credit for the rest. Only the debt it
+        # repaid that is still waiting to be invoiced comes off the unbilled total. Taking off
+        # the rest too would credit it twice: the spendable part comes off later invoices as
+        # "credits applied", and the part that repaid an issued invoice comes back as credit
+        # when that invoice is paid. See docs/billing-rules.md, "Postpaid: what is owed".
+        debt_before = max(amount - entry.balance_after_micros, 0)
+        off_unbilled = min(amount, debt_before, max(account.unbilled_micros, 0))
+    if not off_unbilled:
+        return
     unbilled = UnbilledDeltas()
-    unbilled.add(account_id=account.pk, component="refunds", items=1, amount_micros=-amount_micros)
+    unbilled.add(account_id=account.pk, component="refunds", items=1, amount_micros=-off_unbilled)
     unbilled.write()
     Account.objects.filter(pk=account.pk).update(
-        unbilled_micros=F("unbilled_micros") - amount_micros
+        unbilled_micros=F("unbilled_micros") - off_unbilled
     )
+    account.unbilled_micros -= off_unbilled

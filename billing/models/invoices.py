@@ -15,8 +15,9 @@ class UnbilledLine(models.Model):
     `component` is a rate component (call, llm, voice_engine, destination, chat, sms,
     input_tokens, output_tokens, commission) or one of: uncollected (prepaid usage the balance
     could not cover, negative), credits_applied (postpaid usage paid by credit grants, negative),
-    refunds (credit-backs, negative), carried_forward (an amount under the minimum charge
-    carried from an earlier invoice, I4).
+    refunds (credit-backs of calls: all of it on a prepaid statement, on a postpaid invoice the
+    part that repaid debt not yet invoiced; negative), carried_forward (an amount under the
+    minimum charge carried from an earlier invoice, I4). See docs/billing-rules.md.
     """
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="unbilled_lines")

@@ -7,7 +7,7 @@ import pytest
 
 from billing.example_plans import EXAMPLES_EFFECTIVE_FROM
 from billing.ledger import post_entry
-from billing.models import CreditGrant, EntryKind, Rate, RateComponent
+from billing.models import CreditGrant, EntryKind, Rate, RateComponent, UnbilledLine
 from tests.conftest import NOW
 from tests.usage.metering import (
     CONNECTED_AT,
@@ -446,3 +446,50 @@ def test_a_shortfall_does_not_count_credit_that_has_expired_but_is_not_yet_writt
     assert balance(account) == 0
     assert [e.kind for e in entries(account)][-2:] == [EntryKind.EXPIRY, EntryKind.USAGE]
     assert not CreditGrant.objects.filter(account=account, remaining_micros__gt=0).exists()
+
+
+# Postpaid usage paid by credit (L5, L6, I1) ---------------------------------------------------
+# Ten minutes with gpt-4o on voice-payg: 10 x (0.05 + 0.09) = 1.40 USD.
+
+
+def grant_promotional_credit(account, amount_micros, *, expires_at):
+    post_entry(
+        account=account,
+        amount_micros=amount_micros,
+        kind=EntryKind.PROMOTIONAL,
+        now=NOW - timedelta(days=2),
+        grant_expires_at=expires_at,
+    )
+
+
+def unbilled(account) -> tuple[int, dict[str, int]]:
+    """Return the cached unbilled total and the unbilled lines by component."""
+    account.refresh_from_db(fields=["unbilled_micros"])
+    lines = UnbilledLine.objects.filter(account=account).values_list("component", "amount_micros")
+    return account.unbilled_micros, dict(lines)
+
+
+def test_postpaid_usage_is_owed_in_full_when_the_only_credit_expired_but_is_not_yet_written_off(
+    payg,
+):
+    grant_promotional_credit(payg, 1_400_000, expires_at=NOW - timedelta(minutes=10))
+
+    result = report(call(payg, 600, llm="gpt-4o"))
+
+    assert result.cost_micros == 1_400_000
+    assert balance(payg) == -1_400_000
+    assert unbilled(payg) == (1_400_000, {"llm": 500_000, "voice_engine": 900_000})
+    assert [e.kind for e in entries(payg)][-2:] == [EntryKind.EXPIRY, EntryKind.USAGE]
+
+
+def test_postpaid_usage_is_paid_only_by_the_credit_that_is_still_valid(payg):
+    grant_promotional_credit(payg, 500_000, expires_at=NOW - timedelta(minutes=10))
+    grant_promotional_credit(payg, USD, expires_at=NOW + timedelta(days=30))
+
+    report(call(payg, 600, llm="gpt-4o"))
+
+    assert balance(payg) == -400_000
+    assert unbilled(payg) == (
+        400_000,
+        {"llm": 500_000, "voice_engine": 900_000, "credits_applied": -USD},
+    )

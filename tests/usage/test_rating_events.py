@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from billing.example_plans import EXAMPLES_EFFECTIVE_FROM
+from billing.ledger import post_entry
 from billing.models import EntryKind, ModelKind, ModelPrice, Rate, RateComponent
 from tests.conftest import NOW
 from tests.usage.metering import (
@@ -249,3 +250,27 @@ def test_a_rejected_event_does_not_stop_the_rest_of_its_batch(llm_account):
     assert UsageEvent.objects.count() == 2
     assert balance(llm_account) == 10 * USD - 2_500 - 20_000
     assert stored(good).occurred_at == CONNECTED_AT
+
+
+# Postpaid usage paid by credit (L5, L6, I1) ---------------------------------------------------
+
+
+def test_postpaid_tokens_are_owed_in_full_when_the_only_credit_expired_but_is_not_written_off(
+    make_account,
+):
+    account = make_account("voice-payg")
+    post_entry(
+        account=account,
+        amount_micros=1_400_000,
+        kind=EntryKind.PROMOTIONAL,
+        now=NOW - timedelta(days=2),
+        grant_expires_at=NOW - timedelta(minutes=10),
+    )
+
+    [result] = ingest(tokens(account, "gpt-4o", input_tokens=560_000))  # at 2.50 USD/M
+
+    assert result.cost_micros == 1_400_000
+    assert balance(account) == -1_400_000
+    account.refresh_from_db(fields=["unbilled_micros"])
+    assert account.unbilled_micros == 1_400_000
+    assert [e.kind for e in entries(account)][-2:] == [EntryKind.EXPIRY, EntryKind.USAGE]
