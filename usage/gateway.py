@@ -20,13 +20,12 @@ from usage.key_lookup import context_of
 from usage.models import Allowance
 from usage.rating import FLEX_DURATION, FREE_ROUTING
 from usage.reports import Authorization, PaymentRequired, UsageError
-from usage.reservations import place_hold
+from usage.reservations import held_allowance_seconds, open_hold, place_hold
 
 FEATURES = ("call", "chat", "sms", "llm", "embedding")
-# Longest call an authorization allows when credit is not the limit (postpaid, allowance).
+# Longest call an authorization allows when credit is not the limit (postpaid, allowance), and
+# so the most credit one call's hold takes (G3).
 MAX_CALL_SECONDS = 4 * 3600
-# Seconds of call time one authorization holds credit for (G3).
-CALL_HOLD_SECONDS = getattr(settings, "CALL_HOLD_SECONDS", 300)
 
 
 def billing_page_url(account: Account) -> str:
@@ -34,8 +33,13 @@ def billing_page_url(account: Account) -> str:
 
 
 def is_billable(*, plan: Plan, card: RateCard, feature: str, provider: str, start_within: str, at):
-    """Return whether a request of this kind costs anything on the plan (free usage stays on)."""
-    if feature == "llm" and plan.commission_percent is not None:
+    """Return whether a request of this kind costs anything on the plan (free usage stays on).
+
+    The answer follows how the item would be rated (usage.events, usage.rating), so that
+    spending control pauses exactly what would be charged.
+    """
+    commission_plan = plan.commission_percent is not None
+    if feature == "llm" and commission_plan:
         routing = start_within.strip().lower()
         if not routing or routing in FREE_ROUTING:
             return False
@@ -50,7 +54,27 @@ def is_billable(*, plan: Plan, card: RateCard, feature: str, provider: str, star
         return rate is not None and rate.price > 0
     if feature == "chat":
         return bool(plan.chat_messages_per_minute)
+    if commission_plan:
+        # The customer's own provider keys pay for tokens (embeddings here): only the
+        # commission on flex requests is billed, and calls only if the plan prices them.
+        return feature == "call" and _calls_priced(card=card, at=at)
     return True
+
+
+def _calls_priced(*, card: RateCard, at) -> bool:
+    """Return whether any rate a call can be billed at is above zero."""
+    components = (
+        RateComponent.CALL,
+        RateComponent.LLM,
+        RateComponent.VOICE_ENGINE,
+        RateComponent.DESTINATION,
+    )
+    for component in components:
+        for key in card.keys(component):
+            rate = card.rate(component, key, at)
+            if rate is not None and rate.price > 0:
+                return True
+    return False
 
 
 def call_price_per_minute(*, card: RateCard, model: str, at) -> Decimal:
@@ -129,8 +153,23 @@ def authorize(
         raise PaymentRequired(_no_credit_message(account))
     with transaction.atomic():
         account = lock_account(account.pk)
+        existing = open_hold(account=account, call_id=call_id)
+        if existing is not None:
+            # A repeated authorization of the call: its hold already covers this promise, and
+            # answering from what is left would promise seconds nothing holds.
+            return Authorization(
+                True,
+                account.balance_micros,
+                max_seconds=existing.max_seconds,
+                reservation_id=existing.public_id,
+            )
         allowance = current_allowance(account=account, subscription=subscription, now=now)
-        allowance_seconds = max(allowance.remaining_seconds, 0) if allowance else 0
+        # Included seconds already promised to calls in progress are not there to promise again.
+        allowance_seconds = (
+            max(allowance.remaining_seconds - held_allowance_seconds(account=account), 0)
+            if allowance
+            else 0
+        )
         available = account.balance_micros - account.held_micros
         per_minute = call_price_per_minute(card=card, model=model, at=now)
         # WARNING (money): an exact fraction, not a Decimal: 0.10 USD/min is 1666.66...67 micros
@@ -143,13 +182,18 @@ def authorize(
         max_seconds = min(allowance_seconds + affordable, MAX_CALL_SECONDS)
         if max_seconds < 1:
             raise PaymentRequired(_no_credit_message(account))
-        hold_seconds = min(CALL_HOLD_SECONDS, max_seconds)
-        paid_seconds = max(hold_seconds - allowance_seconds, 0)
-        amount = min(math.ceil(paid_seconds * micros_per_second), max(available, 0))
+        # WARNING (money, G3): hold every second the answer allows, included seconds first, so
+        # the seconds all open authorizations promise never cost more than the credit and a
+        # call in parallel is offered only what this one cannot use. A hold shorter than
+        # max_seconds would let parallel calls each be promised the whole balance. The paid
+        # part fits the available credit (paid_seconds <= affordable), rounded up to the micro.
+        covered_seconds = min(allowance_seconds, max_seconds)
+        paid_seconds = max_seconds - covered_seconds
         reservation = place_hold(
             account=account,
-            amount_micros=amount,
-            max_seconds=hold_seconds,
+            amount_micros=math.ceil(paid_seconds * micros_per_second),
+            max_seconds=max_seconds,
+            allowance_seconds=covered_seconds,
             call_id=call_id,
             api_key=api_key,
             now=now,

@@ -203,6 +203,9 @@ class Reservation(models.Model):
     call_id = models.CharField(max_length=100, blank=True)
     amount_micros = models.BigIntegerField()
     max_seconds = models.PositiveIntegerField()
+    # Of max_seconds, the included seconds (U9) promised to this call: no other call may be
+    # promised them while the hold is open. The rest is paid for by amount_micros.
+    allowance_seconds = models.PositiveIntegerField(default=0)
     status = models.CharField(
         max_length=8, choices=ReservationStatus.choices, default=ReservationStatus.HELD
     )

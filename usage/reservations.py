@@ -8,7 +8,7 @@ itself, so the cached sum never drifts from the HELD rows.
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Sum
 
 from accounts.models import Account, ApiKey, new_public_id
 from billing.ledger import lock_account
@@ -16,6 +16,25 @@ from usage.models import Reservation, ReservationStatus
 
 # A hold outlives the seconds it covers by this much before the expiry job releases it.
 HOLD_GRACE = timedelta(minutes=15)
+
+
+def open_hold(*, account: Account, call_id: str) -> Reservation | None:
+    """Return the open hold of a call, if it has one."""
+    if not call_id:
+        return None
+    return Reservation.objects.filter(
+        account=account, call_id=call_id, status=ReservationStatus.HELD
+    ).first()
+
+
+def held_allowance_seconds(*, account: Account) -> int:
+    """Return the included seconds promised to calls whose holds are open (account locked)."""
+    return (
+        Reservation.objects.filter(account=account, status=ReservationStatus.HELD).aggregate(
+            total=Sum("allowance_seconds")
+        )["total"]
+        or 0
+    )
 
 
 def place_hold(
@@ -26,14 +45,15 @@ def place_hold(
     call_id: str,
     api_key: ApiKey | None,
     now: datetime,
+    allowance_seconds: int = 0,
 ) -> Reservation:
-    """Hold credit on a locked account. A call id holds at most once: a repeat returns it."""
-    if call_id:
-        existing = Reservation.objects.filter(
-            account=account, call_id=call_id, status=ReservationStatus.HELD
-        ).first()
-        if existing is not None:
-            return existing
+    """Hold credit and included seconds on a locked account for a call of up to `max_seconds`.
+
+    A call id holds at most once: a repeat returns its open hold.
+    """
+    existing = open_hold(account=account, call_id=call_id)
+    if existing is not None:
+        return existing
     reservation = Reservation.objects.create(
         public_id=new_public_id("hold"),
         account=account,
@@ -41,6 +61,7 @@ def place_hold(
         call_id=call_id,
         amount_micros=amount_micros,
         max_seconds=max_seconds,
+        allowance_seconds=allowance_seconds,
         created_at=now,
         expires_at=now + timedelta(seconds=max_seconds) + HOLD_GRACE,
     )

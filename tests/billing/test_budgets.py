@@ -129,8 +129,10 @@ def test_free_usage_stays_allowed_under_a_reached_hard_budget(make_account, make
     committed(report_flex_request, account)  # 20% of (0.1530 - 0.0810) = 0.0144 USD
 
     answer = ask(key, start_within="default")
+    embeddings = ask(key, feature="embedding", model="text-embedding-3-small")
 
     assert answer.allowed and not answer.billable
+    assert embeddings.allowed and not embeddings.billable
     with pytest.raises(PaymentRequired, match=re.escape("Flex: 0.01 USD")):
         ask(key, start_within="00h-00m-30s")
 

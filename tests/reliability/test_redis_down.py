@@ -77,7 +77,8 @@ def bearer(key) -> dict:
 def test_rate_limits_fail_open_and_say_so_in_the_log(
     redis_down, client, make_account, make_key, caplog
 ):
-    key = make_key(make_account(credit_micros=10 * USD), tier="free")  # 10 requests a minute
+    # 10 requests a minute; the credit pays for 12 calls' holds of 4 h (19.20 USD each).
+    key = make_key(make_account(credit_micros=250 * USD), tier="free")
     body = json.dumps({"feature": "call"})
 
     with caplog.at_level(logging.WARNING, logger="usage.ratelimit"):

@@ -1,16 +1,19 @@
 """Spending control at the gateway: who gets 402 and who may go on (SPEC G1)."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
 from accounts.models import Account
+from billing.example_plans import EXAMPLES_EFFECTIVE_FROM
 from billing.ledger import post_entry
-from billing.models import EntryKind
+from billing.models import EntryKind, Rate, RateComponent
 from tests.conftest import NOW
 from tests.usage.metering import (
     USD,
     balance,
+    embedding,
     no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
     tokens,
 )
@@ -109,6 +112,50 @@ def test_a_past_due_flex_router_account_keeps_free_routing_and_anthropic(
 
     assert answer.allowed
     assert not answer.billable
+
+
+@pytest.mark.parametrize("feature", ["embedding", "chat", "sms", "call"])
+def test_a_past_due_flex_router_account_keeps_everything_but_flex_requests(
+    make_account, make_key, feature
+):
+    # Flex-router bills only the commission on flex LLM requests: embeddings run on the
+    # customer's own provider keys and the plan prices no chat, SMS or call time.
+    account = make_account("flex-router")
+    key = make_key(account).api_key
+    make_past_due(account)
+
+    answer = ask(key, feature, provider="openai", model="text-embedding-3-small", call_id="c1")
+
+    assert (answer.allowed, answer.billable) == (True, False)
+
+
+def test_an_embedding_on_flex_router_is_charged_nothing_as_authorize_says(make_account, make_key):
+    account = make_account("flex-router")
+    key = make_key(account).api_key
+
+    answer = ask(key, "embedding", provider="openai", model="text-embedding-3-small")
+    [result] = ingest_events(reports=[embedding(account)], now=NOW)
+
+    assert not answer.billable
+    assert result.cost_micros == 0
+
+
+def test_a_commission_plan_with_a_call_price_still_pauses_calls_when_past_due(
+    make_account, make_key
+):
+    account = make_account("flex-router")
+    Rate.objects.create(
+        account=account,
+        component=RateComponent.CALL,
+        price=Decimal("0.05"),
+        effective_from=EXAMPLES_EFFECTIVE_FROM,
+    )
+    key = make_key(account).api_key
+    assert ask(key, "call", call_id="c1").billable
+    make_past_due(account)
+
+    with pytest.raises(PaymentRequired):
+        ask(key, "call", call_id="c2")
 
 
 def test_a_malformed_start_within_is_refused_by_authorize(make_account, make_key):
