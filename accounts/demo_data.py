@@ -485,7 +485,7 @@ def charge_final_calls(*, account_id: int, reports: list[CallReport]) -> None:
                 plan=session.plan,
                 card=session.card,
                 carries=session.carries,
-                allowance_remaining_seconds=session.allowance_remaining_seconds(),
+                allowance_remaining_seconds=session.allowance_remaining_seconds(at=at),
                 at=at,
             )
             call = Call(

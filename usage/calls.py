@@ -65,6 +65,9 @@ def _validate(report: CallReport, now: datetime) -> None:
         and report.transferred_at < report.connected_at
     ):
         raise UsageError("The call is transferred before it connects.", param="transferred_at")
+    # A transfer after the end contradicts the report; billing would silently ignore it.
+    if report.transferred_at and report.ended_at and report.transferred_at > report.ended_at:
+        raise UsageError("The call is transferred after it ends.", param="transferred_at")
 
 
 def report_call(*, report: CallReport, now: datetime) -> tuple[Call, bool]:
@@ -181,7 +184,7 @@ def _report_locked(
             plan=session.plan,
             card=session.card,
             carries=session.carries,
-            allowance_remaining_seconds=session.allowance_remaining_seconds(),
+            allowance_remaining_seconds=session.allowance_remaining_seconds(at=at),
             at=at,
         )
     settle_hold(

@@ -58,7 +58,6 @@ class ChargeSession:
         self._carries: dict[tuple[str, str], int] | None = None
         self._changed_carries: set[tuple[str, str]] = set()
         self._allowance: Allowance | None = None
-        self._allowance_loaded = False
         self._allowance_used = 0
         self.postings: list[Posting] = []
         self.rollups = RollupDeltas()
@@ -104,17 +103,56 @@ class ChargeSession:
 
     @property
     def allowance(self) -> Allowance | None:
-        if not self._allowance_loaded:
-            self._allowance = current_allowance(
-                account=self.account, subscription=self.subscription, now=self.now
-            )
-            self._allowance_loaded = True
+        """The allowance the last item rated used (the one `close()` writes and alerts on)."""
         return self._allowance
 
-    def allowance_remaining_seconds(self) -> int:
-        if self.allowance is None:
+    def allowance_remaining_seconds(self, *, at: datetime) -> int:
+        """Return what is left of the allowance of the period `at` (the item's time) is in.
+
+        An item uses its own period's included minutes, not those of the period it is
+        reported in (items may come 35 days late, U10), while that allowance is open.
+        """
+        if not self.plan.included_minutes:
             return 0
-        return self.allowance.remaining_seconds - self._allowance_used
+        start, _ = period_containing(anchor_day=self.subscription.anchor_day, moment=at)
+        if start < self._allowance_open_from:
+            return 0  # a late item of a settled period is paid usage
+        if self._allowance is None or self._allowance.period_start != start:
+            # A batch that spans two periods: write what it used of the first before switching.
+            self._write_allowance_used()
+            self._allowance = current_allowance(
+                account=self.account, subscription=self.subscription, now=at
+            )
+            self._allowance_open_from = max(self._allowance_open_from, start)
+        return self._allowance.remaining_seconds - self._allowance_used
+
+    @cached_property
+    def _allowance_open_from(self) -> datetime:
+        """Return the start of the earliest period whose allowance items may still use.
+
+        A period's allowance is settled once the next period's row is made (by period close,
+        or by the next period's first usage or authorization if that comes first): the new
+        row took over what was left as rollover, or let it expire, so using it afterwards
+        would count those minutes twice. Rows are made under the account lock, so reading
+        the latest here is exact; the subscription's current period (maybe read before the
+        lock) keeps out periods that have no row: before it began, or closed on another plan.
+        """
+        latest = (
+            Allowance.objects.filter(account=self.account)
+            .order_by("-period_start")
+            .values_list("period_start", flat=True)
+            .first()
+        )
+        current = self.subscription.current_period_start
+        return max(latest, current) if latest else current
+
+    def _write_allowance_used(self) -> None:
+        if self._allowance_used:
+            Allowance.objects.filter(pk=self._allowance.pk).update(
+                used_seconds=self._allowance.used_seconds + self._allowance_used
+            )
+            self._allowance.used_seconds += self._allowance_used
+            self._allowance_used = 0
 
     def use_allowance(self, seconds: int) -> None:
         self._allowance_used += seconds
@@ -231,12 +269,7 @@ class ChargeSession:
                     key=key,
                     defaults={"units": self.carries[(component, key)]},
                 )
-        if self._allowance_used:
-            Allowance.objects.filter(pk=self.allowance.pk).update(
-                used_seconds=self.allowance.used_seconds + self._allowance_used
-            )
-            self.allowance.used_seconds += self._allowance_used
-            self._allowance_used = 0
+        self._write_allowance_used()
         if not self.account.is_prepaid:
             # Postpaid usage is paid by any credit grants first (billing.ledger); that part
             # is not owed on the invoice. Only credit still valid now pays: posting the debit

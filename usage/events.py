@@ -145,7 +145,7 @@ def _rate(report: EventReport, session: ChargeSession) -> tuple[Rating, str, str
             plan=plan,
             card=session.card,
             carries=session.carries,
-            allowance_remaining_seconds=session.allowance_remaining_seconds(),
+            allowance_remaining_seconds=session.allowance_remaining_seconds(at=report.occurred_at),
         )
         return rating, EntryKind.USAGE, "chat"
     if report.type == EventType.SMS:

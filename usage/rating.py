@@ -82,16 +82,20 @@ def call_seconds(*, report: CallReport, plan: Plan) -> tuple[int, dict]:
     status = report.status
     if status in (CallStatus.FAILED, CallStatus.SPAM):
         return 0, {"rule": f"{status} calls are not billed"}
+    # Before the flat seconds of unanswered calls: a plan that makes outbound calls free
+    # bills no outbound call, answered or not.
+    if report.direction == Direction.OUTBOUND and plan.outbound_calls_free:
+        return 0, {"rule": "outbound calls are free on this plan"}
     if status in (CallStatus.NO_ANSWER, CallStatus.HANGUP_ON_VOICEMAIL):
         flat = plan.unanswered_flat_seconds
         return flat, {"rule": f"{status} calls are billed a flat {flat} s"}
-    if report.direction == Direction.OUTBOUND and plan.outbound_calls_free:
-        return 0, {"rule": "outbound calls are free on this plan"}
     if report.connected_at is None:
         return 0, {"rule": "the call never connected"}
     end = report.ended_at
     rule = "connect to end"
-    if status == CallStatus.TRANSFERRED and report.transferred_at is not None:
+    # A transfer ends the billed time whatever the final status says: a report may say
+    # `completed` and still carry the transfer. Validation refuses a transfer after the end.
+    if report.transferred_at is not None and (end is None or report.transferred_at < end):
         end = report.transferred_at
         rule = "connect to transfer (time after a transfer is free)"
     if end is None:

@@ -284,18 +284,22 @@ def report_one_minute(public_id, call_id):
 
 # Allowance (N2) -------------------------------------------------------------------------------
 
+# Calls use the included minutes of the period they connect in: a call of thousands of minutes
+# ending on the day the account opens would have started before it, so these report later.
+IN_FIRST_PERIOD = NOW + timedelta(days=5)
+
 
 def test_included_minutes_alert_at_80_and_100_percent_once_per_period(
     make_account, committed, mailoutbox
 ):
     account = make_account("voice-enterprise")  # 6,000 included minutes
 
-    committed(report_minutes, account, 4_799)
+    committed(report_minutes, account, 4_799, now=IN_FIRST_PERIOD)
     assert notices(account, "allowance_used") == []
-    committed(report_minutes, account, 1)  # 4,800: 80%
-    committed(report_minutes, account, 600)  # 90%: nothing new
-    committed(report_minutes, account, 600)  # 6,000: 100%
-    committed(report_minutes, account, 30)  # overage: nothing new
+    committed(report_minutes, account, 1, now=IN_FIRST_PERIOD)  # 4,800: 80%
+    committed(report_minutes, account, 600, now=IN_FIRST_PERIOD)  # 90%: nothing new
+    committed(report_minutes, account, 600, now=IN_FIRST_PERIOD)  # 6,000: 100%
+    committed(report_minutes, account, 30, now=IN_FIRST_PERIOD)  # overage: nothing new
 
     sent = notices(account, "allowance_used")
     start = Subscription.objects.get(account=account).current_period_start
@@ -312,9 +316,9 @@ def test_included_minutes_alert_at_80_and_100_percent_once_per_period(
 
 def test_the_next_period_alerts_again_against_its_allowance_with_rollover(make_account, committed):
     account = make_account("voice-enterprise")  # rollover on
-    committed(report_minutes, account, 4_800)
+    committed(report_minutes, account, 4_800, now=IN_FIRST_PERIOD)
 
-    next_month = NOW + timedelta(days=31)
+    next_month = IN_FIRST_PERIOD + timedelta(days=31)
     committed(report_minutes, account, 5_759, now=next_month)  # 1,200 rolled over: of 7,200
     assert len(notices(account, "allowance_used")) == 1
     committed(report_minutes, account, 1, now=next_month)  # 5,760 of 7,200: 80%
@@ -329,7 +333,7 @@ def test_a_batch_that_jumps_past_both_levels_sends_the_100_percent_email_only(
 ):
     account = make_account("voice-enterprise")
 
-    committed(report_minutes, account, 6_100)
+    committed(report_minutes, account, 6_100, now=IN_FIRST_PERIOD)
 
     assert [n.context["percent"] for n in notices(account, "allowance_used")] == [100]
 
@@ -355,7 +359,7 @@ def test_allowance_alerts_follow_the_email_choice(make_account, committed, mailo
     account = make_account("voice-enterprise")
     alerts.update_alert_settings(account=account, now=NOW, email_allowance=False)
 
-    committed(report_minutes, account, 4_800)
+    committed(report_minutes, account, 4_800, now=IN_FIRST_PERIOD)
 
     [notice] = notices(account, "allowance_used")
     assert notice.status == NotificationStatus.SKIPPED

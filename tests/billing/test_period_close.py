@@ -358,8 +358,8 @@ def test_enterprise_usage_within_the_included_minutes_is_free_and_shown_as_allow
 
 def test_enterprise_usage_beyond_the_6000_included_minutes_is_charged(make_account):
     account = make_account("voice-enterprise")
-    for n in range(6):
-        report_minutes(account, 1000, now=DURING_FIRST, ended_at=NOW + timedelta(days=n / 2))
+    for n in range(6):  # all connected in the first period, whose minutes they use
+        report_minutes(account, 1000, now=DURING_FIRST, ended_at=NOW + timedelta(days=1 + n / 3))
     report_minutes(account, 10, now=DURING_FIRST)  # overage: 10 min at 0.14
 
     close_periods(now=AFTER_FIRST)

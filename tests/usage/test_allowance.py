@@ -4,7 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from billing.models import EntryKind, Subscription
+from billing.models import EntryKind, Subscription, UnbilledLine
+from billing.period_close import close_periods
 from tests.conftest import NOW
 from tests.usage.metering import (
     balance,
@@ -130,3 +131,75 @@ def test_an_allowance_row_is_created_once_per_period(enterprise):
         datetime(2026, 3, 15, tzinfo=UTC),
         NEXT_PERIOD,
     )
+
+
+# Late usage (U9, U10): the allowance of the period the item happened in -------------------------
+
+LATE = NEXT_PERIOD - timedelta(hours=1)  # the last hour of the first period
+REPORTED = NEXT_PERIOD + timedelta(days=1)  # in the next period
+
+
+def test_a_late_call_uses_what_is_left_of_the_allowance_of_its_own_period(enterprise):
+    use_allowance(enterprise, INCLUDED_SECONDS - 50)
+
+    result, _ = report_call(
+        report=call(enterprise, 125, llm="gpt-4o", connected_at=LATE), now=REPORTED
+    )
+
+    assert result.allowance_seconds == 50
+    assert result.explanation["paid_seconds"] == 75
+    assert result.cost_micros == 140_000  # one aggregated minute at 0.05 + 0.09, 15 s carried
+    assert allowance_of(enterprise).used_seconds == INCLUDED_SECONDS
+    # The period it was reported in keeps all of its minutes.
+    assert not Allowance.objects.filter(account=enterprise, period_start=NEXT_PERIOD).exists()
+
+
+def test_a_late_call_from_a_closed_period_is_paid_and_leaves_both_allowances_alone(enterprise):
+    use_allowance(enterprise, 1000 * 60)
+    close_periods(now=NEXT_PERIOD + timedelta(hours=1))  # 5,000 minutes roll over
+
+    result, _ = report_call(
+        report=call(enterprise, 120, llm="gpt-4o", connected_at=LATE), now=REPORTED
+    )
+
+    assert result.allowance_seconds == 0
+    assert result.cost_micros == 2 * 140_000
+    assert allowance_of(enterprise).used_seconds == 1000 * 60
+    following = Allowance.objects.get(account=enterprise, period_start=NEXT_PERIOD)
+    assert (following.rollover_seconds, following.used_seconds) == (5000 * 60, 0)
+    # Charged after the close, so it is on the next invoice.
+    unbilled = UnbilledLine.objects.filter(account=enterprise).exclude(component="allowance")
+    assert {line.component: line.amount_micros for line in unbilled} == {
+        "llm": 100_000,
+        "voice_engine": 180_000,
+    }
+
+
+def test_a_late_call_after_the_next_period_s_allowance_started_is_paid(enterprise):
+    use_allowance(enterprise, 1000 * 60)
+    # Before period close: the next period's first call makes its row, rolling over 5,000 min.
+    report_call(report=call(enterprise, 60, llm="gpt-4o", connected_at=REPORTED), now=REPORTED)
+
+    result, _ = report_call(
+        report=call(enterprise, 120, llm="gpt-4o", connected_at=LATE), now=REPORTED
+    )
+
+    assert result.allowance_seconds == 0
+    assert result.cost_micros == 2 * 140_000
+    assert allowance_of(enterprise).used_seconds == 1000 * 60
+    following = Allowance.objects.get(account=enterprise, period_start=NEXT_PERIOD)
+    assert (following.rollover_seconds, following.used_seconds) == (5000 * 60, 60)
+
+
+def test_chat_in_one_batch_uses_the_allowance_of_each_message_s_period(enterprise):
+    use_allowance(enterprise, INCLUDED_SECONDS)  # the first period's minutes are used up
+
+    late, current = ingest_events(
+        reports=[chat(enterprise, 5, occurred_at=LATE), chat(enterprise, 5, occurred_at=REPORTED)],
+        now=REPORTED,
+    )
+
+    assert late.cost_micros == 90_000  # one chat minute at 0.09, paid
+    assert current.cost_micros == 0
+    assert allowance_of(enterprise).used_seconds == INCLUDED_SECONDS
+    assert allowance_of(enterprise, REPORTED).used_seconds == 60

@@ -83,6 +83,16 @@ def test_a_call_transferred_before_it_connects_is_refused(prepaid):
     assert refused(report).param == "transferred_at"
 
 
+@pytest.mark.parametrize("status", ["completed", "transferred"])
+def test_a_call_transferred_after_it_ends_is_refused(prepaid, status):
+    report = call(prepaid, 83, status=status, transferred_at=CONNECTED_AT + timedelta(seconds=84))
+
+    error = refused(report)
+
+    assert (error.status, error.param) == (400, "transferred_at")
+    assert error.message == "The call is transferred after it ends."
+
+
 def test_a_final_call_without_an_end_is_refused(prepaid):
     assert refused(call(prepaid, ended_at=None)).param == "ended_at"
 

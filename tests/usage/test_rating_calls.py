@@ -7,7 +7,7 @@ import pytest
 
 from billing.example_plans import EXAMPLES_EFFECTIVE_FROM
 from billing.ledger import post_entry
-from billing.models import CreditGrant, EntryKind, Rate, RateComponent, UnbilledLine
+from billing.models import CreditGrant, EntryKind, Plan, Rate, RateComponent, UnbilledLine
 from tests.conftest import NOW
 from tests.usage.metering import (
     CONNECTED_AT,
@@ -169,6 +169,32 @@ def test_unanswered_calls_bill_a_flat_5_seconds_on_voice_payg(payg, status):
     assert carries(payg) == {("llm", "gpt-4o"): 5, ("voice_engine", ""): 5}
 
 
+@pytest.mark.parametrize("status", ["no_answer", "hangup_on_voicemail"])
+def test_unanswered_outbound_calls_are_free_on_credits_monthly(make_account, status):
+    # The example plan bills unanswered calls 0 s; with 5 s (as the voice plans) an outbound
+    # one would cost 8,333 micros if the flat seconds came before the outbound rule.
+    Plan.objects.filter(code="credits-monthly").update(unanswered_flat_seconds=5)
+    account = make_account("credits-monthly", credit_micros=10 * USD)
+    before = balance(account)
+
+    result = report(call(account, 40, status=status, direction="outbound"))
+
+    assert result.billable_seconds == 0
+    assert result.cost_micros == 0
+    assert result.explanation["raw"]["rule"] == "outbound calls are free on this plan"
+    assert entries(account, EntryKind.USAGE) == []
+    assert balance(account) == before
+
+
+@pytest.mark.parametrize("status", ["no_answer", "hangup_on_voicemail"])
+def test_unanswered_outbound_calls_bill_a_flat_5_seconds_where_outbound_is_not_free(payg, status):
+    result = report(call(payg, 40, status=status, direction="outbound", llm="gpt-4o"))
+
+    assert result.billable_seconds == 5
+    assert result.explanation["raw"]["rule"] == f"{status} calls are billed a flat 5 s"
+    assert carries(payg) == {("llm", "gpt-4o"): 5, ("voice_engine", ""): 5}
+
+
 def test_twelve_unanswered_calls_on_voice_payg_make_one_billed_minute(payg):
     calls = [report(call(payg, 0, status="no_answer", llm="gpt-4o")) for _ in range(12)]
 
@@ -284,6 +310,26 @@ def test_a_transferred_call_stops_billing_at_transferred_at(prepaid):
     assert result.billable_seconds == 83
     assert result.cost_micros == 110_667
     assert "transfer" in result.explanation["raw"]["rule"]
+
+
+def test_a_completed_call_with_a_transfer_stops_billing_at_transferred_at(prepaid):
+    # The platform may report the call's final status as completed after a transfer: the
+    # time after the transfer is free whatever the status says.
+    result = report(call(prepaid, 600, transferred_at=CONNECTED_AT + timedelta(seconds=83)))
+
+    assert result.billable_seconds == 83
+    assert result.cost_micros == 110_667
+    assert result.explanation["raw"]["rule"] == (
+        "connect to transfer (time after a transfer is free)"
+    )
+    assert [e.amount_micros for e in entries(prepaid, EntryKind.USAGE)] == [-110_667]
+
+
+def test_a_transfer_at_the_moment_the_call_ends_bills_to_the_end(prepaid):
+    result = report(call(prepaid, 83, transferred_at=CONNECTED_AT + timedelta(seconds=83)))
+
+    assert result.billable_seconds == 83
+    assert result.cost_micros == 110_667
 
 
 def test_hold_seconds_are_subtracted_from_the_billed_time(prepaid):
