@@ -23,7 +23,12 @@ from ninja.parser import Parser
 from billing.api import router as billing_router
 from billing.money import micros_to_api
 from usage import calls, events, gateway, selectors
-from usage.api_errors import error_response, install_error_handlers
+from usage.api_errors import (
+    ApiError,
+    api_error_response,
+    error_response,
+    install_error_handlers,
+)
 from usage.api_schemas import (
     PRINTABLE,
     AuthorizeIn,
@@ -38,7 +43,7 @@ from usage.api_schemas import (
     RefundIn,
     UsageOut,
 )
-from usage.auth import RATE_LIMIT_ATTR, customer_key, platform_key
+from usage.auth import RATE_LIMIT_ATTR, admit_key, customer_key, platform_key
 from usage.models import Call
 from usage.reports import CallReport, EventReport
 
@@ -108,7 +113,9 @@ def _finish_response(view):
         try:
             response = view(request, *args, **kwargs)
         except Http404:
-            response = error_response(404, f"No API operation at {request.path}.")
+            response = _admit_unrouted(
+                request, error_response(404, f"No API operation at {request.path}.")
+            )
         if response.status_code == 405 and not response.get("Content-Type", "").startswith(
             "application/json"
         ):
@@ -117,6 +124,7 @@ def _finish_response(view):
                 405, f"{request.method} is not allowed here; allowed: {allow}."
             )
             response["Allow"] = allow
+            response = _admit_unrouted(request, response)
         status = getattr(request, RATE_LIMIT_ATTR, None)
         if status is not None:
             for name, value in status.headers.items():
@@ -126,13 +134,34 @@ def _finish_response(view):
     return wrapper
 
 
+def _admit_unrouted(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """Count a request that reached no operation (404, 405) if a valid customer key made it.
+
+    Every request of a customer key counts and is labelled (SPEC G2), as at OpenAI, but routing
+    answers before any operation checks the key, so it is checked here. A missing, wrong or
+    revoked key leaves the answer as it is: a caller without the secret learns nothing about
+    the key and spends nothing of its limit (admit_key counts only after the secret checks out).
+    """
+    if "Authorization" not in request.headers or hasattr(request, RATE_LIMIT_ATTR):
+        return response
+    try:
+        admit_key(request)
+    except ApiError as exc:
+        # Over the limit is a 429 on every path; any other refusal is about the key.
+        return api_error_response(exc) if exc.status == 429 else response
+    return response
+
+
 api = MeterlineAPI(
     title="Meterline API",
     version="1",
     description=(
         "Usage reports from the operator's platform and spending control for its customers. "
         "Authenticate with 'Authorization: Bearer KEY_ID:KEY_SECRET'. Money is a decimal string "
-        'in USD. Errors are {"error": {"message", "type", "code"}}; invalid input is 400.'
+        'in USD. Errors are {"error": {"message", "type", "code"}}; invalid input is 400. '
+        "Every request with a customer key counts against its per-minute limit, even one to an "
+        "unknown path or with the wrong method, and every answer to it carries x-ratelimit-* "
+        "headers."
     ),
     urls_namespace="api-v1",
     docs=LocalDocs(),

@@ -59,6 +59,13 @@ def error_response(status: int, message: str, *, type: str | None = None) -> Htt
     return HttpResponse(json.dumps(body), status=status, content_type="application/json")
 
 
+def api_error_response(exc: ApiError) -> HttpResponse:
+    response = error_response(exc.status, exc.message, type=exc.type)
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response
+
+
 def validation_message(errors: list[dict]) -> str:
     """Turn pydantic errors into one line: `events.0.input_tokens: Input should be ...`."""
     parts = []
@@ -77,10 +84,7 @@ def install_error_handlers(api: NinjaAPI) -> None:
 
     @api.exception_handler(ApiError)
     def api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
-        response = error_response(exc.status, exc.message, type=exc.type)
-        for name, value in exc.headers.items():
-            response[name] = value
-        return response
+        return api_error_response(exc)
 
     @api.exception_handler(UsageError)
     def usage_error(request: HttpRequest, exc: UsageError) -> HttpResponse:

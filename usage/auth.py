@@ -50,32 +50,43 @@ def key_from_request(request: HttpRequest) -> ApiKey:
         raise ApiError(401, str(exc)) from None
 
 
+def admit_key(request: HttpRequest) -> ApiKey:
+    """Return the request's key after recording its use and, for a customer key, counting the
+    request against the key's rate limit; the limit's status goes on the request (RATE_LIMIT_ATTR).
+
+    Raise a 401 ApiError for a missing or invalid key, a 429 one over the limit. Nothing is
+    counted before the secret checks out, so no caller spends another key's limit.
+    """
+    api_key = key_from_request(request)
+    now = timezone.now()
+    touch_last_used(api_key, now)
+    if api_key.kind == KeyKind.CUSTOMER:
+        # Every request of a customer key counts, whatever its fate, and every answer to
+        # one carries the limit headers (api.py adds them from this attribute).
+        context = context_of(api_key)
+        limit = None
+        if context is not None and context.subscription is not None:
+            limit = ratelimit.limit_from(
+                plan_limits=context.subscription.plan.rate_limits, tier=api_key.tier
+            )
+        status = ratelimit.hit(api_key=api_key, now=now, limit=limit)
+        setattr(request, RATE_LIMIT_ATTR, status)
+        if not status.allowed:
+            raise ApiError(
+                429,
+                f"Rate limit of {status.limit} requests per minute reached for this key; "
+                f"retry in {status.retry_after_seconds} s.",
+                headers={"Retry-After": str(status.retry_after_seconds)},
+            )
+    return api_key
+
+
 class _KeyAuth(HttpBearer):
     kind: str
     openapi_bearerFormat = "KEY_ID:KEY_SECRET"
 
     def __call__(self, request: HttpRequest) -> ApiKey:
-        api_key = key_from_request(request)
-        now = timezone.now()
-        touch_last_used(api_key, now)
-        if api_key.kind == KeyKind.CUSTOMER:
-            # Every request of a customer key counts, whatever its fate, and every answer to
-            # one carries the limit headers (api.py adds them from this attribute).
-            context = context_of(api_key)
-            limit = None
-            if context is not None and context.subscription is not None:
-                limit = ratelimit.limit_from(
-                    plan_limits=context.subscription.plan.rate_limits, tier=api_key.tier
-                )
-            status = ratelimit.hit(api_key=api_key, now=now, limit=limit)
-            setattr(request, RATE_LIMIT_ATTR, status)
-            if not status.allowed:
-                raise ApiError(
-                    429,
-                    f"Rate limit of {status.limit} requests per minute reached for this key; "
-                    f"retry in {status.retry_after_seconds} s.",
-                    headers={"Retry-After": str(status.retry_after_seconds)},
-                )
+        api_key = admit_key(request)
         if api_key.kind != self.kind:
             raise ApiError(403, self.wrong_kind_message)
         return api_key

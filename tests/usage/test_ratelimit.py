@@ -187,6 +187,68 @@ def test_every_answer_to_a_customer_key_carries_the_headers(client, free_key, ba
         assert answer["x-ratelimit-remaining-requests"] == str(max(0, 10 - number))
 
 
+def test_a_customer_key_asking_for_no_operation_is_counted_and_labelled(client, free_key, backend):
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {free_key.token}"}
+    with time_machine.travel(mid_minute(), tick=False):
+        answers = [
+            client.get("/api/v1/no-such-thing", **auth),
+            client.delete("/api/v1/balance", **auth),
+            client.get("/api/v1/calls/c", **auth),
+            client.get("/api/v1/balance", **auth),
+        ]
+
+    assert [a.status_code for a in answers] == [404, 405, 405, 200]
+    assert [a["x-ratelimit-remaining-requests"] for a in answers] == ["9", "8", "7", "6"]
+    assert all(a["x-ratelimit-limit-requests"] == "10" for a in answers)
+    assert answers[1]["Allow"] == "GET"
+
+
+def test_a_customer_key_over_its_limit_gets_429_on_any_path(client, free_key, backend):
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {free_key.token}"}
+    with time_machine.travel(mid_minute(), tick=False):
+        for _ in range(10):
+            get_balance(client, free_key.token)
+        unknown = client.get("/api/v1/no-such-thing", **auth)
+        wrong_method = client.delete("/api/v1/balance", **auth)
+
+    for answer in (unknown, wrong_method):
+        assert answer.status_code == 429
+        assert answer.json()["error"]["type"] == "rate_limit_error"
+        assert answer["Retry-After"] == "30"
+        assert answer["x-ratelimit-remaining-requests"] == "0"
+    assert ratelimit.recent_429_counts([free_key.api_key.key_id]) == {free_key.api_key.key_id: 2}
+
+
+def test_no_operation_answers_tell_a_caller_without_the_secret_nothing(
+    client, free_key, make_key, backend
+):
+    key_id, secret = free_key.token.split(":")
+    forged = f"{key_id}:{secret[:-1]}{'b' if secret[-1] == 'a' else 'a'}"
+    revoked = make_key(free_key.api_key.account)
+    revoked.api_key.revoked_at = timezone.now()
+    revoked.api_key.save(update_fields=["revoked_at"])
+    anonymous = client.get("/api/v1/no-such-thing")
+    with time_machine.travel(mid_minute(), tick=False):
+        answers = [
+            client.get("/api/v1/no-such-thing", HTTP_AUTHORIZATION=authorization)
+            for authorization in (
+                f"Bearer {forged}",
+                f"Bearer {revoked.token}",
+                f"Bearer {make_key().token}",  # a platform key has no limit to report
+                "Bearer not-a-key",
+                "Basic abc",
+            )
+        ]
+        after = get_balance(client, free_key.token)
+
+    for answer in answers:
+        assert answer.status_code == 404
+        assert answer.content == anonymous.content
+        assert not any(name in answer for name in RATE_HEADERS)
+    # The forged key's requests spent nothing of the real key's limit.
+    assert after["x-ratelimit-remaining-requests"] == "9"
+
+
 def test_refused_requests_are_counted_per_key_and_day(client, account, make_key, backend):
     limited, calm = make_key(account), make_key(account)
     moment = mid_minute()
