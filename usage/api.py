@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import re_path
 from django.utils import timezone
@@ -149,6 +150,9 @@ def _admit_unrouted(request: HttpRequest, response: HttpResponse) -> HttpRespons
     except ApiError as exc:
         # Over the limit is a 429 on every path; any other refusal is about the key.
         return api_error_response(exc) if exc.status == 429 else response
+    except (OperationalError, InterfaceError):
+        # The database is out: the key cannot be checked, and the answer does not depend on it.
+        return response
     return response
 
 

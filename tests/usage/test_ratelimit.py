@@ -20,7 +20,7 @@ import pytest
 import redis
 import time_machine
 from django.conf import settings as django_settings
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections
 from django.utils import timezone
 
 from usage import ratelimit
@@ -247,6 +247,20 @@ def test_no_operation_answers_tell_a_caller_without_the_secret_nothing(
         assert not any(name in answer for name in RATE_HEADERS)
     # The forged key's requests spent nothing of the real key's limit.
     assert after["x-ratelimit-remaining-requests"] == "9"
+
+
+def test_no_operation_answers_stay_404_while_the_database_is_out(
+    client, free_key, backend, monkeypatch
+):
+    def database_out(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("usage.api.admit_key", database_out)
+
+    answer = client.get("/api/v1/no-such-thing", HTTP_AUTHORIZATION=f"Bearer {free_key.token}")
+
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "404"
 
 
 def test_refused_requests_are_counted_per_key_and_day(client, account, make_key, backend):
