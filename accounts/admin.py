@@ -295,8 +295,10 @@ class ChangePlanForm(StaffActionForm):
     plan = forms.ModelChoiceField(queryset=Plan.objects.order_by("code"))
     when = forms.ChoiceField(
         choices=[("next_period", "From the next period"), ("now", "Now")],
-        help_text="Now: usage rated from this moment uses the new plan; past charges keep "
-        "their prices and the new allowance starts next period.",
+        help_text="Now: usage from this moment is rated at the new plan's rates and past "
+        "charges keep their prices; this period keeps the included minutes it began with "
+        "(the old plan's, or none), and the new plan's included minutes and rollover start "
+        "next period. From the next period: all of it changes when the period closes.",
     )
 
     def arguments(self) -> dict:

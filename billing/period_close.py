@@ -2,7 +2,8 @@
 
 At the end of its period an account is invoiced (postpaid) or sent a statement (prepaid), its
 included minutes are reset (with rollover), its included credit expires and the next period's
-is granted, a plan change staff scheduled takes effect, and its subscription moves on.
+is granted, a plan change staff scheduled takes effect (rates, included minutes, rollover
+setting, billing mode), and its subscription moves on.
 
 Accounts are closed in chunks: one transaction per chunk, the chunk's accounts locked with one
 `SELECT ... FOR UPDATE` in primary-key order, and every step done for the whole chunk with a
@@ -113,7 +114,8 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
         }
         drafts, new_allowances, credits = [], [], []
         mode_changes: dict[str, list[int]] = defaultdict(list)
-        # (plan, next start, next end) -> the subscriptions that move there: one update each
+        # (plan, next start, next end, rollover) -> the subscriptions that move there: one
+        # update each
         advances: dict[tuple, list[int]] = defaultdict(list)
         for sub in subscriptions:
             account = accounts[sub.account_id]
@@ -133,10 +135,16 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
             # Advance to the next period, applying a plan change staff scheduled for it.
             next_start, next_end = period_after(anchor_day=sub.anchor_day, end=end)
             next_plan = plans[sub.pending_plan_id] if sub.pending_plan_id else plan
-            if sub.pending_plan_id and next_plan.billing_mode != account.billing_mode:
+            rollover = sub.rollover_enabled
+            if sub.pending_plan_id:
                 # Prepaid or postpaid follows the plan, from the new period on.
-                mode_changes[next_plan.billing_mode].append(account.pk)
-            advances[(next_plan.pk, next_start, next_end)].append(sub.id)
+                if next_plan.billing_mode != account.billing_mode:
+                    mode_changes[next_plan.billing_mode].append(account.pk)
+                # So does rollover, already into the new plan's first period (as after a
+                # change made now): what is left of the old plan's minutes carries over only
+                # if the new plan has rollover.
+                rollover = next_plan.rollover_available
+            advances[(next_plan.pk, next_start, next_end, rollover)].append(sub.id)
             if next_plan.included_minutes:
                 new_allowances.append(
                     Allowance(
@@ -145,7 +153,9 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
                         period_end=next_end,
                         included_seconds=next_plan.included_minutes * 60,
                         rollover_seconds=_rollover_seconds(
-                            sub, plan=plan, previous=allowances.get((account.pk, start))
+                            enabled=rollover,
+                            plan=plan,
+                            previous=allowances.get((account.pk, start)),
                         ),
                     )
                 )
@@ -162,10 +172,11 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
                     )
                 )
         save_drafts(drafts, now=now)
-        for (plan_id, next_start, next_end), subscription_ids in advances.items():
+        for (plan_id, next_start, next_end, rollover), subscription_ids in advances.items():
             Subscription.objects.filter(pk__in=subscription_ids).update(
                 plan_id=plan_id,
                 pending_plan=None,
+                rollover_enabled=rollover,
                 current_period_start=next_start,
                 current_period_end=next_end,
                 last_closed_at=now,
@@ -210,9 +221,14 @@ def _period_document(*, account, plan, start, end, rows, moves, now) -> Draft:
     return _statement(account=account, start=start, end=end, rows=rows, moves=moves, now=now)
 
 
-def _rollover_seconds(sub, *, plan: Plan, previous) -> int:
-    """Included seconds carried into the next period: what was left, if rollover is on (U9)."""
-    if not sub.rollover_enabled:
+def _rollover_seconds(*, enabled: bool, plan: Plan, previous) -> int:
+    """Included seconds carried into the next period: what was left, if rollover is on (U9).
+
+    `plan` is the plan the ending period began on. A period in which the plan was changed to
+    or from one with included minutes has its row (usage.charging.keep_period_allowance), so
+    no row here means the period's allowance was not used at all.
+    """
+    if not enabled:
         return 0
     if previous is not None:
         return max(previous.remaining_seconds, 0)

@@ -10,7 +10,11 @@ from billing.periods import period_containing
 def subscribe(
     *, account: Account, plan: Plan, now: datetime, anchor_day: int | None = None
 ) -> Subscription:
-    """Subscribe a new account; its first period starts on the anchor day (default: today)."""
+    """Subscribe a new account; its first period starts on the anchor day (default: today).
+
+    Rollover follows the plan; a plan change sets it again for the new plan's first period
+    (billing.staff.plans.change_plan, billing.period_close).
+    """
     anchor_day = anchor_day or now.day
     start, end = period_containing(anchor_day=anchor_day, moment=now)
     return Subscription.objects.create(

@@ -13,7 +13,7 @@ from billing.models import EntryKind, Subscription
 from billing.rates import RateCard
 from billing.refunds import credit_back
 from usage.charging import ChargeSession, record_refund
-from usage.models import FINAL_CALL_STATUSES, Call, CallStatus, Direction
+from usage.models import FINAL_CALL_STATUSES, Allowance, Call, CallStatus, Direction
 from usage.rating import Rating, rate_call
 from usage.reports import CallReport, Conflict, NotFound, UsageError
 from usage.reservations import settle_hold
@@ -132,7 +132,15 @@ def _prepare(*, report: CallReport, subscription: Subscription | None, now: date
     plan = subscription.plan
     card = RateCard(plan=plan, account=subscription.account)
     rating = None
-    if not plan.minute_aggregation and not plan.included_minutes:
+    if (
+        not plan.minute_aggregation
+        and not plan.included_minutes
+        # The period an immediate change away from included minutes was made in keeps what
+        # is left of them (S2): its calls are rated under the lock, against that row.
+        and not Allowance.objects.filter(
+            account_id=subscription.account_id, period_start__lte=at, period_end__gt=at
+        ).exists()
+    ):
         rating = rate_call(
             report=report, plan=plan, card=card, carries={}, allowance_remaining_seconds=0, at=at
         )

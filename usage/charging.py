@@ -20,7 +20,7 @@ from django.db.models import F, Sum
 from accounts.models import Account
 from billing.alerts import usage_charged
 from billing.ledger import Posting, apply_postings
-from billing.models import CreditGrant, LedgerEntry, Subscription
+from billing.models import CreditGrant, LedgerEntry, Plan, Subscription
 from billing.periods import period_containing
 from billing.rates import ModelCatalog, RateCard
 from usage.models import Allowance, UsageCarry
@@ -112,9 +112,15 @@ class ChargeSession:
         An item uses its own period's included minutes, not those of the period it is
         reported in (items may come 35 days late, U10), while that allowance is open.
         """
-        if not self.plan.included_minutes:
-            return 0
         start, _ = period_containing(anchor_day=self.subscription.anchor_day, moment=at)
+        if not self.plan.included_minutes:
+            # A plan without included minutes makes no allowance rows. The one row it may
+            # still use is that of the period an immediate change away from included minutes
+            # was made in: the period keeps the minutes it began with (S2), and that row is
+            # the account's latest.
+            latest = self._latest_allowance
+            if latest is None or latest.period_start != start:
+                return 0
         if start < self._allowance_open_from:
             return 0  # a late item of a settled period is paid usage
         if self._allowance is None or self._allowance.period_start != start:
@@ -127,6 +133,11 @@ class ChargeSession:
         return self._allowance.remaining_seconds - self._allowance_used
 
     @cached_property
+    def _latest_allowance(self) -> Allowance | None:
+        """Return the account's allowance row of the latest period (read under the lock)."""
+        return Allowance.objects.filter(account=self.account).order_by("-period_start").first()
+
+    @cached_property
     def _allowance_open_from(self) -> datetime:
         """Return the start of the earliest period whose allowance items may still use.
 
@@ -137,14 +148,9 @@ class ChargeSession:
         the latest here is exact; the subscription's current period (maybe read before the
         lock) keeps out periods that have no row: before it began, or closed on another plan.
         """
-        latest = (
-            Allowance.objects.filter(account=self.account)
-            .order_by("-period_start")
-            .values_list("period_start", flat=True)
-            .first()
-        )
+        latest = self._latest_allowance
         current = self.subscription.current_period_start
-        return max(latest, current) if latest else current
+        return max(latest.period_start, current) if latest else current
 
     def _write_allowance_used(self) -> None:
         if self._allowance_used:
@@ -337,14 +343,13 @@ def current_allowance(
     """Return the period's allowance row, creating it (with any rollover) on first use.
 
     Call with the account locked. Period close creates the rows eagerly; this covers usage that
-    arrives first.
+    arrives first. A row that exists is the period's allowance whatever the plan is now: an
+    immediate plan change leaves the period the minutes it began with (`keep_period_allowance`).
     """
     plan = subscription.plan
-    if not plan.included_minutes:
-        return None
     start, end = period_containing(anchor_day=subscription.anchor_day, moment=now)
     allowance = Allowance.objects.filter(account=account, period_start=start).first()
-    if allowance is not None:
+    if allowance is not None or not plan.included_minutes:
         return allowance
     rollover = 0
     if subscription.rollover_enabled:
@@ -361,6 +366,29 @@ def current_allowance(
         period_end=end,
         included_seconds=plan.included_minutes * 60,
         rollover_seconds=rollover,
+    )
+
+
+def keep_period_allowance(
+    *, account: Account, subscription: Subscription, new_plan: Plan, now: datetime
+) -> None:
+    """Fix the allowance of the period containing `now` before an immediate change to
+    `new_plan` (S2).
+
+    Call with the account locked and the subscription still on the old plan. A period's
+    included minutes are those of the plan it began on; the new plan's allowance and rollover
+    setting start with the next period. Without a row made now, the new plan's first use would
+    make one from its own minutes (a free 6,000 minutes at once), and a plan without included
+    minutes would stop using what was left of the old plan's. A period that began without
+    included minutes gets a row of none, which the new plan's usage then finds.
+    """
+    if current_allowance(account=account, subscription=subscription, now=now) is not None:
+        return
+    if not new_plan.included_minutes:
+        return  # neither plan has included minutes: nothing to keep
+    start, end = period_containing(anchor_day=subscription.anchor_day, moment=now)
+    Allowance.objects.create(
+        account=account, period_start=start, period_end=end, included_seconds=0
     )
 
 

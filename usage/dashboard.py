@@ -86,8 +86,10 @@ def daily_usage(*, account: Account, first_day: date, last_day: date) -> dict[da
 
 def _allowance(*, account: Account, subscription: Subscription, start, end) -> dict | None:
     plan = subscription.plan
-    if plan.included_minutes:
-        row = Allowance.objects.filter(account=account, period_start=start).first()
+    # A row on a plan without included minutes: the period an immediate plan change was made
+    # in keeps the minutes it began with (S2).
+    row = Allowance.objects.filter(account=account, period_start=start).first()
+    if row is not None or plan.included_minutes:
         total = row.total_seconds if row else plan.included_minutes * SECONDS_PER_MINUTE
         used = row.used_seconds if row else 0
         return {

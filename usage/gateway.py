@@ -220,12 +220,14 @@ class _LazyRateCard:
 
 
 def _allowance_left(*, account: Account, subscription: Subscription, now: datetime) -> bool:
-    if not subscription.plan.included_minutes:
-        return False
     start, _ = period_containing(anchor_day=subscription.anchor_day, moment=now)
     allowance = Allowance.objects.filter(account=account, period_start=start).first()
-    # No row yet means nothing of this period's allowance was used.
-    return allowance is None or allowance.remaining_seconds > 0
+    if allowance is None:
+        # No row yet means nothing of this period's allowance was used. A plan without
+        # included minutes may still have a row: the period an immediate plan change was
+        # made in keeps the minutes it began with (S2).
+        return bool(subscription.plan.included_minutes)
+    return allowance.remaining_seconds > 0
 
 
 def _no_credit_message(account: Account) -> str:

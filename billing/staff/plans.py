@@ -9,6 +9,7 @@ from billing.ledger import lock_account
 from billing.models import Plan, StaffAction, Subscription
 from billing.staff.audit import Audit, Outcome
 from billing.staff.checks import StaffActionError, clean_reason, require_permission
+from usage.charging import keep_period_allowance
 
 
 def change_plan(
@@ -16,10 +17,12 @@ def change_plan(
 ) -> Outcome:
     """Move an account to another plan, from the next period or now (S2).
 
-    The rule for "now": usage rated from this moment uses the new plan's rates; what was
-    charged before keeps its price. The period, its allowance row and its invoice stay as they
-    are; the new plan's allowance starts with the next period. Billing mode follows the plan.
-    "next_period": the change is recorded and period close applies it at the period end.
+    "now": usage rated from this moment uses the new plan's rates; what was charged before
+    keeps its price. The current period keeps the included minutes it began with (the old
+    plan's, used or not, or none) until it ends; the new plan's included minutes and rollover
+    setting take effect from the next period. Billing mode follows the plan at once.
+    "next_period": the change is recorded and period close applies all of it (rates, included
+    minutes, rollover setting, billing mode) at the period end.
     """
     require_permission(actor, "billing.move_account_plan")
     reason = clean_reason(reason)
@@ -46,12 +49,16 @@ def change_plan(
                     "Switching between prepaid and postpaid now would strand unbilled usage; "
                     "change it from the next period."
                 )
+            # Before the switch: fix this period's allowance from the plan it began on.
+            keep_period_allowance(account=locked, subscription=subscription, new_plan=plan, now=now)
             subscription.plan = plan
             subscription.pending_plan = None
+            # Read only when the next period's allowance is made, which is the new plan's.
+            subscription.rollover_enabled = plan.rollover_available
             Account.objects.filter(pk=locked.pk).update(billing_mode=plan.billing_mode)
         else:
             subscription.pending_plan = plan
-        subscription.save(update_fields=["plan", "pending_plan"])
+        subscription.save(update_fields=["plan", "pending_plan", "rollover_enabled"])
         pending = subscription.pending_plan.code if subscription.pending_plan else None
         record = audit.write(
             account=account,
