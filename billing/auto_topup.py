@@ -16,6 +16,11 @@ Rules:
 - a card that needs authentication gets the customer an email with a link, never a retry;
 - at most `monthly_cap_micros` per calendar month (UTC) of auto-top-ups that were not declined;
 - the balance rising back to the threshold re-arms it; so does saving the settings.
+
+The charge task, the decline back-off, the authentication email and the retry of lost charges
+also serve the recurring credit purchases of `billing.recurring_credit` (top-ups of kind
+`recurring`): their back-off lives on the period's `RecurringCreditPurchase` instead of the
+settings (`_retry_state`).
 """
 
 import logging
@@ -30,7 +35,14 @@ from django.utils import timezone
 
 from accounts.models import Account
 from billing.ledger import lock_account
-from billing.models import AutoTopUpSettings, PaymentMethod, TopUp, TopUpKind, TopUpStatus
+from billing.models import (
+    AutoTopUpSettings,
+    PaymentMethod,
+    RecurringCreditPurchase,
+    TopUp,
+    TopUpKind,
+    TopUpStatus,
+)
 from billing.money import MICROS_PER_CENT, MoneyError, format_usd, micros_to_cents
 from billing.notifications import notify
 from billing.payment_gateway import ChargeOutcome, get_gateway
@@ -42,6 +54,8 @@ BACKOFF = [timedelta(hours=1), timedelta(hours=6), timedelta(hours=24)]
 # A pending charge older than this had its task lost: the retry job asks again, same key.
 STALE_PENDING = timedelta(minutes=15)
 WAITING_STATUSES = (TopUpStatus.PENDING, TopUpStatus.REQUIRES_ACTION)
+# Top-ups charged off-session by `charge_auto_topup`, with its decline and authentication handling.
+OFF_SESSION_KINDS = (TopUpKind.AUTO, TopUpKind.RECURRING)
 
 
 class AutoTopUpError(ValueError):
@@ -163,7 +177,7 @@ def _balance_moved(
         _start_charge(account=account, row=row, now=now)
 
 
-def _update(row: AutoTopUpSettings, now: datetime, **fields) -> None:
+def _update(row: AutoTopUpSettings | RecurringCreditPurchase, now: datetime, **fields) -> None:
     for name, value in fields.items():
         setattr(row, name, value)
     row.updated_at = now
@@ -251,16 +265,16 @@ def charge_auto_topup(topup_id: int) -> str:
     now = timezone.now()
     topup = TopUp.objects.select_related("account").get(pk=topup_id)
     if topup.status != TopUpStatus.PENDING:
-        return f"auto-top-up {topup.public_id} is {topup.status}"
+        return f"{topup.get_kind_display()} {topup.public_id} is {topup.status}"
     outcome = get_gateway().charge_saved_card(
         account=topup.account,
         amount_micros=topup.amount_micros,
         idempotency_key=topup.key,
-        description=f"Auto-top-up {topup.public_id}",
+        description=f"{topup.get_kind_display()} {topup.public_id}",
         metadata={"topup": topup.public_id, "account": topup.account.public_id},
     )
     record_charge_outcome(topup_id=topup.pk, outcome=outcome, now=now)
-    return f"auto-top-up {topup.public_id}: {outcome.status}"
+    return f"{topup.get_kind_display()} {topup.public_id}: {outcome.status}"
 
 
 def record_charge_outcome(*, topup_id: int, outcome: ChargeOutcome, now: datetime) -> None:
@@ -282,6 +296,14 @@ def record_charge_outcome(*, topup_id: int, outcome: ChargeOutcome, now: datetim
         )
 
 
+def _retry_state(topup: TopUp):
+    """Return the row that holds the back-off of an off-session top-up: the auto-top-up
+    settings, or the recurring purchase of the period whose latest attempt it is."""
+    if topup.kind == TopUpKind.RECURRING:
+        return RecurringCreditPurchase.objects.filter(topup=topup)
+    return AutoTopUpSettings.objects.filter(account_id=topup.account_id)
+
+
 def _lock_waiting_topup(topup_id: int) -> tuple[Account, TopUp] | None:
     account_id = TopUp.objects.values_list("account_id", flat=True).get(pk=topup_id)
     account = lock_account(account_id)
@@ -292,7 +314,7 @@ def _lock_waiting_topup(topup_id: int) -> tuple[Account, TopUp] | None:
 
 
 def charge_failed(*, topup_id: int, now: datetime, error: str, payment_intent_id: str = "") -> None:
-    """A declined auto-top-up: back off, and tell the customer."""
+    """A declined auto-top-up or recurring purchase: back off, and tell the customer."""
     with transaction.atomic():
         locked = _lock_waiting_topup(topup_id)
         if locked is None:
@@ -304,7 +326,7 @@ def charge_failed(*, topup_id: int, now: datetime, error: str, payment_intent_id
         if payment_intent_id and not topup.payment_intent_id:
             topup.payment_intent_id = payment_intent_id
         topup.save(update_fields=["status", "error", "completed_at", "payment_intent_id"])
-        row = AutoTopUpSettings.objects.filter(account=account).first()
+        row = _retry_state(topup).first()
         retry_at = None
         if row is not None:
             failures = row.consecutive_failures + 1
@@ -318,6 +340,7 @@ def charge_failed(*, topup_id: int, now: datetime, error: str, payment_intent_id
                 "topup": topup.public_id,
                 "amount": format_usd(topup.amount_micros),
                 "reason": "declined",
+                "topup_kind": topup.kind,
                 "error": topup.error,
                 "retry_at": retry_at.isoformat() if retry_at else "",
             },
@@ -339,9 +362,7 @@ def charge_requires_action(*, topup_id: int, now: datetime, payment_intent_id: s
         if payment_intent_id and not topup.payment_intent_id:
             topup.payment_intent_id = payment_intent_id
         topup.save(update_fields=["status", "error", "payment_intent_id"])
-        AutoTopUpSettings.objects.filter(account=account).update(
-            next_attempt_at=None, updated_at=now
-        )
+        _retry_state(topup).update(next_attempt_at=None, updated_at=now)
         path = reverse("payments:resume_topup", args=[account.public_id, topup.public_id])
         notify(
             account=account,
@@ -350,15 +371,20 @@ def charge_requires_action(*, topup_id: int, now: datetime, payment_intent_id: s
             context={
                 "topup": topup.public_id,
                 "amount": format_usd(topup.amount_micros),
+                "topup_kind": topup.kind,
                 "action_url": f"{settings.SITE_URL}{path}",
             },
             now=now,
         )
 
 
-def charge_succeeded(*, account: Account, now: datetime) -> None:
-    """Called by `fulfil_topup` under the account lock when an auto-top-up is paid."""
-    AutoTopUpSettings.objects.filter(account=account).update(
+def charge_succeeded(*, topup: TopUp, now: datetime) -> None:
+    """Called by `fulfil_topup` under the account lock when an off-session top-up is paid."""
+    if topup.kind == TopUpKind.RECURRING:
+        # `attempts` keeps numbering the period's keys; only the back-off ends.
+        _retry_state(topup).update(consecutive_failures=0, next_attempt_at=None, updated_at=now)
+        return
+    _retry_state(topup).update(
         consecutive_failures=0, attempts=0, next_attempt_at=None, updated_at=now
     )
 
@@ -380,8 +406,11 @@ def retry_auto_topups(*, now: datetime) -> int:
                 and _start_charge(account=account, row=row, now=now) is not None
             ):
                 started += 1
+    # Recurring purchases share the charge task, so a lost one is asked again here as well.
     stale = TopUp.objects.filter(
-        kind=TopUpKind.AUTO, status=TopUpStatus.PENDING, created_at__lte=now - STALE_PENDING
+        kind__in=OFF_SESSION_KINDS,
+        status=TopUpStatus.PENDING,
+        created_at__lte=now - STALE_PENDING,
     ).values_list("pk", flat=True)
     for topup_id in stale:
         queue_charge(topup_id)

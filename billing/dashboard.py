@@ -11,7 +11,14 @@ from billing import cards, topups
 from billing.alerts import alert_settings_for, current_period, low_balance_threshold_micros
 from billing.budgets import budget_label, period_spend_micros
 from billing.invoice_display import invoice_summary, issued_invoices
-from billing.models import AutoTopUpSettings, Budget, Subscription, TopUp
+from billing.models import (
+    AutoTopUpSettings,
+    Budget,
+    RecurringCreditPurchase,
+    RecurringCreditSettings,
+    Subscription,
+    TopUp,
+)
 from billing.money import micros_to_api
 from billing.runway import credit_runway_days, runway_sentence
 
@@ -34,6 +41,15 @@ def auto_topup_initial(account: Account) -> dict:
     for name in AUTO_FIELDS:
         initial[name] = usd_text(getattr(row, f"{name}_micros", None) if row else None)
     return initial
+
+
+def recurring_credit_initial(account: Account) -> dict:
+    """Return the recurring credit form's values as the account saved them."""
+    row = RecurringCreditSettings.objects.filter(account=account).first()
+    return {
+        "enabled": bool(row and row.enabled),
+        "amount": usd_text(row.amount_micros if row else None),
+    }
 
 
 def alert_initial(account: Account) -> dict:
@@ -84,5 +100,8 @@ def billing_page(*, account: Account, now: datetime) -> dict:
         "threshold_micros": low_balance_threshold_micros(account=account),
         "plan_threshold_micros": plan.low_balance_threshold_micros,
         "runway_sentence": runway_sentence(runway),
+        "recurring_purchases": list(
+            RecurringCreditPurchase.objects.filter(account=account).select_related("topup")[:3]
+        ),
         **budgets_for(account=account, now=now),
     }

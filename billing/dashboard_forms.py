@@ -46,6 +46,23 @@ class AutoTopUpForm(forms.Form):
         return _micros(self, "monthly_cap")
 
 
+class RecurringCreditForm(forms.Form):
+    enabled = forms.BooleanField(label="Buy credit every billing period", required=False)
+    amount = _usd_field(
+        "Amount to buy each period (USD)",
+        required=True,
+        help_text="Charged to your default card when each billing period starts.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        # Its own ids: the auto-top-up form on the same page also has `enabled` and `amount`.
+        kwargs.setdefault("auto_id", "id_recurring_%s")
+        super().__init__(*args, **kwargs)
+
+    def clean_amount(self):
+        return _micros(self, "amount")
+
+
 EMAIL_FIELDS = [f for f in AlertSettings._meta.fields if f.name.startswith("email_")]
 
 

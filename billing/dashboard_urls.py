@@ -9,6 +9,7 @@ app_name = "billing_dashboard"
 urlpatterns = [
     path("", views.billing_home, name="home"),
     path("auto-topup/", views.save_auto_topup, name="auto_topup"),
+    path("recurring-credit/", views.save_recurring_credit, name="recurring_credit"),
     path("alerts/", views.save_alerts, name="alerts"),
     path("budgets/", views.add_budget, name="add_budget"),
     path("budgets/<int:budget_id>/delete/", views.delete_budget, name="delete_budget"),

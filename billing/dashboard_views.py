@@ -1,5 +1,6 @@
 """The dashboard's billing page (SPEC D3): balance and top-up, saved cards, auto-top-up,
-alert settings and budgets, recent invoices; and the statement of ledger entries with its CSV.
+recurring credit, alert settings and budgets, recent invoices; and the statement of ledger
+entries with its CSV.
 
 The forms of the page are htmx forms: a POST from htmx (`request.htmx`) answers with the
 section's fragment, re-rendered with the error beside the field or with "Saved"; the same POST
@@ -17,12 +18,18 @@ from django.views.decorators.http import require_POST
 from accounts.dashboard import account_page, csv_response
 from accounts.models import ApiKey
 from accounts.permissions import Action
-from billing import alerts, auto_topup, budgets
-from billing.dashboard import alert_initial, auto_topup_initial, billing_page
+from billing import alerts, auto_topup, budgets, recurring_credit
+from billing.dashboard import (
+    alert_initial,
+    auto_topup_initial,
+    billing_page,
+    recurring_credit_initial,
+)
 from billing.dashboard_forms import (
     AlertSettingsForm,
     AutoTopUpForm,
     BudgetForm,
+    RecurringCreditForm,
     StatementFilterForm,
 )
 from billing.models import Budget
@@ -34,6 +41,8 @@ def _page(request, account, *, status=200, section="", saved="", **forms):
     context = {
         "b": data,
         "auto_form": forms.get("auto_form") or AutoTopUpForm(initial=auto_topup_initial(account)),
+        "recurring_form": forms.get("recurring_form")
+        or RecurringCreditForm(initial=recurring_credit_initial(account)),
         "alert_form": forms.get("alert_form") or AlertSettingsForm(initial=alert_initial(account)),
         "budget_form": forms.get("budget_form") or BudgetForm(keys=data["keys"]),
         "saved": saved,
@@ -78,6 +87,28 @@ def save_auto_topup(request, account):
         else:
             return _done(request, account, section="auto_topup", message="Auto-top-up saved.")
     return _page(request, account, status=400, section="auto_topup", auto_form=form)
+
+
+@account_page(Action.MANAGE_BILLING)
+@require_POST
+def save_recurring_credit(request, account):
+    form = RecurringCreditForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            recurring_credit.save_recurring_credit(
+                account=account,
+                enabled=data["enabled"],
+                amount_micros=data["amount"],
+                now=timezone.now(),
+            )
+        except recurring_credit.RecurringCreditError as error:
+            form.add_error(None, str(error))
+        else:
+            return _done(
+                request, account, section="recurring_credit", message="Recurring credit saved."
+            )
+    return _page(request, account, status=400, section="recurring_credit", recurring_form=form)
 
 
 @account_page(Action.MANAGE_BILLING)

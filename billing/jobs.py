@@ -59,6 +59,12 @@ def retry_auto_topups() -> str:
     return f"{retry(now=timezone.now())} auto-top-up(s) started or asked again"
 
 
+def buy_recurring_credit() -> str:
+    from billing.recurring_credit import buy_recurring_credit as buy
+
+    return f"{buy(now=timezone.now())} recurring credit purchase(s) started"
+
+
 def retry_refunds() -> str:
     from billing.refunds import retry_pending_refunds
 
@@ -100,6 +106,8 @@ SCHEDULES = {
     "Ledger check": ("billing.jobs.check_ledger", 24 * 60),
     "Notification resend": ("billing.jobs.send_notifications", 10),
     "Auto-top-up retries": ("billing.jobs.retry_auto_topups", 15),
+    # Every 15 minutes, like auto-top-up retries: it buys periods that began and retries declines.
+    "Recurring credit": ("billing.jobs.buy_recurring_credit", 15),
     "Refund retries": ("billing.jobs.retry_refunds", 15),
 }
 

@@ -303,6 +303,7 @@ def _statement(*, account, start, end, rows, moves, now) -> Draft:
     for kind, label in (
         (EntryKind.TOPUP, "Top-ups"),
         (EntryKind.AUTO_TOPUP, "Auto-top-ups"),
+        (EntryKind.RECURRING_TOPUP, "Recurring credit purchases"),
         (EntryKind.SIGNUP_CREDIT, "Signup credit"),
         (EntryKind.PROMOTIONAL, "Promotional credit"),
         (EntryKind.ALLOWANCE, "Included credit"),

@@ -28,6 +28,12 @@ logger = logging.getLogger(__name__)
 # Stripe's smallest card charge in USD is 0.50; the plan's minimum is usually higher.
 PROVIDER_MINIMUM_MICROS = 500_000
 MAXIMUM_TOPUP_MICROS = 10_000 * MICROS_PER_USD
+# The ledger entry (and grant) that credits each kind of paid top-up.
+ENTRY_KINDS = {
+    TopUpKind.MANUAL: EntryKind.TOPUP,
+    TopUpKind.AUTO: EntryKind.AUTO_TOPUP,
+    TopUpKind.RECURRING: EntryKind.RECURRING_TOPUP,
+}
 
 
 class TopUpError(ValueError):
@@ -142,12 +148,12 @@ def fulfil_topup(
             topup.error = f"Paid {amount_paid_micros} micros, expected {topup.amount_micros}."
             topup.save(update_fields=["error"])
             return topup
-        auto = topup.kind == TopUpKind.AUTO
+        off_session = topup.kind in (TopUpKind.AUTO, TopUpKind.RECURRING)
         try:
             entry = post_entry(
                 account=account,
                 amount_micros=topup.amount_micros,
-                kind=EntryKind.AUTO_TOPUP if auto else EntryKind.TOPUP,
+                kind=ENTRY_KINDS[topup.kind],
                 now=now,
                 cause=topup,
                 description=f"{topup.get_kind_display()} {topup.public_id}",
@@ -161,13 +167,13 @@ def fulfil_topup(
         topup.error = ""
         topup.completed_at = now
         topup.save(update_fields=["status", "entry", "grant", "error", "completed_at"])
-        if auto:
+        if off_session:
             from billing.auto_topup import charge_succeeded
 
-            charge_succeeded(account=account, now=now)
+            charge_succeeded(topup=topup, now=now)
         notify(
             account=account,
-            kind="auto_topup_succeeded" if auto else "topup_receipt",
+            kind="auto_topup_succeeded" if off_session else "topup_receipt",
             key=f"topup_paid:{topup.public_id}",
             context=topup_context(topup, balance_micros=account.balance_micros),
             now=now,
@@ -192,6 +198,8 @@ def topup_context(topup: TopUp, *, balance_micros: int | None = None) -> dict:
     context = {
         "topup": topup.public_id,
         "kind": topup.kind,
+        # `kind` is the notification's own in the email; the templates read this one.
+        "topup_kind": topup.kind,
         "amount": format_usd(topup.amount_micros),
     }
     if balance_micros is not None:
@@ -243,7 +251,7 @@ def complete_test_topup(*, account: Account, topup_public_id: str, pay: bool, no
     reference = f"test_pi_{topup.public_id}"
     if pay:
         return fulfil_topup(topup_id=topup.pk, now=now, payment_intent_id=reference)
-    if topup.kind == TopUpKind.AUTO:
+    if topup.kind in (TopUpKind.AUTO, TopUpKind.RECURRING):
         from billing.auto_topup import charge_failed
 
         charge_failed(topup_id=topup.pk, now=now, error="Your card was declined.")

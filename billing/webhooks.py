@@ -149,7 +149,7 @@ def payment_intent_failed(sender, event, **kwargs):
     intent = _object(event)
     topup = _topup_of(intent, payment_intent_id=intent.get("id", ""))
     # A manual top-up stays open: Checkout lets the customer try another card.
-    if topup is None or topup.kind != TopUpKind.AUTO:
+    if topup is None or topup.kind not in auto_topup.OFF_SESSION_KINDS:
         return
     error = (intent.get("last_payment_error") or {}).get("message") or "The card was declined."
     auto_topup.charge_failed(
@@ -161,7 +161,7 @@ def payment_intent_failed(sender, event, **kwargs):
 def payment_intent_requires_action(sender, event, **kwargs):
     intent = _object(event)
     topup = _topup_of(intent, payment_intent_id=intent.get("id", ""))
-    if topup is None or topup.kind != TopUpKind.AUTO:
+    if topup is None or topup.kind not in auto_topup.OFF_SESSION_KINDS:
         return
     auto_topup.charge_requires_action(
         topup_id=topup.pk, now=timezone.now(), payment_intent_id=intent.get("id", "")

@@ -25,6 +25,8 @@ from billing.models.notifications import Notification, NotificationStatus
 from billing.models.payment_methods import PaymentMethod, TestCardBehaviour
 from billing.models.payments import (
     AutoTopUpSettings,
+    RecurringCreditPurchase,
+    RecurringCreditSettings,
     Refund,
     RefundStatus,
     TopUp,
@@ -68,6 +70,8 @@ __all__ = [
     "Plan",
     "Rate",
     "RateComponent",
+    "RecurringCreditPurchase",
+    "RecurringCreditSettings",
     "Refund",
     "RefundApproval",
     "RefundStatus",

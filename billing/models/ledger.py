@@ -17,6 +17,8 @@ from accounts.models import Account
 class EntryKind(models.TextChoices):
     TOPUP = "topup", "Top-up"
     AUTO_TOPUP = "auto_topup", "Auto-top-up"
+    # The value is short: statement lines name it in a 20-character component, "ledger:<kind>".
+    RECURRING_TOPUP = "recurring", "Recurring credit"
     SIGNUP_CREDIT = "signup_credit", "Signup credit"
     PROMOTIONAL = "promotional", "Promotional grant"
     ALLOWANCE = "allowance", "Included credit"
@@ -34,6 +36,7 @@ CREDIT_KINDS = frozenset(
     {
         EntryKind.TOPUP,
         EntryKind.AUTO_TOPUP,
+        EntryKind.RECURRING_TOPUP,
         EntryKind.SIGNUP_CREDIT,
         EntryKind.PROMOTIONAL,
         EntryKind.ALLOWANCE,

@@ -1,4 +1,4 @@
-"""Top-ups, refunds to the card and auto-top-up settings (SPEC P1, P2, P4).
+"""Top-ups, refunds to the card, auto-top-up and recurring credit settings (SPEC P1, P2, P4).
 
 Every row here is written before the payment provider is asked to do anything, so the row's key
 can be sent to Stripe as the idempotency key and a crash followed by a retry moves money once.
@@ -15,6 +15,7 @@ from accounts.models import Account, new_public_id
 class TopUpKind(models.TextChoices):
     MANUAL = "manual", "Manual top-up"
     AUTO = "auto", "Auto-top-up"
+    RECURRING = "recurring", "Recurring credit"
 
 
 class TopUpStatus(models.TextChoices):
@@ -40,7 +41,7 @@ class TopUp(models.Model):
 
     public_id = models.CharField(max_length=32, unique=True, editable=False)
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="topups")
-    kind = models.CharField(max_length=8, choices=TopUpKind.choices)
+    kind = models.CharField(max_length=12, choices=TopUpKind.choices)
     status = models.CharField(
         max_length=16, choices=TopUpStatus.choices, default=TopUpStatus.PENDING
     )
@@ -199,3 +200,74 @@ class AutoTopUpSettings(models.Model):
 
     def __str__(self):
         return f"Auto-top-up of {self.account_id} ({'on' if self.enabled else 'off'})"
+
+
+class RecurringCreditSettings(models.Model):
+    """A customer's recurring purchase of credit: `amount_micros` bought every billing period."""
+
+    account = models.OneToOneField(
+        Account, on_delete=models.CASCADE, related_name="recurring_credit_settings"
+    )
+    enabled = models.BooleanField(default=False)
+    amount_micros = models.BigIntegerField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "recurring credit settings"
+        verbose_name_plural = "recurring credit settings"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount_micros__gt=0), name="recurring_credit_amount_positive"
+            ),
+        ]
+
+    def __str__(self):
+        return f"Recurring credit of {self.account_id} ({'on' if self.enabled else 'off'})"
+
+
+class RecurringCreditPurchase(models.Model):
+    """One billing period's recurring purchase; inserting it claims the period (unique).
+
+    Its attempts are top-ups of kind `recurring` with the key
+    `recurring-credit:<account>:<period start>:<attempt>`; `topup` is the latest. The back-off
+    fields mirror `AutoTopUpSettings` and are moved by the same decline handling
+    (`billing.auto_topup`), under the account's row lock.
+    """
+
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="recurring_credit_purchases"
+    )
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    amount_micros = models.BigIntegerField()
+    topup = models.ForeignKey(
+        TopUp, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    consecutive_failures = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-period_start", "-pk"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(next_attempt_at__isnull=False),
+                name="recurring_credit_retry_due",
+            ),
+        ]
+        constraints = [
+            # The idempotency claim: one purchase per account and period, however often or
+            # concurrently the job runs.
+            models.UniqueConstraint(
+                fields=["account", "period_start"], name="one_recurring_credit_per_period"
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_micros__gt=0), name="recurring_purchase_amount_positive"
+            ),
+        ]
+
+    def __str__(self):
+        return f"Recurring credit of {self.account_id} for {self.period_start:%Y-%m-%d}"

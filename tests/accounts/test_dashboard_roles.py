@@ -29,6 +29,7 @@ PAGES = [
 ]
 FORMS = [
     "billing/auto-topup/",
+    "billing/recurring-credit/",
     "billing/alerts/",
     "billing/budgets/",
     "payments/topup/",

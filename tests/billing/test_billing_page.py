@@ -6,7 +6,14 @@ from django.http import StreamingHttpResponse
 
 from accounts.models import Role
 from billing.cards import add_test_card
-from billing.models import AlertSettings, AutoTopUpSettings, Budget, TestCardBehaviour
+from billing.models import (
+    AlertSettings,
+    AutoTopUpSettings,
+    Budget,
+    RecurringCreditSettings,
+    TestCardBehaviour,
+    TopUp,
+)
 from tests.conftest import NOW
 
 USD = 1_000_000
@@ -187,6 +194,7 @@ def test_another_accounts_budget_is_a_404(client, owner, account, make_account):
     "path, data",
     [
         ("billing/auto-topup/", {"threshold": "10", "amount": "20"}),
+        ("billing/recurring-credit/", {"enabled": "on", "amount": "20"}),
         ("billing/alerts/", {"threshold": "10"}),
         ("billing/budgets/", {"name": "x", "amount": "10"}),
         ("payments/topup/", {"amount": "20"}),
@@ -211,6 +219,60 @@ def test_a_viewer_reads_the_page_without_forms(client, account, make_user, add_m
 
     assert "cannot add credit" in page
     assert "Save auto-top-up" not in page and "Add a budget" not in page
+    assert "Save recurring credit" not in page
+
+
+def test_recurring_credit_has_labelled_fields_of_its_own(client, owner, account):
+    client.force_login(owner)
+
+    page = client.get(url(account)).content.decode()
+
+    assert f'hx-post="/app/a/{account.public_id}/billing/recurring-credit/"' in page
+    assert '<label for="id_recurring_enabled">Buy credit every billing period</label>' in page
+    assert '<label for="id_recurring_amount">Amount to buy each period (USD)</label>' in page
+
+
+def test_recurring_credit_below_the_minimum_is_refused_inline(client, owner, account):
+    add_test_card(account=account, behaviour=TestCardBehaviour.SUCCEED, now=NOW)
+
+    response = post(
+        client, owner, url(account, "recurring-credit/"), {"enabled": "on", "amount": "15"}, **HTMX
+    )
+
+    fragment = response.content.decode()
+    assert fragment.lstrip().startswith('<section class="card" id="recurring-credit"')
+    assert "The amount must be at least the minimum top-up, $20.00." in fragment
+    assert not RecurringCreditSettings.objects.exists() and not TopUp.objects.exists()
+
+
+def test_recurring_credit_on_a_plan_that_disallows_it_is_refused(client, owner, make_account):
+    account = make_account("llm-api", owner=owner)
+    add_test_card(account=account, behaviour=TestCardBehaviour.SUCCEED, now=NOW)
+
+    response = post(
+        client, owner, url(account, "recurring-credit/"), {"enabled": "on", "amount": "20"}
+    )
+
+    assert response.status_code == 400
+    assert "Recurring credit is not available on the LLM API plan." in response.content.decode()
+    assert not RecurringCreditSettings.objects.exists()
+
+
+def test_recurring_credit_saved_without_javascript_buys_this_period(
+    client, owner, account, django_capture_on_commit_callbacks
+):
+    add_test_card(account=account, behaviour=TestCardBehaviour.SUCCEED, now=NOW)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(
+            client, owner, url(account, "recurring-credit/"), {"enabled": "on", "amount": "25.50"}
+        )
+
+    assert response.status_code == 302
+    assert response.url == url(account) + "#recurring-credit"
+    assert RecurringCreditSettings.objects.get(account=account).amount_micros == 25_500_000
+    account.refresh_from_db()
+    assert account.balance_micros == 55_500_000
 
 
 def test_the_statement_lists_entries_newest_first_and_pages(client, owner, account):

@@ -278,6 +278,22 @@ def test_collect_invoices_command_charges_what_is_due_now(declined_invoice):
         assert command("collect_invoices") == "1 invoice(s) charged\n"
 
 
+def test_buy_recurring_credit_command_buys_the_period_that_began_once(
+    make_account, django_capture_on_commit_callbacks
+):
+    from billing.models import RecurringCreditSettings
+
+    account = make_account("credits-monthly")
+    add_card(account)
+    RecurringCreditSettings.objects.create(account=account, enabled=True, amount_micros=25 * USD)
+
+    with at(AFTER_FIRST), django_capture_on_commit_callbacks(execute=True):
+        assert command("buy_recurring_credit") == "1 recurring credit purchase(s) started\n"
+        assert command("buy_recurring_credit") == "0 recurring credit purchase(s) started\n"
+
+    assert [e.amount_micros for e in entries(account, EntryKind.RECURRING_TOPUP)] == [25 * USD]
+
+
 def test_check_ledger_command_passes_when_balances_match_their_ledger(make_account):
     make_account("voice-prepaid", credit_micros=20 * USD)
 

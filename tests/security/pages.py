@@ -57,6 +57,8 @@ ACCOUNT_PAGES: dict[str, Page] = {
     PREFIX + "invoices/<str:number>/pdf/": Page(),
     PREFIX + "billing/": Page(),
     PREFIX + "billing/auto-topup/": Page(A.MANAGE_BILLING, AUTO_TOPUP),
+    # Off: a valid form that writes even for an account without a card.
+    PREFIX + "billing/recurring-credit/": Page(A.MANAGE_BILLING, {"amount": "20"}),
     PREFIX + "billing/alerts/": Page(A.MANAGE_BILLING, {"threshold": "1"}),
     PREFIX + "billing/budgets/": Page(
         A.MANAGE_BILLING,
