@@ -30,7 +30,6 @@ _METHODS = (
     "incr",
     "set_many",
     "delete_many",
-    "clear",
 )
 
 
@@ -48,6 +47,31 @@ class FailSoftRedisCache(RedisCache):
                 self._down_until = time.monotonic() + BACKOFF_SECONDS
                 logger.warning("Cache in process memory: Redis is unreachable (%s).", exc)
         return getattr(self._fallback, name)(*args, **kwargs)
+
+    def clear(self) -> bool:
+        """Delete this cache's own keys (its KEY_PREFIX), and nothing else in the database.
+
+        Django's RedisCache.clear() runs FLUSHDB. The same Redis (REDIS_URL) also holds the
+        task queue and the API rate-limit windows, which that would wipe; and two test runs,
+        each with its own prefix, wiped each other's login throttle counters mid-test.
+        """
+        self._fallback.clear()
+        if time.monotonic() < self._down_until:
+            return True
+        try:
+            client = self._cache.get_client(write=True)
+            batch = []
+            for key in client.scan_iter(match=f"{self.key_prefix}:*", count=1000):
+                batch.append(key)
+                if len(batch) == 1000:
+                    client.delete(*batch)
+                    batch = []
+            if batch:
+                client.delete(*batch)
+        except redis.RedisError as exc:
+            self._down_until = time.monotonic() + BACKOFF_SECONDS
+            logger.warning("Cache in process memory: Redis is unreachable (%s).", exc)
+        return True
 
 
 def _fail_soft(name: str):
