@@ -36,6 +36,7 @@ from django.utils import timezone
 from accounts.models import Account
 from billing.ledger import lock_account
 from billing.models import (
+    OFF_SESSION_KINDS,
     AutoTopUpSettings,
     PaymentMethod,
     RecurringCreditPurchase,
@@ -54,8 +55,6 @@ BACKOFF = [timedelta(hours=1), timedelta(hours=6), timedelta(hours=24)]
 # A pending charge older than this had its task lost: the retry job asks again, same key.
 STALE_PENDING = timedelta(minutes=15)
 WAITING_STATUSES = (TopUpStatus.PENDING, TopUpStatus.REQUIRES_ACTION)
-# Top-ups charged off-session by `charge_auto_topup`, with its decline and authentication handling.
-OFF_SESSION_KINDS = (TopUpKind.AUTO, TopUpKind.RECURRING)
 
 
 class AutoTopUpError(ValueError):

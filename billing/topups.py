@@ -19,7 +19,7 @@ from django.db import transaction
 from accounts.models import Account, User, new_public_id
 from billing import stripe_gateway
 from billing.ledger import DuplicatePosting, lock_account, post_entry
-from billing.models import EntryKind, TopUp, TopUpKind, TopUpStatus
+from billing.models import OFF_SESSION_KINDS, EntryKind, TopUp, TopUpKind, TopUpStatus
 from billing.money import MICROS_PER_USD, MoneyError, format_usd, micros_to_cents
 from billing.notifications import notify
 
@@ -148,7 +148,7 @@ def fulfil_topup(
             topup.error = f"Paid {amount_paid_micros} micros, expected {topup.amount_micros}."
             topup.save(update_fields=["error"])
             return topup
-        off_session = topup.kind in (TopUpKind.AUTO, TopUpKind.RECURRING)
+        off_session = topup.kind in OFF_SESSION_KINDS
         try:
             entry = post_entry(
                 account=account,
@@ -251,7 +251,7 @@ def complete_test_topup(*, account: Account, topup_public_id: str, pay: bool, no
     reference = f"test_pi_{topup.public_id}"
     if pay:
         return fulfil_topup(topup_id=topup.pk, now=now, payment_intent_id=reference)
-    if topup.kind in (TopUpKind.AUTO, TopUpKind.RECURRING):
+    if topup.kind in OFF_SESSION_KINDS:
         from billing.auto_topup import charge_failed
 
         charge_failed(topup_id=topup.pk, now=now, error="Your card was declined.")

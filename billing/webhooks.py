@@ -29,7 +29,7 @@ from djstripe.models import WebhookEndpoint
 from djstripe.views import ProcessWebhookView
 
 from billing import auto_topup, cards, refunds, stripe_gateway, topups
-from billing.models import TopUpKind, TopUpStatus
+from billing.models import OFF_SESSION_KINDS, TopUpKind, TopUpStatus
 from billing.money import cents_to_micros
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def payment_intent_failed(sender, event, **kwargs):
     intent = _object(event)
     topup = _topup_of(intent, payment_intent_id=intent.get("id", ""))
     # A manual top-up stays open: Checkout lets the customer try another card.
-    if topup is None or topup.kind not in auto_topup.OFF_SESSION_KINDS:
+    if topup is None or topup.kind not in OFF_SESSION_KINDS:
         return
     error = (intent.get("last_payment_error") or {}).get("message") or "The card was declined."
     auto_topup.charge_failed(
@@ -161,7 +161,7 @@ def payment_intent_failed(sender, event, **kwargs):
 def payment_intent_requires_action(sender, event, **kwargs):
     intent = _object(event)
     topup = _topup_of(intent, payment_intent_id=intent.get("id", ""))
-    if topup is None or topup.kind not in auto_topup.OFF_SESSION_KINDS:
+    if topup is None or topup.kind not in OFF_SESSION_KINDS:
         return
     auto_topup.charge_requires_action(
         topup_id=topup.pk, now=timezone.now(), payment_intent_id=intent.get("id", "")

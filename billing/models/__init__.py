@@ -24,6 +24,7 @@ from billing.models.ledger import (
 from billing.models.notifications import Notification, NotificationStatus
 from billing.models.payment_methods import PaymentMethod, TestCardBehaviour
 from billing.models.payments import (
+    OFF_SESSION_KINDS,
     AutoTopUpSettings,
     RecurringCreditPurchase,
     RecurringCreditSettings,
@@ -45,6 +46,7 @@ from billing.models.subscriptions import Subscription
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "CREDIT_KINDS",
+    "OFF_SESSION_KINDS",
     "AlertSettings",
     "AppendOnlyError",
     "ApprovalStatus",

@@ -18,6 +18,11 @@ class TopUpKind(models.TextChoices):
     RECURRING = "recurring", "Recurring credit"
 
 
+# Top-ups charged to the saved card off-session (billing.auto_topup's charge task, with its
+# decline and authentication handling), not paid by the customer in Checkout.
+OFF_SESSION_KINDS = (TopUpKind.AUTO, TopUpKind.RECURRING)
+
+
 class TopUpStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     REQUIRES_ACTION = "requires_action", "Needs the customer to authenticate"
