@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 
 from accounts.models import Account
 from billing.ledger import lock_account
@@ -82,9 +83,18 @@ def report_call(*, report: CallReport, now: datetime) -> tuple[Call, bool]:
     answer to a repeat of a final report) is done before taking it.
     """
     _validate(report, now)
+    at = _charged_at(report, now)
     subscription = (
         Subscription.objects.select_related("plan", "account")
         .filter(account__public_id=report.account)
+        # In the same query: whether the call's period has an allowance row (see _prepare).
+        .annotate(
+            allowance_at_call=Exists(
+                Allowance.objects.filter(
+                    account_id=OuterRef("account_id"), period_start__lte=at, period_end__gt=at
+                )
+            )
+        )
         .first()
     )
     if subscription is not None:
@@ -123,8 +133,14 @@ class _Prepared:
     at: datetime
 
 
+def _charged_at(report: CallReport, now: datetime) -> datetime:
+    """The moment a call is rated and counted at: its connection, else its end, else now."""
+    return report.connected_at or report.ended_at or now
+
+
 def _prepare(*, report: CallReport, subscription: Subscription | None, now: datetime) -> _Prepared:
-    at = report.connected_at or report.ended_at or now
+    """Read and rate what can be before the lock; `subscription` is report_call's, annotated."""
+    at = _charged_at(report, now)
     if report.status not in FINAL_CALL_STATUSES or subscription is None:
         return _Prepared(subscription, None, None, at)
     # Read before the lock: a plan or rate change committed while this report waits for the
@@ -137,9 +153,7 @@ def _prepare(*, report: CallReport, subscription: Subscription | None, now: date
         and not plan.included_minutes
         # The period an immediate change away from included minutes was made in keeps what
         # is left of them (S2): its calls are rated under the lock, against that row.
-        and not Allowance.objects.filter(
-            account_id=subscription.account_id, period_start__lte=at, period_end__gt=at
-        ).exists()
+        and not subscription.allowance_at_call
     ):
         rating = rate_call(
             report=report, plan=plan, card=card, carries={}, allowance_remaining_seconds=0, at=at
