@@ -6,7 +6,6 @@ Test modules import `no_ledger_drift` and `fresh_test_gateway`, which then apply
 of the module.
 """
 
-import itertools
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -25,13 +24,13 @@ from billing.models import (
 from billing.models import (
     TestCardBehaviour as Card,
 )
+from tests.usage.metering import new_id  # one counter: a test may use both modules' helpers
 from usage.calls import report_call
 from usage.events import ingest_events
 from usage.models import Call, UsageEvent
 from usage.reports import CallReport, EventReport
 
 USD = 1_000_000
-_ids = itertools.count(1)
 
 
 @pytest.fixture(autouse=True)
@@ -51,10 +50,6 @@ def fresh_test_gateway(monkeypatch):
     are built from invoice ids, which a rolled-back test database hands out again.
     """
     monkeypatch.setattr(payment_gateway.TestModeGateway, "_results", {})
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{next(_ids)}"
 
 
 def report_minutes(
