@@ -143,7 +143,12 @@ def balance_changed(*, account: Account, before_micros: int, now: datetime) -> N
     """
     if not account.is_prepaid:
         return
-    row = AutoTopUpSettings.objects.filter(account_id=account.pk, enabled=True).first()
+    if Account.auto_topup_settings.related.is_cached(account):
+        # Read with the account's lock (usage.charging.lock_for_charge): no query.
+        row = Account.auto_topup_settings.related.get_cached_value(account)
+        row = row if row is not None and row.enabled else None
+    else:
+        row = AutoTopUpSettings.objects.filter(account_id=account.pk, enabled=True).first()
     if row is not None:
         _balance_moved(account=account, row=row, before_micros=before_micros, now=now)
 

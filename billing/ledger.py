@@ -144,11 +144,14 @@ def apply_postings(
     postings: Sequence[Posting],
     now: datetime,
     allow_overdraft: bool = False,
+    unbilled_delta_micros: int = 0,
 ) -> list[LedgerEntry]:
     """Post to an account the caller has already locked with `lock_account`.
 
     For services (usage rating, payments) that must decide what to charge while holding the
-    same lock. Updates `account.balance_micros` in memory and in the database.
+    same lock. Updates `account.balance_micros` in memory and in the database, and adds
+    `unbilled_delta_micros` to `account.unbilled_micros` in the same statement (usage charging
+    changes both; one statement less while the lock is held).
     """
     book = _GrantBook(account=account, now=now)
     balance = account.balance_micros
@@ -190,7 +193,11 @@ def apply_postings(
 
     book.save()
     LedgerEntry.objects.bulk_create(entries)
-    Account.objects.filter(pk=account.pk).update(balance_micros=balance)
+    changes = {"balance_micros": balance}
+    if unbilled_delta_micros:
+        changes["unbilled_micros"] = F("unbilled_micros") + unbilled_delta_micros
+        account.unbilled_micros += unbilled_delta_micros
+    Account.objects.filter(pk=account.pk).update(**changes)
     before = account.balance_micros
     account.balance_micros = balance
     if balance != before:
@@ -330,7 +337,15 @@ class _GrantBook:
     def save(self) -> None:
         if self._changed:
             changed = [g for g in self.grants if g.pk in self._changed]
-            CreditGrant.objects.bulk_update(changed, ["remaining_micros", "expired_at"])
+            if len(changed) == 1:
+                # The usual case (a debit from the one grant in use): a plain UPDATE compiles
+                # in a fraction of bulk_update's CASE statement, on the hot path of usage.
+                [grant] = changed
+                CreditGrant.objects.filter(pk=grant.pk).update(
+                    remaining_micros=grant.remaining_micros, expired_at=grant.expired_at
+                )
+            else:
+                CreditGrant.objects.bulk_update(changed, ["remaining_micros", "expired_at"])
         if self._new:
             CreditGrant.objects.bulk_create(self._new)
 

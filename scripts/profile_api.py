@@ -91,7 +91,7 @@ def main() -> None:
         if profile:
             pstats.Stats(profile).sort_stats(
                 os.environ.get("PROFILE_SORT", "cumulative")
-            ).print_stats(40)
+            ).print_stats(int(os.environ.get("PROFILE_LINES", "40")))
             for q in captured:
                 print("   ", q["sql"][:200])
 

@@ -13,7 +13,7 @@ from billing.ledger import lock_account
 from billing.models import EntryKind, Subscription
 from billing.rates import RateCard
 from billing.refunds import credit_back
-from usage.charging import ChargeSession, record_refund
+from usage.charging import ChargeSession, lock_for_charge, lock_state, record_refund
 from usage.models import FINAL_CALL_STATUSES, Allowance, Call, CallStatus, Direction
 from usage.rating import Rating, rate_call
 from usage.reports import CallReport, Conflict, NotFound, UsageError
@@ -114,7 +114,7 @@ def report_call(*, report: CallReport, now: datetime) -> tuple[Call, bool]:
     prepared = _prepare(report=report, subscription=subscription, now=now)
     try:
         with transaction.atomic():
-            account = lock_account(account_id)
+            account = lock_for_charge(account_id, now=now)
             return _report_locked(account=account, report=report, now=now, prepared=prepared)
     except IntegrityError:
         # The same call id is being created for another account at this very moment.
@@ -209,9 +209,11 @@ def _report_locked(
             allowance_remaining_seconds=session.allowance_remaining_seconds(at=at),
             at=at,
         )
-    settle_hold(
-        account=account, call_id=report.call_id, reservation_id=report.reservation_id, now=now
-    )
+    read_with_lock = lock_state(account, now=now)
+    if read_with_lock is None or read_with_lock.has_open_holds:
+        settle_hold(
+            account=account, call_id=report.call_id, reservation_id=report.reservation_id, now=now
+        )
     call.final_hash = final_hash
     call.billable_seconds = rating.billable_quantity
     call.allowance_seconds = rating.allowance_seconds

@@ -1,0 +1,134 @@
+"""What a usage charge reads with the account's lock (usage.charging.lock_for_charge).
+
+The lock is what every report of one busy account waits for, so the state the charge and the
+balance watchers need is read in the locking statement itself. These tests check that the
+state read there is the state the charge acts on: auto-top-up and alert settings, expired
+credit, open holds.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from billing.auto_topup import save_auto_topup_settings
+from billing.cards import add_test_card
+from billing.ledger import post_entry
+from billing.models import AlertSettings, EntryKind, TopUp, TopUpKind
+from tests.conftest import NOW
+from tests.usage.metering import (
+    USD,
+    call,
+    no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
+)
+from usage.calls import report_call
+from usage.charging import lock_for_charge, lock_state
+from usage.models import Reservation
+
+
+@pytest.fixture
+def prepaid(make_account, django_capture_on_commit_callbacks):
+    """voice-prepaid (0.08 USD a minute) with 10.05 USD and a card on file."""
+    account = make_account("voice-prepaid", credit_micros=10 * USD + 50_000)
+    with django_capture_on_commit_callbacks(execute=True):
+        add_test_card(account=account, behaviour="succeed", now=NOW)
+    return account
+
+
+def auto_topup(account, *, enabled: bool) -> None:
+    save_auto_topup_settings(
+        account=account,
+        enabled=enabled,
+        threshold_micros=10 * USD,
+        amount_micros=20 * USD,
+        now=NOW,
+    )
+
+
+def auto_topups(account) -> int:
+    return TopUp.objects.filter(account=account, kind=TopUpKind.AUTO).count()
+
+
+def test_a_call_that_takes_the_balance_below_the_auto_top_up_threshold_starts_one_top_up(
+    prepaid,
+):
+    auto_topup(prepaid, enabled=True)
+
+    report_call(report=call(prepaid, 60), now=NOW)  # 10.05 - 0.08: below 10 USD
+    report_call(report=call(prepaid, 60), now=NOW)  # still below: the same crossing
+
+    assert auto_topups(prepaid) == 1
+
+
+def test_a_call_starts_no_top_up_when_auto_top_up_is_turned_off(prepaid):
+    auto_topup(prepaid, enabled=False)
+
+    report_call(report=call(prepaid, 60), now=NOW)
+
+    assert auto_topups(prepaid) == 0
+
+
+def test_a_call_that_takes_the_balance_below_the_alert_threshold_disarms_the_alert_once(
+    prepaid,
+):
+    AlertSettings.objects.update_or_create(
+        account=prepaid,
+        defaults={"low_balance_threshold_micros": 10 * USD, "low_balance_armed": True},
+    )
+
+    report_call(report=call(prepaid, 60), now=NOW)
+    report_call(report=call(prepaid, 60), now=NOW)
+
+    settings = AlertSettings.objects.get(account=prepaid)
+    assert (settings.low_balance_armed, settings.low_balance_crossings) == (False, 1)
+
+
+def test_the_locking_statement_reads_expired_credit_and_open_holds(prepaid):
+    post_entry(
+        account=prepaid,
+        amount_micros=USD,
+        kind=EntryKind.PROMOTIONAL,
+        now=NOW - timedelta(days=2),
+        grant_expires_at=NOW - timedelta(minutes=1),
+    )
+    with transaction.atomic():
+        state = lock_state(lock_for_charge(prepaid.pk, now=NOW), now=NOW)
+    assert (state.expired_micros, state.has_open_holds) == (USD, False)
+
+    Reservation.objects.create(
+        public_id="hold_test",
+        account=prepaid,
+        call_id="held-call",
+        amount_micros=0,
+        max_seconds=60,
+        created_at=NOW,
+        expires_at=NOW + timedelta(hours=1),
+    )
+    with transaction.atomic():
+        account = lock_for_charge(prepaid.pk, now=NOW)
+    assert lock_state(account, now=NOW).has_open_holds
+    # Read as of one moment: another moment reads afresh.
+    assert lock_state(account, now=NOW + timedelta(seconds=1)) is None
+
+
+def test_a_call_report_reads_no_settings_or_holds_after_taking_the_lock(prepaid):
+    auto_topup(prepaid, enabled=True)
+    AlertSettings.objects.update_or_create(
+        account=prepaid, defaults={"low_balance_threshold_micros": USD}
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        report_call(report=call(prepaid, 60), now=NOW)
+
+    read_after_lock = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("SELECT")
+        and any(
+            table in q["sql"].split("FROM", 1)[1].split("WHERE", 1)[0]
+            for table in ("billing_alertsettings", "billing_autotopupsettings", "usage_reservation")
+        )
+        and "accounts_account" not in q["sql"].split("FROM", 1)[1].split("WHERE", 1)[0]
+    ]
+    assert read_after_lock == []
