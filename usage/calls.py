@@ -83,6 +83,20 @@ def report_call(*, report: CallReport, now: datetime) -> tuple[Call, bool]:
     answer to a repeat of a final report) is done before taking it.
     """
     _validate(report, now)
+    try:
+        return _report_call(report=report, now=now, first_try=True)
+    except IntegrityError:
+        # The call id was created by another report after this one looked for it (see
+        # _report_locked); the transaction is rolled back, and the retry finds the call.
+        pass
+    try:
+        return _report_call(report=report, now=now, first_try=False)
+    except IntegrityError:
+        # The same call id is being created for another account at this very moment.
+        raise Conflict(f"Call '{report.call_id}' was reported for another account.") from None
+
+
+def _report_call(*, report: CallReport, now: datetime, first_try: bool) -> tuple[Call, bool]:
     at = _charged_at(report, now)
     subscription = (
         Subscription.objects.select_related("plan", "account")
@@ -112,13 +126,18 @@ def report_call(*, report: CallReport, now: datetime) -> tuple[Call, bool]:
         _check_repeat(call=call, account_id=account_id, report=report, final_hash=final_hash)
         return call, False
     prepared = _prepare(report=report, subscription=subscription, now=now)
-    try:
-        with transaction.atomic():
-            account = lock_for_charge(account_id, now=now)
-            return _report_locked(account=account, report=report, now=now, prepared=prepared)
-    except IntegrityError:
-        # The same call id is being created for another account at this very moment.
-        raise Conflict(f"Call '{report.call_id}' was reported for another account.") from None
+    with transaction.atomic():
+        account = lock_for_charge(account_id, now=now)
+        return _report_locked(
+            account=account,
+            report=report,
+            now=now,
+            prepared=prepared,
+            # A first report of a call is not looked up again under the lock: if another
+            # report created the call meanwhile, the unique call id refuses this one's row
+            # (IntegrityError) and report_call tries again. One statement less under the lock.
+            known_new=first_try and call is None,
+        )
 
 
 @dataclass(frozen=True)
@@ -170,9 +189,9 @@ def _check_repeat(*, call: Call, account_id: int, report: CallReport, final_hash
 
 
 def _report_locked(
-    *, account: Account, report: CallReport, now: datetime, prepared: _Prepared
+    *, account: Account, report: CallReport, now: datetime, prepared: _Prepared, known_new: bool
 ) -> tuple[Call, bool]:
-    call = Call.objects.filter(call_id=report.call_id).first()
+    call = None if known_new else Call.objects.filter(call_id=report.call_id).first()
     if call is not None and call.account_id != account.pk:
         raise Conflict(f"Call '{report.call_id}' was reported for another account.")
     final_hash = report_hash(report)

@@ -19,12 +19,15 @@ from billing.models import AlertSettings, EntryKind, TopUp, TopUpKind
 from tests.conftest import NOW
 from tests.usage.metering import (
     USD,
+    balance,
     call,
+    entries,
     no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
 )
 from usage.calls import report_call
 from usage.charging import lock_for_charge, lock_state
-from usage.models import Reservation
+from usage.models import Call, Reservation
+from usage.reports import Conflict
 
 
 @pytest.fixture
@@ -132,3 +135,47 @@ def test_a_call_report_reads_no_settings_or_holds_after_taking_the_lock(prepaid)
         and "accounts_account" not in q["sql"].split("FROM", 1)[1].split("WHERE", 1)[0]
     ]
     assert read_after_lock == []
+
+
+# A first report of a call is not looked up again under the lock -------------------------------
+
+
+def create_meanwhile(monkeypatch, **fields):
+    """Make another report create the call after report_call looked for it, before the lock."""
+    from usage import calls
+
+    prepare = calls._prepare
+
+    def prepare_then_create(*, report, subscription, now):
+        prepared = prepare(report=report, subscription=subscription, now=now)
+        if not Call.objects.filter(call_id=report.call_id).exists():
+            Call.objects.create(call_id=report.call_id, created_at=now, **fields)
+        return prepared
+
+    monkeypatch.setattr(calls, "_prepare", prepare_then_create)
+
+
+def test_a_call_created_meanwhile_by_an_earlier_report_is_charged_once(prepaid, monkeypatch):
+    create_meanwhile(monkeypatch, account=prepaid, status="in_progress", direction="inbound")
+
+    result, changed = report_call(report=call(prepaid, 60, call_id="race"), now=NOW)
+
+    assert changed
+    assert (result.status, result.cost_micros) == ("completed", 80_000)
+    assert Call.objects.filter(call_id="race").count() == 1
+    assert [e.amount_micros for e in entries(prepaid, EntryKind.USAGE)] == [-80_000]
+    assert balance(prepaid) == 10 * USD + 50_000 - 80_000
+
+
+def test_a_call_created_meanwhile_for_another_account_is_a_conflict_and_charges_nothing(
+    prepaid, make_account, monkeypatch
+):
+    other = make_account("voice-prepaid", credit_micros=USD)
+    create_meanwhile(monkeypatch, account=other, status="in_progress", direction="inbound")
+
+    with pytest.raises(Conflict):
+        report_call(report=call(prepaid, 60, call_id="race"), now=NOW)
+
+    assert entries(prepaid, EntryKind.USAGE) == []
+    assert balance(prepaid) == 10 * USD + 50_000
+    assert Call.objects.get(call_id="race").account == other
