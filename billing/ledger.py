@@ -25,6 +25,10 @@ from billing.balance_watch import balance_changed
 from billing.models import CreditGrant, EntryKind, LedgerEntry
 from billing.models.ledger import cause_fields
 
+# Attribute of a locked account holding its spendable grants, read with the lock
+# (usage.charge_lock). The next posting batch takes them instead of reading them again.
+LOCKED_GRANTS_ATTR = "locked_spendable_grants"
+
 
 class LedgerError(Exception):
     """A posting was refused; nothing was written."""
@@ -258,13 +262,20 @@ class _GrantBook:
     @property
     def grants(self) -> list[CreditGrant]:
         if self._grants is None:
-            # Spending order (L5): earliest expiry first (no expiry last), then highest
-            # priority, then oldest.
-            self._grants = list(
-                CreditGrant.objects.filter(account=self.account, remaining_micros__gt=0).order_by(
-                    F("expires_at").asc(nulls_last=True), "-priority", "created_at", "pk"
+            # Read with the lock, if they were: used once, as the batch then changes them.
+            read_with_lock = self.account.__dict__.pop(LOCKED_GRANTS_ATTR, None)
+            if read_with_lock is not None:
+                self._grants = sorted(read_with_lock, key=_spending_order)
+            else:
+                # Spending order (L5): earliest expiry first (no expiry last), then highest
+                # priority, then oldest.
+                self._grants = list(
+                    CreditGrant.objects.filter(
+                        account=self.account, remaining_micros__gt=0
+                    ).order_by(
+                        F("expires_at").asc(nulls_last=True), "-priority", "created_at", "pk"
+                    )
                 )
-            )
             if self._new:
                 # Grants added earlier in this batch are not saved yet, but later postings of
                 # the batch may spend them.

@@ -13,7 +13,8 @@ from billing.ledger import lock_account
 from billing.models import EntryKind, Subscription
 from billing.rates import RateCard
 from billing.refunds import credit_back
-from usage.charging import ChargeSession, lock_for_charge, lock_state, record_refund
+from usage.charge_lock import lock_for_charge, lock_state
+from usage.charging import ChargeSession, record_refund
 from usage.models import FINAL_CALL_STATUSES, Allowance, Call, CallStatus, Direction
 from usage.rating import Rating, rate_call
 from usage.reports import CallReport, Conflict, NotFound, UsageError

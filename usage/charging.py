@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
 
-from django.db.models import Exists, F, OuterRef, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import F, Sum
 
 from accounts.models import Account
 from billing.alerts import usage_charged
@@ -24,78 +23,10 @@ from billing.ledger import Posting, apply_postings
 from billing.models import CreditGrant, LedgerEntry, Plan, Subscription
 from billing.periods import period_containing
 from billing.rates import ModelCatalog, RateCard
-from usage.models import Allowance, Reservation, ReservationStatus, UsageCarry
+from usage.charge_lock import lock_state
+from usage.models import Allowance, UsageCarry
 from usage.rating import Rating, savings_micros
 from usage.rollups import RollupDeltas, UnbilledDeltas
-
-# Attribute of an account locked by `lock_for_charge` that holds what was read with the lock.
-LOCK_STATE_ATTR = "charge_lock_state"
-
-
-@dataclass(frozen=True)
-class LockState:
-    """What `lock_for_charge` read in the locking statement, as of `now`."""
-
-    now: datetime
-    # Credit past its expiry that the expiry job has not written off yet.
-    expired_micros: int
-    # Whether any call holds credit or included seconds (usage.reservations).
-    has_open_holds: bool
-
-
-def lock_for_charge(account_id: int, *, now: datetime) -> Account:
-    """Lock the account (as billing.ledger.lock_account does) to charge usage to it, and read in
-    the same statement what the charge reads under the lock afterwards.
-
-    WARNING (locking): the lock is the bottleneck of one busy account: every report of it waits
-    here, so each statement run while it is held costs every waiting report. Four of them are
-    read here instead: the alert settings with the plan's defaults (billing.alerts), the
-    auto-top-up settings (billing.auto_topup), the expired credit not yet written off, and
-    whether any hold is open (usage.reservations). Each is changed only under this lock, so
-    reading them with it is as fresh as reading them later in the transaction.
-    """
-    expired = (
-        CreditGrant.objects.filter(
-            account=OuterRef("pk"), remaining_micros__gt=0, expires_at__lte=now
-        )
-        .values("account")
-        .annotate(total=Sum("remaining_micros"))
-        .values("total")
-    )
-    account = (
-        Account.objects.select_for_update(of=("self",))
-        .select_related("alert_settings", "auto_topup_settings")
-        .annotate(
-            lock_expired_micros=Coalesce(Subquery(expired), 0),
-            lock_open_holds=Exists(
-                Reservation.objects.filter(account=OuterRef("pk"), status=ReservationStatus.HELD)
-            ),
-            lock_plan_threshold=F("subscription__plan__low_balance_threshold_micros"),
-            lock_plan_zero_alert=F("subscription__plan__zero_balance_alert"),
-        )
-        .get(pk=account_id)
-    )
-    state = Account.alert_settings.related.get_cached_value(account, default=None)
-    if state is not None:
-        # The annotations billing.alerts.locked_alert_settings reads its settings with.
-        state.plan_threshold_micros = account.lock_plan_threshold
-        state.plan_zero_balance_alert = account.lock_plan_zero_alert
-    setattr(
-        account,
-        LOCK_STATE_ATTR,
-        LockState(
-            now=now,
-            expired_micros=account.lock_expired_micros,
-            has_open_holds=account.lock_open_holds,
-        ),
-    )
-    return account
-
-
-def lock_state(account: Account, *, now: datetime) -> LockState | None:
-    """Return what `lock_for_charge` read with the account as of `now`, else None."""
-    state = getattr(account, LOCK_STATE_ATTR, None)
-    return state if state is not None and state.now == now else None
 
 
 @dataclass(frozen=True)

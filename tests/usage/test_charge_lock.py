@@ -1,4 +1,4 @@
-"""What a usage charge reads with the account's lock (usage.charging.lock_for_charge).
+"""What a usage charge reads with the account's lock (usage.charge_lock).
 
 The lock is what every report of one busy account waits for, so the state the charge and the
 balance watchers need is read in the locking statement itself. These tests check that the
@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from billing.auto_topup import save_auto_topup_settings
 from billing.cards import add_test_card
 from billing.ledger import post_entry
-from billing.models import AlertSettings, EntryKind, TopUp, TopUpKind
+from billing.models import AlertSettings, CreditGrant, EntryKind, TopUp, TopUpKind
 from tests.conftest import NOW
 from tests.usage.metering import (
     USD,
@@ -25,7 +25,7 @@ from tests.usage.metering import (
     no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
 )
 from usage.calls import report_call
-from usage.charging import lock_for_charge, lock_state
+from usage.charge_lock import lock_for_charge, lock_state
 from usage.models import Call, Reservation
 from usage.reports import Conflict
 
@@ -115,7 +115,7 @@ def test_the_locking_statement_reads_expired_credit_and_open_holds(prepaid):
     assert lock_state(account, now=NOW + timedelta(seconds=1)) is None
 
 
-def test_a_call_report_reads_no_settings_or_holds_after_taking_the_lock(prepaid):
+def test_a_call_report_reads_settings_grants_and_holds_only_in_the_locking_statement(prepaid):
     auto_topup(prepaid, enabled=True)
     AlertSettings.objects.update_or_create(
         account=prepaid, defaults={"low_balance_threshold_micros": USD}
@@ -124,17 +124,19 @@ def test_a_call_report_reads_no_settings_or_holds_after_taking_the_lock(prepaid)
     with CaptureQueriesContext(connection) as queries:
         report_call(report=call(prepaid, 60), now=NOW)
 
-    read_after_lock = [
+    tables = ("alertsettings", "autotopupsettings", "creditgrant", "usage_reservation")
+    reads = [
         q["sql"]
         for q in queries.captured_queries
-        if q["sql"].startswith("SELECT")
-        and any(
-            table in q["sql"].split("FROM", 1)[1].split("WHERE", 1)[0]
-            for table in ("billing_alertsettings", "billing_autotopupsettings", "usage_reservation")
-        )
-        and "accounts_account" not in q["sql"].split("FROM", 1)[1].split("WHERE", 1)[0]
+        if q["sql"].startswith("SELECT") and any(table in q["sql"] for table in tables)
     ]
-    assert read_after_lock == []
+    # One statement, right after the lock: not the locking statement itself (usage.charge_lock).
+    [read] = reads
+    [lock] = [q["sql"] for q in queries.captured_queries if "accounts_account a WHERE" in q["sql"]]
+    sqls = [q["sql"] for q in queries.captured_queries]
+    assert sqls.index(read) == sqls.index(lock) + 1
+    if connection.features.has_select_for_update:
+        assert lock.endswith("FOR UPDATE")
 
 
 # A first report of a call is not looked up again under the lock -------------------------------
@@ -179,3 +181,24 @@ def test_a_call_created_meanwhile_for_another_account_is_a_conflict_and_charges_
     assert entries(prepaid, EntryKind.USAGE) == []
     assert balance(prepaid) == 10 * USD + 50_000
     assert Call.objects.get(call_id="race").account == other
+
+
+def test_a_call_spends_the_grants_read_with_the_lock_in_spending_order(prepaid):
+    later = NOW + timedelta(days=20)
+    sooner = NOW + timedelta(days=10)
+    for expires_at, amount in ((later, 30_000), (sooner, 50_000)):
+        post_entry(
+            account=prepaid,
+            amount_micros=amount,
+            kind=EntryKind.PROMOTIONAL,
+            now=NOW - timedelta(days=1),
+            grant_expires_at=expires_at,
+        )
+
+    report_call(report=call(prepaid, 60), now=NOW)  # 0.08 USD
+
+    remaining = dict(
+        CreditGrant.objects.filter(account=prepaid).values_list("expires_at", "remaining_micros")
+    )
+    # The earliest expiry first, then the next; the credit that never expires is untouched.
+    assert remaining == {sooner: 0, later: 0, None: 10 * USD + 50_000}
