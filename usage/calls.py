@@ -6,16 +6,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
 
 from accounts.models import Account
 from billing.ledger import lock_account
 from billing.models import EntryKind, Subscription
 from billing.rates import RateCard
 from billing.refunds import credit_back
+from usage.call_reads import read_before_lock
 from usage.charge_lock import lock_for_charge, lock_state
 from usage.charging import ChargeSession, record_refund
-from usage.models import FINAL_CALL_STATUSES, Allowance, Call, CallStatus, Direction
+from usage.models import FINAL_CALL_STATUSES, Call, CallStatus, Direction
 from usage.rating import Rating, rate_call
 from usage.reports import CallReport, Conflict, NotFound, UsageError
 from usage.reservations import settle_hold
@@ -99,34 +99,19 @@ def report_call(*, report: CallReport, now: datetime) -> tuple[Call, bool]:
 
 def _report_call(*, report: CallReport, now: datetime, first_try: bool) -> tuple[Call, bool]:
     at = _charged_at(report, now)
-    subscription = (
-        Subscription.objects.select_related("plan", "account")
-        .filter(account__public_id=report.account)
-        # In the same query: whether the call's period has an allowance row (see _prepare).
-        .annotate(
-            allowance_at_call=Exists(
-                Allowance.objects.filter(
-                    account_id=OuterRef("account_id"), period_start__lte=at, period_end__gt=at
-                )
-            )
-        )
-        .first()
-    )
-    if subscription is not None:
-        account_id = subscription.account_id
-    else:
-        account_id = (
-            Account.objects.filter(public_id=report.account).values_list("pk", flat=True).first()
-        )
-    if account_id is None:
+    # One statement: the account, its subscription and plan, and the call if reported before.
+    read = read_before_lock(account_public_id=report.account, call_id=report.call_id, at=at)
+    if read is None:
         raise NotFound(f"No account '{report.account}'.", param="account")
+    account_id, subscription, call = read.account_id, read.subscription, read.call
     final_hash = report_hash(report)
     # A final state never changes, so a repeat of a final report is answered without the lock.
-    call = Call.objects.filter(call_id=report.call_id).first()
     if call is not None and call.is_final:
         _check_repeat(call=call, account_id=account_id, report=report, final_hash=final_hash)
         return call, False
-    prepared = _prepare(report=report, subscription=subscription, now=now)
+    prepared = _prepare(
+        report=report, subscription=subscription, allowance_at_call=read.allowance_at_call, now=now
+    )
     with transaction.atomic():
         account = lock_for_charge(account_id, now=now)
         return _report_locked(
@@ -158,8 +143,14 @@ def _charged_at(report: CallReport, now: datetime) -> datetime:
     return report.connected_at or report.ended_at or now
 
 
-def _prepare(*, report: CallReport, subscription: Subscription | None, now: datetime) -> _Prepared:
-    """Read and rate what can be before the lock; `subscription` is report_call's, annotated."""
+def _prepare(
+    *,
+    report: CallReport,
+    subscription: Subscription | None,
+    allowance_at_call: bool,
+    now: datetime,
+) -> _Prepared:
+    """Read and rate what can be before the lock (`allowance_at_call`: see call_reads)."""
     at = _charged_at(report, now)
     if report.status not in FINAL_CALL_STATUSES or subscription is None:
         return _Prepared(subscription, None, None, at)
@@ -173,7 +164,7 @@ def _prepare(*, report: CallReport, subscription: Subscription | None, now: date
         and not plan.included_minutes
         # The period an immediate change away from included minutes was made in keeps what
         # is left of them (S2): its calls are rated under the lock, against that row.
-        and not subscription.allowance_at_call
+        and not allowance_at_call
     ):
         rating = rate_call(
             report=report, plan=plan, card=card, carries={}, allowance_remaining_seconds=0, at=at

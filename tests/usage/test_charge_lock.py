@@ -148,8 +148,9 @@ def create_meanwhile(monkeypatch, **fields):
 
     prepare = calls._prepare
 
-    def prepare_then_create(*, report, subscription, now):
-        prepared = prepare(report=report, subscription=subscription, now=now)
+    def prepare_then_create(**kwargs):
+        prepared = prepare(**kwargs)
+        report, now = kwargs["report"], kwargs["now"]
         if not Call.objects.filter(call_id=report.call_id).exists():
             Call.objects.create(call_id=report.call_id, created_at=now, **fields)
         return prepared
