@@ -4,10 +4,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Q
+from django.db import connection
 
 from accounts.models import Account
 from billing.models import ModelPrice, Plan, Rate, RateComponent
+from usage.raw_rows import ModelColumns
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,8 @@ class RateCard:
     """
 
     def __init__(self, *, plan: Plan, account: Account | None):
-        owner = Q(plan=plan)
-        if account is not None:
-            owner |= Q(account=account)
         self._rates: dict[tuple[str, str], list[Rate]] = {}
-        for rate in Rate.objects.filter(owner).order_by("-effective_from"):
+        for rate in _rates_of(plan_id=plan.pk, account_id=account.pk if account else None):
             self._rates.setdefault((rate.component, rate.key), []).append(rate)
 
     def rate(self, component: str, key: str, at: datetime) -> AppliedRate | None:
@@ -75,3 +73,22 @@ class ModelCatalog:
             if price.effective_from <= at:
                 return price
         return None
+
+
+_RATE = ModelColumns(Rate, "r")
+
+
+def _rates_of(*, plan_id: int, account_id: int | None) -> list[Rate]:
+    """Return the plan's rates and the account's own, newest first.
+
+    Raw SQL: every call report reads its rate card, and compiling the queryset cost more than
+    the query.
+    """
+    sql = f"SELECT {_RATE.sql} FROM {Rate._meta.db_table} r WHERE r.plan_id = %s"  # noqa: S608  # nosec B608 - model names
+    params = [plan_id]
+    if account_id is not None:
+        sql += " OR r.account_id = %s"
+        params.append(account_id)
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " ORDER BY r.effective_from DESC", params)
+        return [_RATE.build(row) for row in cursor.fetchall()]
