@@ -32,19 +32,28 @@ class BeforeLock:
     allowance_at_call: bool
     # The call as reported before, if it was.
     call: Call | None
+    # On PostgreSQL, an id drawn from the call table's sequence for a call not reported
+    # before (usage.calls writes a new final call once, after its ledger entry); else None.
+    new_call_pk: int | None
 
 
 @cache
-def _sql() -> str:
+def _sql(vendor: str) -> str:
+    call_table = Call._meta.db_table
+    new_id = (
+        f"CASE WHEN c.id IS NULL THEN nextval(pg_get_serial_sequence('{call_table}', 'id')) END"
+        if vendor == "postgresql"
+        else "NULL"
+    )
     return (
-        f"SELECT {_ACCOUNT.sql}, {_SUBSCRIPTION.sql}, {_PLAN.sql}, {_CALL.sql}, "  # noqa: S608  # nosec B608 - model names
+        f"SELECT {_ACCOUNT.sql}, {_SUBSCRIPTION.sql}, {_PLAN.sql}, {_CALL.sql}, {new_id}, "  # noqa: S608  # nosec B608 - model names
         f"EXISTS (SELECT 1 FROM {Allowance._meta.db_table} al WHERE al.account_id = a.id "
         "AND al.period_start <= %s AND al.period_end > %s) "
         f"FROM {Account._meta.db_table} a "
         f"LEFT JOIN {Subscription._meta.db_table} s ON s.account_id = a.id "
         f"LEFT JOIN {Plan._meta.db_table} p ON p.id = s.plan_id "
         # call_id is unique: the call whatever its account (another's is a conflict).
-        f"LEFT JOIN {Call._meta.db_table} c ON c.call_id = %s "
+        f"LEFT JOIN {call_table} c ON c.call_id = %s "
         "WHERE a.public_id = %s"
     )
 
@@ -53,7 +62,7 @@ def read_before_lock(*, account_public_id: str, call_id: str, at: datetime) -> B
     """Return what the report of `call_id` for the account reads before the lock; None if
     there is no such account. `at` is the moment the call is rated at."""
     with connection.cursor() as cursor:
-        cursor.execute(_sql(), [at, at, call_id, account_public_id])
+        cursor.execute(_sql(connection.vendor), [at, at, call_id, account_public_id])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -70,4 +79,5 @@ def read_before_lock(*, account_public_id: str, call_id: str, at: datetime) -> B
         subscription=subscription,
         allowance_at_call=bool(row[-1]),
         call=call,
+        new_call_pk=row[-2],
     )

@@ -110,7 +110,11 @@ def _report_call(*, report: CallReport, now: datetime, first_try: bool) -> tuple
         _check_repeat(call=call, account_id=account_id, report=report, final_hash=final_hash)
         return call, False
     prepared = _prepare(
-        report=report, subscription=subscription, allowance_at_call=read.allowance_at_call, now=now
+        report=report,
+        subscription=subscription,
+        allowance_at_call=read.allowance_at_call,
+        new_call_pk=read.new_call_pk if call is None else None,
+        now=now,
     )
     with transaction.atomic():
         account = lock_for_charge(account_id, now=now)
@@ -136,6 +140,9 @@ class _Prepared:
     # aggregation, no included allowance); else None and the call is rated under the lock.
     rating: Rating | None
     at: datetime
+    # The id of a new final call, drawn from its table's sequence before the lock (PostgreSQL),
+    # so that the call row is written once, after its ledger entry; else None.
+    call_pk: int | None
 
 
 def _charged_at(report: CallReport, now: datetime) -> datetime:
@@ -148,12 +155,13 @@ def _prepare(
     report: CallReport,
     subscription: Subscription | None,
     allowance_at_call: bool,
+    new_call_pk: int | None,
     now: datetime,
 ) -> _Prepared:
     """Read and rate what can be before the lock (`allowance_at_call`: see call_reads)."""
     at = _charged_at(report, now)
     if report.status not in FINAL_CALL_STATUSES or subscription is None:
-        return _Prepared(subscription, None, None, at)
+        return _Prepared(subscription, None, None, at, None)
     # Read before the lock: a plan or rate change committed while this report waits for the
     # lock is not seen by it, as if the report had arrived a moment earlier.
     plan = subscription.plan
@@ -169,7 +177,7 @@ def _prepare(
         rating = rate_call(
             report=report, plan=plan, card=card, carries={}, allowance_remaining_seconds=0, at=at
         )
-    return _Prepared(subscription, card, rating, at)
+    return _Prepared(subscription, card, rating, at, new_call_pk)
 
 
 def _check_repeat(*, call: Call, account_id: int, report: CallReport, final_hash: str) -> None:
@@ -230,7 +238,10 @@ def _report_locked(
     call.allowance_seconds = rating.allowance_seconds
     call.cost_micros = rating.cost_micros
     call.charged_at = now
-    call.save()
+    if call.pk is None and not prepared.call_pk:
+        call.save()  # its ledger entry names the call as its cause, by id
+    elif call.pk is None:
+        call.pk = prepared.call_pk
     charged = session.charge(
         rating=rating,
         kind=EntryKind.USAGE,
@@ -245,7 +256,8 @@ def _report_locked(
     call.explanation = {**rating.explanation, "uncollected": charged.uncollected_micros}
     session.close()
     call.ledger_entry = charged.posting.entry if charged.posting else None
-    call.save(update_fields=["charged_micros", "uncollected_micros", "explanation", "ledger_entry"])
+    # A new call with an id drawn before the lock is written once, now, whole.
+    call.save(force_insert=call._state.adding)
     return call, True
 
 

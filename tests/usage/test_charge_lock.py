@@ -203,3 +203,23 @@ def test_a_call_spends_the_grants_read_with_the_lock_in_spending_order(prepaid):
     )
     # The earliest expiry first, then the next; the credit that never expires is untouched.
     assert remaining == {sooner: 0, later: 0, None: 10 * USD + 50_000}
+
+
+def test_a_new_final_call_is_written_once_after_its_ledger_entry_on_postgresql(prepaid):
+    with CaptureQueriesContext(connection) as queries:
+        result, _ = report_call(report=call(prepaid, 60), now=NOW)
+
+    writes = [
+        q["sql"].split(" ", 3)[:3]
+        for q in queries.captured_queries
+        if q["sql"].startswith(("INSERT", "UPDATE")) and "usage_call" in q["sql"].split("(")[0]
+    ]
+    if connection.vendor == "postgresql":
+        # The id was drawn before the lock, so the row is written whole, once.
+        assert writes == [["INSERT", "INTO", '"usage_call"']]
+    else:
+        assert len(writes) == 2  # inserted for its id, then completed
+    result.refresh_from_db()
+    [usage] = entries(prepaid, EntryKind.USAGE)
+    assert (result.ledger_entry, usage.cause) == (usage, result)
+    assert (result.charged_micros, result.cost_micros) == (80_000, 80_000)
