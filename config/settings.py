@@ -104,6 +104,9 @@ else:
     _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     _db.setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The API's key query is a prepared statement on PostgreSQL (usage/key_lookup.py). Turn it off
+# behind a transaction-mode pooler, which does not keep SQL-level prepared statements.
+KEY_QUERY_PREPARED = env.bool("KEY_QUERY_PREPARED", default=True)
 
 # Cache, rate limits and the task broker ----------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")

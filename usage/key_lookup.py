@@ -9,13 +9,20 @@ code sees the ordinary objects.
 
 The join reads fresh rows on every request: nothing is cached between requests, so a revoked
 key, a plan change, a new tier or a reached budget applies to the very next request.
+
+On PostgreSQL the statement is prepared once per connection (settings.KEY_QUERY_PREPARED):
+planning its four joins and subquery costs PostgreSQL about four times what running it does,
+and a prepared statement is planned once. What is cached is the plan, never a row.
 """
 
+import itertools
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-from django.db import connection
+from django.conf import settings
+from django.db import NotSupportedError, ProgrammingError, connection
 from django.db.models import Model
 
 from accounts.models import Account, ApiKey
@@ -96,7 +103,7 @@ _BUDGET_PERIOD = _Value(Budget, "reached_period_start")
 
 
 @cache
-def _sql() -> str:
+def _sql(placeholder: str = "%s") -> str:
     key, account = ApiKey._meta.db_table, Account._meta.db_table
     subscription, plan = Subscription._meta.db_table, Plan._meta.db_table
     budget = Budget._meta.db_table
@@ -110,15 +117,65 @@ def _sql() -> str:
         f"FROM {key} k LEFT JOIN {account} a ON a.id = k.account_id "
         f"LEFT JOIN {subscription} s ON s.account_id = a.id "
         f"LEFT JOIN {plan} p ON p.id = s.plan_id "
-        "WHERE k.key_id = %s"
+        f"WHERE k.key_id = {placeholder}"
     )
+
+
+# Prepared statements (PostgreSQL) ---------------------------------------------------------------
+#
+# SQL-level PREPARE and EXECUTE rather than psycopg's own prepared statements: Django's cursors
+# bind parameters on the client side and turn psycopg's preparing off (prepare_threshold None),
+# and going through Django's cursor keeps query logging, execute wrappers and error wrapping.
+# A prepared statement lives as long as its connection, and PREPARE is not undone by a rollback.
+
+# The name of the statement prepared on each psycopg connection of this process. Each
+# preparation takes a new name, so a statement left behind by a failure never stands in the way.
+_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_preparations = itertools.count(1)
+# The statement is gone (DISCARD ALL; a transaction pooler, see docs/operations.md), or a
+# migration changed the type of a column it reads ("cached plan must not change result type").
+STALE_STATEMENT_SQLSTATES = frozenset({"26000", "0A000"})
+
+
+def _use_prepared() -> bool:
+    return connection.vendor == "postgresql" and settings.KEY_QUERY_PREPARED
+
+
+def _prepare(cursor) -> str:
+    name = f"meterline_key_query_{next(_preparations)}"
+    cursor.execute(f"PREPARE {name} (text) AS {_sql('$1')}")
+    _prepared[connection.connection] = name
+    return name
+
+
+def _execute_prepared(cursor, key_id: str) -> None:
+    """Run the key query as this connection's prepared statement, preparing it if need be."""
+    name = _prepared.get(connection.connection) or _prepare(cursor)
+    try:
+        cursor.execute(f"EXECUTE {name} (%s)", [key_id])
+    except (ProgrammingError, NotSupportedError) as exc:
+        if getattr(exc.__cause__, "sqlstate", None) not in STALE_STATEMENT_SQLSTATES:
+            raise
+        _prepared.pop(connection.connection, None)
+        # Outside a transaction nothing was lost: prepare afresh and ask again. Inside one the
+        # error has aborted it, so it goes to the caller; the next query prepares afresh.
+        if connection.in_atomic_block:
+            raise
+        cursor.execute(f"EXECUTE {_prepare(cursor)} (%s)", [key_id])
+
+
+def _fetch_row(key_id: str):
+    with connection.cursor() as cursor:
+        if _use_prepared():
+            _execute_prepared(cursor, key_id)
+        else:
+            cursor.execute(_sql(), [key_id])
+        return cursor.fetchone()
 
 
 def load_key(key_id: str) -> ApiKey | None:
     """Return the key with the id, its account, subscription and plan, or None if unknown."""
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(), [key_id])
-        row = cursor.fetchone()
+    row = _fetch_row(key_id)
     if row is None:
         return None
     ends = []

@@ -1,0 +1,123 @@
+"""The API's key query (usage.key_lookup): one statement, prepared once per connection on
+PostgreSQL, that reads fresh rows on every call and recovers when its statement is lost."""
+
+import pytest
+from django.db import ProgrammingError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from accounts.keys import revoke_api_key
+from tests.conftest import NOW
+from usage import key_lookup
+from usage.key_lookup import context_of, load_key
+
+
+@pytest.fixture
+def postgres_only(db, is_postgres):
+    if not is_postgres:
+        pytest.skip("prepared statements are PostgreSQL's")
+
+
+@pytest.fixture
+def key(make_account, make_key):
+    return make_key(make_account("llm-api", credit_micros=5_000_000), tier="paid").api_key
+
+
+def snapshot(api_key):
+    """The field values load_key gave the key, its account, subscription and plan."""
+    context = context_of(api_key)
+    subscription = context.subscription
+    return [
+        {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+        for obj in (api_key, api_key.account, subscription, subscription.plan)
+    ] + [context.last_hard_budget_period]
+
+
+def forget_statement():
+    """Make this process forget the statement prepared on its connection (it stays on it)."""
+    key_lookup._prepared.pop(connection.connection, None)
+
+
+def test_an_unknown_key_id_reads_as_none(db, key):
+    assert load_key("mlk_0000000000000000") is None
+
+
+def test_the_prepared_statement_reads_what_the_plain_query_reads(postgres_only, key, settings):
+    prepared = snapshot(load_key(key.key_id))
+    settings.KEY_QUERY_PREPARED = False
+
+    assert snapshot(load_key(key.key_id)) == prepared
+
+
+def test_the_key_query_is_prepared_once_per_connection(postgres_only, key):
+    connection.ensure_connection()
+    forget_statement()
+
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(3):
+            assert load_key(key.key_id).pk == key.pk
+
+    statements = [q["sql"].split(" ", 1)[0] for q in queries.captured_queries]
+    assert statements == ["PREPARE", "EXECUTE", "EXECUTE", "EXECUTE"]
+
+
+def test_the_plain_query_is_used_when_preparing_is_off(db, key, settings):
+    settings.KEY_QUERY_PREPARED = False
+
+    with CaptureQueriesContext(connection) as queries:
+        load_key(key.key_id)
+
+    [query] = queries.captured_queries
+    assert query["sql"].startswith("SELECT ")
+
+
+def test_a_prepared_statement_reads_fresh_rows_every_time(postgres_only, key):
+    load_key(key.key_id)
+    revoke_api_key(api_key=key, now=NOW)
+
+    assert load_key(key.key_id).revoked_at == NOW
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_statement_is_prepared_again_outside_a_transaction(postgres_only, key):
+    load_key(key.key_id)
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # as DISCARD ALL or a pooler would
+
+    assert load_key(key.key_id).pk == key.pk
+    assert load_key(key.key_id).pk == key.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_column_type_changed_by_a_migration_is_survived(postgres_only, key):
+    # PostgreSQL refuses to run a prepared plan whose result type changed under it.
+    load_key(key.key_id)
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE accounts_apikey ALTER COLUMN name TYPE varchar(101)")
+    try:
+        assert load_key(key.key_id).name == key.name
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE accounts_apikey ALTER COLUMN name TYPE varchar(100)")
+
+
+def test_a_lost_statement_inside_a_transaction_fails_once_then_recovers(postgres_only, key):
+    load_key(key.key_id)
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+
+    # The error aborts the transaction it happened in, so it is not hidden there.
+    with pytest.raises(ProgrammingError), transaction.atomic():
+        load_key(key.key_id)
+
+    assert load_key(key.key_id).pk == key.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_connection_prepares_its_own_statement(postgres_only, key):
+    load_key(key.key_id)
+    first = connection.connection
+    connection.close()
+    connection.connect()
+
+    assert connection.connection is not first
+    assert load_key(key.key_id).pk == key.pk
