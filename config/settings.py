@@ -49,17 +49,19 @@ INSTALLED_APPS = [
     "usage",
 ]
 
+# Sessions, logins, messages and htmx are Django's and django-htmx's middleware, kept off the
+# JSON API (/api/), which authenticates by API key and never uses them (config/middleware.py).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "config.middleware.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "config.middleware.BrowserAuthenticationMiddleware",
+    "config.middleware.BrowserMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
+    "config.middleware.BrowserHtmxMiddleware",
     "config.middleware.ContentSecurityPolicyMiddleware",
 ]
 
