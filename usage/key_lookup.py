@@ -22,8 +22,18 @@ from datetime import datetime
 from functools import cache
 
 from django.conf import settings
-from django.db import NotSupportedError, ProgrammingError, connection
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    InterfaceError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    connection,
+    connections,
+)
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
+from django.db.models.expressions import Col
 
 from accounts.models import Account, ApiKey
 from billing.models import Budget, Plan, Subscription
@@ -60,23 +70,25 @@ class _Columns:
         self.alias = alias
 
     @cache  # noqa: B019 - a handful of module-level instances, one entry per database vendor
-    def _converters(self, vendor: str) -> list[tuple]:
+    def _converters(self, vendor: str) -> list[tuple[int, Col, list]]:
+        """The position, column and converters of each column that has converters."""
         converters = []
-        for field in self.fields:
+        for position, field in enumerate(self.fields):
             col = field.get_col(self.alias)
             found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-            converters.append((col, found))
+            if found:
+                converters.append((position, col, found))
         return converters
 
-    def build(self, values) -> Model:
-        row = []
-        for value, (col, converters) in zip(
-            values, self._converters(connection.vendor), strict=True
-        ):
+    def build(self, values, conn: BaseDatabaseWrapper) -> Model:
+        """Return the model instance of a row's values, converted as the ORM would."""
+        row = list(values)
+        for position, col, converters in self._converters(conn.vendor):
+            value = row[position]
             for converter in converters:
-                value = converter(value, col, connection)
-            row.append(value)
-        return self.model.from_db(connection.alias, self.names, row)
+                value = converter(value, col, conn)
+            row[position] = value
+        return self.model.from_db(conn.alias, self.names, row)
 
 
 _KEY = _Columns(ApiKey, "k")
@@ -92,10 +104,10 @@ class _Value(_Columns):
         self.fields = [model._meta.get_field(name)]
         self.alias = "b"
 
-    def read(self, value):
-        [(col, converters)] = self._converters(connection.vendor)
-        for converter in converters:
-            value = converter(value, col, connection)
+    def read(self, value, conn: BaseDatabaseWrapper):
+        for _, col, converters in self._converters(conn.vendor):
+            for converter in converters:
+                value = converter(value, col, conn)
         return value
 
 
@@ -137,67 +149,106 @@ _preparations = itertools.count(1)
 STALE_STATEMENT_SQLSTATES = frozenset({"26000", "0A000"})
 
 
-def _use_prepared() -> bool:
-    return connection.vendor == "postgresql" and settings.KEY_QUERY_PREPARED
+def _use_prepared(conn: BaseDatabaseWrapper) -> bool:
+    return conn.vendor == "postgresql" and settings.KEY_QUERY_PREPARED
 
 
-def _prepare(cursor) -> str:
+def _prepare(cursor, conn: BaseDatabaseWrapper) -> str:
     name = f"meterline_key_query_{next(_preparations)}"
     cursor.execute(f"PREPARE {name} (text) AS {_sql('$1')}")
-    _prepared[connection.connection] = name
+    _prepared[conn.connection] = name
     return name
 
 
-def _execute_prepared(cursor, key_id: str) -> None:
+def _execute_prepared(cursor, conn: BaseDatabaseWrapper, key_id: str) -> None:
     """Run the key query as this connection's prepared statement, preparing it if need be."""
-    name = _prepared.get(connection.connection) or _prepare(cursor)
+    name = _prepared.get(conn.connection) or _prepare(cursor, conn)
     try:
         cursor.execute(f"EXECUTE {name} (%s)", [key_id])
     except (ProgrammingError, NotSupportedError) as exc:
         if getattr(exc.__cause__, "sqlstate", None) not in STALE_STATEMENT_SQLSTATES:
             raise
-        _prepared.pop(connection.connection, None)
+        _prepared.pop(conn.connection, None)
         # Outside a transaction nothing was lost: prepare afresh and ask again. Inside one the
         # error has aborted it, so it goes to the caller; the next query prepares afresh.
-        if connection.in_atomic_block:
+        if conn.in_atomic_block:
             raise
-        cursor.execute(f"EXECUTE {_prepare(cursor)} (%s)", [key_id])
+        cursor.execute(f"EXECUTE {_prepare(cursor, conn)} (%s)", [key_id])
 
 
-def _fetch_row(key_id: str):
-    with connection.cursor() as cursor:
-        if _use_prepared():
-            _execute_prepared(cursor, key_id)
+def _read_row(conn: BaseDatabaseWrapper, key_id: str):
+    with conn.cursor() as cursor:
+        if _use_prepared(conn):
+            _execute_prepared(cursor, conn, key_id)
         else:
             cursor.execute(_sql(), [key_id])
         return cursor.fetchone()
 
 
+def _take_over_health_check(conn: BaseDatabaseWrapper) -> bool:
+    """Say whether this query stands in for Django's health check of a reused connection.
+
+    With CONN_HEALTH_CHECKS, Django sends `SELECT 1` before the first query of each request on
+    a connection kept from an earlier one, and replaces the connection if that fails. The key
+    query is the first query of an API request and only reads, so it can be the check itself:
+    one round trip instead of two. Not inside a transaction, where a retry would be unsafe.
+    """
+    pending = (
+        conn.connection is not None
+        and conn.health_check_enabled
+        and not conn.health_check_done
+        and not conn.in_atomic_block
+    )
+    if pending:
+        conn.health_check_done = True
+    return pending
+
+
+def _fetch_row(conn: BaseDatabaseWrapper, key_id: str):
+    checking = _take_over_health_check(conn)
+    try:
+        return _read_row(conn, key_id)
+    except (OperationalError, InterfaceError):
+        if not checking:
+            raise
+    # The connection kept from an earlier request died (a database restart, a dropped TCP
+    # connection): replace it and ask again, as Django's failed health check would have.
+    conn.close()
+    return _read_row(conn, key_id)
+
+
+@cache
+def _column_ranges() -> list[tuple[int, int]]:
+    """Where the key's, account's, subscription's and plan's columns are in the row."""
+    ranges, start = [], 0
+    for columns in (_KEY, _ACCOUNT, _SUBSCRIPTION, _PLAN):
+        ranges.append((start, start + len(columns.names)))
+        start += len(columns.names)
+    return ranges
+
+
 def load_key(key_id: str) -> ApiKey | None:
     """Return the key with the id, its account, subscription and plan, or None if unknown."""
-    row = _fetch_row(key_id)
+    conn = connections[DEFAULT_DB_ALIAS]  # the connection itself, not the proxy: read often
+    row = _fetch_row(conn, key_id)
     if row is None:
         return None
-    ends = []
-    start = 0
-    for columns in (_KEY, _ACCOUNT, _SUBSCRIPTION, _PLAN):
-        ends.append((start, start + len(columns.names)))
-        start += len(columns.names)
-    (k0, k1), (a0, a1), (s0, s1), (p0, p1) = ends
-    api_key = _KEY.build(row[k0:k1])
+    (k0, k1), (a0, a1), (s0, s1), (p0, p1) = _column_ranges()
+    api_key = _KEY.build(row[k0:k1], conn)
     subscription = None
     if row[a0] is not None:
-        account = _ACCOUNT.build(row[a0:a1])
+        account = _ACCOUNT.build(row[a0:a1], conn)
         ApiKey.account.field.set_cached_value(api_key, account)
         if row[s0] is not None:
-            subscription = _SUBSCRIPTION.build(row[s0:s1])
-            Subscription.plan.field.set_cached_value(subscription, _PLAN.build(row[p0:p1]))
+            subscription = _SUBSCRIPTION.build(row[s0:s1], conn)
+            Subscription.plan.field.set_cached_value(subscription, _PLAN.build(row[p0:p1], conn))
             Subscription.account.field.set_cached_value(subscription, account)
             Account.subscription.related.set_cached_value(account, subscription)
+    last_hard_budget_period = _BUDGET_PERIOD.read(row[-1], conn)
     setattr(
         api_key,
         CONTEXT_ATTR,
-        KeyContext(subscription=subscription, last_hard_budget_period=_BUDGET_PERIOD.read(row[-1])),
+        KeyContext(subscription=subscription, last_hard_budget_period=last_hard_budget_period),
     )
     return api_key
 

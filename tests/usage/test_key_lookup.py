@@ -1,8 +1,9 @@
 """The API's key query (usage.key_lookup): one statement, prepared once per connection on
 PostgreSQL, that reads fresh rows on every call and recovers when its statement is lost."""
 
+import psycopg
 import pytest
-from django.db import ProgrammingError, connection, transaction
+from django.db import InterfaceError, OperationalError, ProgrammingError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from accounts.keys import revoke_api_key
@@ -121,3 +122,59 @@ def test_a_new_connection_prepares_its_own_statement(postgres_only, key):
 
     assert connection.connection is not first
     assert load_key(key.key_id).pk == key.pk
+
+
+# Django's health check of a reused connection -------------------------------------------------
+
+
+def terminate_backend(conn):
+    """End the connection's server process from another connection, as a restart would."""
+    with psycopg.connect(
+        host=conn.settings_dict["HOST"] or "127.0.0.1",
+        port=conn.settings_dict["PORT"] or 5432,
+        user=conn.settings_dict["USER"],
+        dbname="postgres",
+        autocommit=True,
+    ) as admin:
+        pid = conn.connection.info.backend_pid
+        assert admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid]).fetchone()[0]
+
+
+def start_request(conn):
+    """What Django does to a kept connection when a request starts (close_old_connections)."""
+    conn.close_if_unusable_or_obsolete()
+    assert conn.connection is not None and not conn.health_check_done
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_key_query_is_the_health_check_of_a_reused_connection(postgres_only, key, monkeypatch):
+    load_key(key.key_id)
+    start_request(connection)
+    checks = []
+    monkeypatch.setattr(connection, "is_usable", lambda: checks.append("SELECT 1") or True)
+
+    assert load_key(key.key_id).pk == key.pk
+    assert checks == []  # no extra round trip
+    assert connection.health_check_done
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_that_died_between_requests_is_replaced(postgres_only, key):
+    load_key(key.key_id)
+    dead = connection.connection
+    start_request(connection)
+    terminate_backend(connection)
+
+    assert load_key(key.key_id).pk == key.pk
+    assert connection.connection is not dead
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_that_dies_during_a_request_is_not_asked_again(postgres_only, key):
+    load_key(key.key_id)  # the request's health check is done: the connection was fine
+    terminate_backend(connection)
+    try:
+        with pytest.raises((OperationalError, InterfaceError)):
+            load_key(key.key_id)
+    finally:
+        connection.close()
