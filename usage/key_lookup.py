@@ -18,7 +18,7 @@ and a prepared statement is planned once. What is cached is the plan, never a ro
 import itertools
 import weakref
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 
 from django.conf import settings
@@ -176,8 +176,33 @@ def _execute_prepared(cursor, conn: BaseDatabaseWrapper, key_id: str) -> None:
         cursor.execute(f"EXECUTE {_prepare(cursor, conn)} (%s)", [key_id])
 
 
+@cache
+def _timestamptz_loader() -> tuple[int, type]:
+    """psycopg's own loader of timestamptz (its C one when installed), with the type's oid."""
+    import psycopg  # PostgreSQL only: the embedded default runs on SQLite
+
+    oid = psycopg.postgres.types["timestamptz"].oid
+    return oid, psycopg.adapters.get_loader(oid, psycopg.pq.Format.TEXT)
+
+
+def _load_timestamps_in_c(cursor, conn: BaseDatabaseWrapper) -> None:
+    """Read this cursor's timestamps with psycopg's loader instead of Django's.
+
+    Django reads every timestamptz with a pure-Python loader so as to put its own tzinfo on
+    the value: about 6 us a value, as much as the rest of this query's client time. On a
+    session in UTC, which Django sets up when USE_TZ is on, psycopg's loader returns the same
+    values with the same tzinfo (datetime.timezone.utc); on any other, Django's loader stays.
+    """
+    if conn.timezone is not UTC or conn.connection.info.parameter_status("TimeZone") != "UTC":
+        return
+    oid, loader = _timestamptz_loader()
+    cursor.cursor.adapters.register_loader(oid, loader)
+
+
 def _read_row(conn: BaseDatabaseWrapper, key_id: str):
     with conn.cursor() as cursor:
+        if conn.vendor == "postgresql":
+            _load_timestamps_in_c(cursor, conn)
         if _use_prepared(conn):
             _execute_prepared(cursor, conn, key_id)
         else:

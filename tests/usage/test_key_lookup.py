@@ -1,12 +1,17 @@
 """The API's key query (usage.key_lookup): one statement, prepared once per connection on
 PostgreSQL, that reads fresh rows on every call and recovers when its statement is lost."""
 
+from datetime import UTC, datetime
+
 import psycopg
 import pytest
 from django.db import InterfaceError, OperationalError, ProgrammingError, connection, transaction
+from django.db.models import Max
 from django.test.utils import CaptureQueriesContext
 
 from accounts.keys import revoke_api_key
+from accounts.models import ApiKey
+from billing.models import Budget, Plan, Subscription
 from tests.conftest import NOW
 from usage import key_lookup
 from usage.key_lookup import context_of, load_key
@@ -36,6 +41,39 @@ def snapshot(api_key):
 def forget_statement():
     """Make this process forget the statement prepared on its connection (it stays on it)."""
     key_lookup._prepared.pop(connection.connection, None)
+
+
+def orm_snapshot(api_key):
+    """The same values read through the ORM, one query per object."""
+    key = ApiKey.objects.get(pk=api_key.pk)
+    subscription = Subscription.objects.get(account_id=key.account_id)
+    budget = Budget.objects.filter(account_id=key.account_id, hard=True).aggregate(
+        last=Max("reached_period_start")
+    )["last"]
+    return [
+        {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+        for obj in (key, key.account, subscription, Plan.objects.get(pk=subscription.plan_id))
+    ] + [budget]
+
+
+def tzinfos(snapshot):
+    return [
+        (name, value.tzinfo)
+        for part in snapshot[:-1]
+        for name, value in part.items()
+        if isinstance(value, datetime)
+    ]
+
+
+def test_the_key_query_reads_what_the_orm_reads(db, key):
+    revoke_api_key(api_key=key, now=NOW)  # a few more timestamps
+    Subscription.objects.filter(account_id=key.account_id).update(last_closed_at=NOW)
+
+    loaded = snapshot(load_key(key.key_id))
+
+    assert loaded == orm_snapshot(key)
+    assert tzinfos(loaded) == tzinfos(orm_snapshot(key))
+    assert all(tz is UTC for _, tz in tzinfos(loaded))
 
 
 def test_an_unknown_key_id_reads_as_none(db, key):
