@@ -10,9 +10,12 @@ code sees the ordinary objects.
 The join reads fresh rows on every request: nothing is cached between requests, so a revoked
 key, a plan change, a new tier or a reached budget applies to the very next request.
 
-On PostgreSQL the statement is prepared once per connection (settings.KEY_QUERY_PREPARED):
-planning its four joins and subquery costs PostgreSQL about four times what running it does,
-and a prepared statement is planned once. What is cached is the plan, never a row.
+It is the first query of every API request, so on PostgreSQL it is made cheap to send and read:
+- prepared once per connection (settings.KEY_QUERY_PREPARED): planning its four joins and
+  subquery cost PostgreSQL about four times what running it does. What is kept is the plan,
+  never a row;
+- it stands in for Django's `SELECT 1` health check of a reused connection;
+- its timestamps are read with psycopg's C loader rather than Django's Python one.
 """
 
 import itertools
@@ -185,7 +188,7 @@ def _timestamptz_loader() -> tuple[int, type]:
     return oid, psycopg.adapters.get_loader(oid, psycopg.pq.Format.TEXT)
 
 
-def _load_timestamps_in_c(cursor, conn: BaseDatabaseWrapper) -> None:
+def _read_timestamps_with_psycopg(cursor, conn: BaseDatabaseWrapper) -> None:
     """Read this cursor's timestamps with psycopg's loader instead of Django's.
 
     Django reads every timestamptz with a pure-Python loader so as to put its own tzinfo on
@@ -202,7 +205,7 @@ def _load_timestamps_in_c(cursor, conn: BaseDatabaseWrapper) -> None:
 def _read_row(conn: BaseDatabaseWrapper, key_id: str):
     with conn.cursor() as cursor:
         if conn.vendor == "postgresql":
-            _load_timestamps_in_c(cursor, conn)
+            _read_timestamps_with_psycopg(cursor, conn)
         if _use_prepared(conn):
             _execute_prepared(cursor, conn, key_id)
         else:
