@@ -49,17 +49,19 @@ INSTALLED_APPS = [
     "usage",
 ]
 
+# Sessions, logins, messages and htmx are Django's and django-htmx's middleware, kept off the
+# JSON API (/api/), which authenticates by API key and never uses them (config/middleware.py).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "config.middleware.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "config.middleware.BrowserAuthenticationMiddleware",
+    "config.middleware.BrowserMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
+    "config.middleware.BrowserHtmxMiddleware",
     "config.middleware.ContentSecurityPolicyMiddleware",
 ]
 
@@ -104,6 +106,9 @@ else:
     _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     _db.setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The API's key query is a prepared statement on PostgreSQL (usage/key_lookup.py). Turn it off
+# behind a transaction-mode pooler, which does not keep SQL-level prepared statements.
+KEY_QUERY_PREPARED = env.bool("KEY_QUERY_PREPARED", default=True)
 
 # Cache, rate limits and the task broker ----------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")

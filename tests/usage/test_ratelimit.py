@@ -312,6 +312,40 @@ def test_unreachable_redis_fails_open_with_a_warning(client, free_key, settings,
     assert "Redis is unreachable" in caplog.text
 
 
+def test_redis_counters_count_and_expire(redis_url):
+    counters = ratelimit.RedisCounters(redis_url)
+    key_id = f"mlk_test_{os.getpid()}_{time.monotonic_ns()}"
+    window, day = 1_000, 20
+    try:
+        counts = [counters.incr_window(key_id, window, now=timezone.now()) for _ in range(3)]
+        assert counts == [1, 2, 3]
+        counters.incr_day(key_id, day)
+        counters.incr_day(key_id, day)
+
+        assert counters.day_counts([key_id], range(day, day + 1)) == {key_id: 2}
+        window_ttl = counters.client.ttl(f"{ratelimit.REDIS_PREFIX}:{key_id}:{window}")
+        day_ttl = counters.client.ttl(f"{ratelimit.REDIS_PREFIX}:429:{key_id}:{day}")
+        assert 0 < window_ttl <= 2 * ratelimit.WINDOW_SECONDS
+        assert 35 * ratelimit.DAY_SECONDS < day_ttl <= 36 * ratelimit.DAY_SECONDS
+    finally:
+        counters.client.delete(
+            f"{ratelimit.REDIS_PREFIX}:{key_id}:{window}",
+            f"{ratelimit.REDIS_PREFIX}:429:{key_id}:{day}",
+        )
+
+
+def test_redis_counters_load_their_script_again_when_redis_forgot_it(redis_url):
+    # As after a Redis restart or a failover: EVALSHA answers NOSCRIPT.
+    counters = ratelimit.RedisCounters(redis_url)
+    counters.incr_and_expire.sha = "0" * 40
+    key_id = f"mlk_test_{os.getpid()}_{time.monotonic_ns()}"
+    try:
+        assert counters.incr_window(key_id, 1_000, now=timezone.now()) == 1
+        assert counters.incr_window(key_id, 1_000, now=timezone.now()) == 2
+    finally:
+        counters.client.delete(f"{ratelimit.REDIS_PREFIX}:{key_id}:1000")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_database_counter_loses_no_update_under_concurrency(settings):
     settings.REDIS_URL = ""
