@@ -1,13 +1,16 @@
 """Which price applies: an account's rate card and the model catalog at a moment (U3, U7, S1)."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Q
 
 from accounts.models import Account
 from billing.models import ModelPrice, Plan, Rate, RateComponent
+from billing.raw_rows import Columns, placeholders
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,14 @@ class RateCard:
 
 
 class ModelCatalog:
-    """The model price catalog, loaded once per batch; `price` answers at a moment."""
+    """The model price catalog, loaded once per batch; `price` answers at a moment.
 
-    def __init__(self):
+    `models` limits it to the prices of those models, for a batch that knows which it needs.
+    """
+
+    def __init__(self, *, models: Iterable[str] | None = None):
         self._prices: dict[str, list[ModelPrice]] = {}
-        for price in ModelPrice.objects.order_by("-effective_from"):
+        for price in _model_prices(None if models is None else sorted(set(models))):
             self._prices.setdefault(price.model, []).append(price)
 
     def price(self, *, model: str, provider: str, at: datetime) -> ModelPrice | None:
@@ -75,3 +81,22 @@ class ModelCatalog:
             if price.effective_from <= at:
                 return price
         return None
+
+
+_PRICE = Columns(ModelPrice, "m")
+
+
+def _model_prices(models: list[str] | None) -> list[ModelPrice]:
+    """Return the prices of `models` (all if None), newest first.
+
+    Raw SQL: this runs for every batch of usage events, where building the queryset cost
+    more than the query.
+    """
+    if models == []:
+        return []
+    sql = f"SELECT {_PRICE.sql} FROM {ModelPrice._meta.db_table} m"  # noqa: S608  # nosec B608 - model names
+    if models is not None:
+        sql += f" WHERE m.model IN ({placeholders(len(models))})"
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " ORDER BY m.effective_from DESC", models)
+        return [_PRICE.build(row) for row in cursor.fetchall()]

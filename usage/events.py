@@ -21,6 +21,7 @@ from billing.money import round_micros
 from billing.rates import ModelCatalog
 from usage.calls import CLOCK_SKEW, LATE_LIMIT
 from usage.charging import ChargeSession
+from usage.event_reads import stored_events, subscriptions_by_public_id
 from usage.models import EventType, UsageEvent
 from usage.rating import Rating, rate_chat, rate_commission, rate_sms, rate_tokens
 from usage.reports import EventReport, EventResult, UsageError
@@ -125,9 +126,11 @@ def ingest_events(*, reports: list[EventReport], now: datetime) -> list[EventRes
         seen[report.id] = (index, digest)
         by_account[report.account].append((index, report, digest))
 
-    accounts = dict(Account.objects.filter(public_id__in=by_account).values_list("public_id", "pk"))
-    catalog = ModelCatalog()
-    for public_id in sorted(by_account, key=lambda p: accounts.get(p, 0)):
+    accounts = subscriptions_by_public_id(list(by_account))
+    catalog = ModelCatalog(
+        models={report.model for items in by_account.values() for _, report, _ in items}
+    )
+    for public_id in sorted(by_account, key=lambda p: accounts[p][0].pk if p in accounts else 0):
         items = by_account[public_id]
         if public_id not in accounts:
             for index, report, _ in items:
@@ -140,7 +143,10 @@ def ingest_events(*, reports: list[EventReport], now: datetime) -> list[EventRes
                 with transaction.atomic():
                     results.update(
                         _ingest_for_account(
-                            account_id=accounts[public_id], items=items, now=now, catalog=catalog
+                            subscription=_subscription(*accounts[public_id]),
+                            items=items,
+                            now=now,
+                            catalog=catalog,
                         )
                     )
                 break
@@ -194,10 +200,20 @@ def _rate(report: EventReport, session: ChargeSession) -> tuple[Rating, str, str
     return rate_tokens(report=report, catalog=session.catalog), EntryKind.USAGE, report.type
 
 
+def _subscription(account: Account, subscription: Subscription | None) -> Subscription:
+    if subscription is None:
+        raise Subscription.DoesNotExist(f"Account {account.public_id} has no subscription.")
+    return subscription
+
+
 def _ingest_for_account(
-    *, account_id: int, items: list[tuple[int, EventReport, str]], now: datetime, catalog
+    *,
+    subscription: Subscription,
+    items: list[tuple[int, EventReport, str]],
+    now: datetime,
+    catalog: ModelCatalog,
 ) -> dict[int, EventResult]:
-    subscription = Subscription.objects.select_related("plan", "account").get(account_id=account_id)
+    account_id = subscription.account_id
     # Rating that depends on nothing the account lock protects (tokens, commission, SMS: not
     # chat, whose messages carry and use the allowance) is done before taking the lock, so
     # concurrent batches of one account rate in parallel and queue only to charge. This
@@ -214,12 +230,7 @@ def _ingest_for_account(
                 prerated[index] = exc
 
     account = lock_account(account_id)
-    existing = {
-        row[0]: row[1:]
-        for row in UsageEvent.objects.filter(event_id__in=[r.id for _, r, _ in items]).values_list(
-            "event_id", "account_id", "content_hash", "cost_micros"
-        )
-    }
+    existing = stored_events([r.id for _, r, _ in items])
     results: dict[int, EventResult] = {}
     session = ChargeSession(
         account=account,

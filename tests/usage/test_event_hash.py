@@ -63,7 +63,9 @@ def test_a_stored_hash_of_an_llm_event_is_unchanged():
 def test_a_str_enum_type_hashes_as_its_value():
     moment = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
     as_text = EventReport(id="e", account="a", type="chat", occurred_at=moment, messages=3)
-    as_member = EventReport(id="e", account="a", type=EventType.CHAT, occurred_at=moment, messages=3)
+    as_member = EventReport(
+        id="e", account="a", type=EventType.CHAT, occurred_at=moment, messages=3
+    )
 
     assert event_hash(as_member) == event_hash(as_text) == original_event_hash(as_member)
 
