@@ -10,7 +10,7 @@ from django.db.models import Q
 
 from accounts.models import Account
 from billing.models import ModelPrice, Plan, Rate, RateComponent
-from billing.raw_rows import Columns, placeholders
+from billing.raw_rows import Columns, column_in
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,10 @@ def _model_prices(models: list[str] | None) -> list[ModelPrice]:
     if models == []:
         return []
     sql = f"SELECT {_PRICE.sql} FROM {ModelPrice._meta.db_table} m"  # noqa: S608  # nosec B608 - model names
+    params = None
     if models is not None:
-        sql += f" WHERE m.model IN ({placeholders(len(models))})"
+        condition, params = column_in("m.model", models)
+        sql += f" WHERE {condition}"
     with connection.cursor() as cursor:
-        cursor.execute(sql + " ORDER BY m.effective_from DESC", models)
+        cursor.execute(sql + " ORDER BY m.effective_from DESC", params)
         return [_PRICE.build(row) for row in cursor.fetchall()]

@@ -48,8 +48,15 @@ class Columns:
         return self.model.from_db(connection.alias, self.names, row)
 
 
-def placeholders(count: int) -> str:
-    """Return "%s, %s, ..." for an IN list of `count` values (at least one)."""
-    if count < 1:
-        raise ValueError("An IN list needs at least one value.")
-    return ", ".join(["%s"] * count)
+def column_in(column: str, values: list) -> tuple[str, list]:
+    """Return the condition "`column` is one of `values`" and its parameters.
+
+    On PostgreSQL one array parameter (`= ANY(%s)`): psycopg caches the parsing of a query
+    only up to 50 parameters, and parsing one with a parameter per value took milliseconds
+    for a batch of 100 events. Elsewhere an IN list.
+    """
+    if not values:
+        raise ValueError("A condition on a list of values needs at least one value.")
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [list(values)]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)

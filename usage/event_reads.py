@@ -9,7 +9,7 @@ from django.db import connection
 
 from accounts.models import Account
 from billing.models import Plan, Subscription
-from billing.raw_rows import Columns, placeholders
+from billing.raw_rows import Columns, column_in
 from usage.models import UsageEvent
 
 _ACCOUNT = Columns(Account, "a")
@@ -28,18 +28,19 @@ def subscriptions_by_public_id(
     """
     if not public_ids:
         return {}
+    condition, params = column_in("a.public_id", public_ids)
     sql = (
         f"SELECT {_ACCOUNT.sql}, {_SUBSCRIPTION.sql}, {_PLAN.sql} "  # noqa: S608  # nosec B608 - model names
         f"FROM {Account._meta.db_table} a "
         f"LEFT JOIN {Subscription._meta.db_table} s ON s.account_id = a.id "
         f"LEFT JOIN {Plan._meta.db_table} p ON p.id = s.plan_id "
-        f"WHERE a.public_id IN ({placeholders(len(public_ids))})"
+        f"WHERE {condition}"
     )
     a_end = len(_ACCOUNT)
     s_end = a_end + len(_SUBSCRIPTION)
     found: dict[str, tuple[Account, Subscription | None]] = {}
     with connection.cursor() as cursor:
-        cursor.execute(sql, public_ids)
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     for row in rows:
         account = _ACCOUNT.build(row[:a_end])
@@ -61,12 +62,13 @@ def stored_events(event_ids: list[str]) -> dict[str, tuple[int, str, int]]:
     """
     if not event_ids:
         return {}
+    condition, params = column_in("event_id", event_ids)
     sql = (
         "SELECT event_id, account_id, content_hash, cost_micros "  # noqa: S608  # nosec B608 - model names
-        f"FROM {UsageEvent._meta.db_table} WHERE event_id IN ({placeholders(len(event_ids))})"
+        f"FROM {UsageEvent._meta.db_table} WHERE {condition}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, event_ids)
+        cursor.execute(sql, params)
         return {
             event_id: (account_id, digest, cost) for event_id, account_id, digest, cost in cursor
         }

@@ -8,6 +8,7 @@ import pytest
 from accounts.models import Account
 from billing.models import ModelKind, ModelPrice, Subscription
 from billing.rates import ModelCatalog
+from billing.raw_rows import column_in
 from tests.conftest import NOW
 from tests.usage.metering import tokens
 from usage.event_reads import stored_events, subscriptions_by_public_id
@@ -62,6 +63,28 @@ def test_stored_events_are_found_by_id_with_owner_hash_and_cost(make_account):
     found = stored_events([result.id, "never-reported"])
 
     assert found == {result.id: (account.pk, event.content_hash, event.cost_micros)}
+
+
+def test_stored_events_are_found_among_many_ids(make_account):
+    account = make_account("llm-api", credit_micros=10_000_000)
+    reports = [tokens(account, input_tokens=10) for _ in range(3)]
+    ingest_events(reports=reports, now=NOW)
+    asked = [f"unknown-{n}" for n in range(997)] + [r.id for r in reports]
+
+    found = stored_events(asked)
+
+    assert sorted(found) == sorted(r.id for r in reports)
+
+
+def test_a_list_condition_is_one_array_on_postgresql_and_an_in_list_elsewhere(is_postgres):
+    condition, params = column_in("t.c", ["a", "b"])
+
+    if is_postgres:
+        assert (condition, params) == ("t.c = ANY(%s)", [["a", "b"]])
+    else:
+        assert (condition, params) == ("t.c IN (%s, %s)", ["a", "b"])
+    with pytest.raises(ValueError):
+        column_in("t.c", [])
 
 
 @pytest.fixture
