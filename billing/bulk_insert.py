@@ -128,25 +128,21 @@ def copy_insert(model: type[Model], rows: list[dict]) -> None:
     """
     if not rows:
         return
-    meta = model._meta
-    fields = list(meta.concrete_fields)
-    plan = [
-        (
-            f.attname,
-            f.get_default() if f.has_default() else None,
-            f.encoder if isinstance(f, JSONField) else None,
-            isinstance(f, JSONField),
-        )
-        for f in fields
+    fields = list(model._meta.concrete_fields)
+    columns = [(f.attname, f.get_default() if f.has_default() else None) for f in fields]
+    # One encoder per call, where json.dumps(value, cls=...) makes one per value; the text is
+    # the same (json.dumps passes the encoder no options).
+    encoders = [
+        (index, (f.encoder or json.JSONEncoder)().encode)
+        for index, f in enumerate(fields)
+        if isinstance(f, JSONField)
     ]
 
     def values(row: dict) -> list:
-        out = []
-        for name, default, encoder, is_json in plan:
-            value = row.get(name, default)
-            if is_json and value is not None:
-                value = json.dumps(value, cls=encoder)
-            out.append(value)
+        out = [row.get(name, default) for name, default in columns]
+        for index, encode in encoders:
+            if out[index] is not None:
+                out[index] = encode(out[index])
         return out
 
     _copy(model, [f.column for f in fields], [values(row) for row in rows])

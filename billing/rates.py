@@ -1,5 +1,6 @@
 """Which price applies: an account's rate card and the model catalog at a moment (U3, U7, S1)."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -8,7 +9,7 @@ from django.db import connection
 
 from accounts.models import Account
 from billing.models import ModelPrice, Plan, Rate, RateComponent
-from usage.raw_rows import ModelColumns
+from billing.raw_rows import Columns, column_in
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,14 @@ class RateCard:
 
 
 class ModelCatalog:
-    """The model price catalog, loaded once per batch; `price` answers at a moment."""
+    """The model price catalog, loaded once per batch; `price` answers at a moment.
 
-    def __init__(self):
+    `models` limits it to the prices of those models, for a batch that knows which it needs.
+    """
+
+    def __init__(self, *, models: Iterable[str] | None = None):
         self._prices: dict[str, list[ModelPrice]] = {}
-        for price in ModelPrice.objects.order_by("-effective_from"):
+        for price in _model_prices(None if models is None else sorted(set(models))):
             self._prices.setdefault(price.model, []).append(price)
 
     def price(self, *, model: str, provider: str, at: datetime) -> ModelPrice | None:
@@ -75,7 +79,7 @@ class ModelCatalog:
         return None
 
 
-_RATE = ModelColumns(Rate, "r")
+_RATE = Columns(Rate, "r")
 
 
 def _rates_of(*, plan_id: int, account_id: int | None) -> list[Rate]:
@@ -92,3 +96,24 @@ def _rates_of(*, plan_id: int, account_id: int | None) -> list[Rate]:
     with connection.cursor() as cursor:
         cursor.execute(sql + " ORDER BY r.effective_from DESC", params)
         return [_RATE.build(row) for row in cursor.fetchall()]
+
+
+_PRICE = Columns(ModelPrice, "m")
+
+
+def _model_prices(models: list[str] | None) -> list[ModelPrice]:
+    """Return the prices of `models` (all if None), newest first.
+
+    Raw SQL: this runs for every batch of usage events, where building the queryset cost
+    more than the query.
+    """
+    if models == []:
+        return []
+    sql = f"SELECT {_PRICE.sql} FROM {ModelPrice._meta.db_table} m"  # noqa: S608  # nosec B608 - model names
+    params = None
+    if models is not None:
+        condition, params = column_in("m.model", models)
+        sql += f" WHERE {condition}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " ORDER BY m.effective_from DESC", params)
+        return [_PRICE.build(row) for row in cursor.fetchall()]

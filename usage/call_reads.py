@@ -3,7 +3,7 @@
 The account (by its public id) with its subscription and plan, whether the call's period has an
 allowance row (usage.calls._prepare), and the call if it was reported before. Through the ORM
 that was three queries whose compiling cost more than PostgreSQL's work; every call report
-runs it, so it is raw SQL turned into the ordinary model instances (usage.raw_rows).
+runs it, so it is raw SQL turned into the ordinary model instances (billing.raw_rows).
 """
 
 from dataclasses import dataclass
@@ -14,13 +14,13 @@ from django.db import connection
 
 from accounts.models import Account
 from billing.models import Plan, Subscription
+from billing.raw_rows import Columns
 from usage.models import Allowance, Call
-from usage.raw_rows import ModelColumns
 
-_ACCOUNT = ModelColumns(Account, "a")
-_SUBSCRIPTION = ModelColumns(Subscription, "s")
-_PLAN = ModelColumns(Plan, "p")
-_CALL = ModelColumns(Call, "c")
+_ACCOUNT = Columns(Account, "a")
+_SUBSCRIPTION = Columns(Subscription, "s")
+_PLAN = Columns(Plan, "p")
+_CALL = Columns(Call, "c")
 
 
 @dataclass(frozen=True)

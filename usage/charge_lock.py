@@ -18,7 +18,7 @@ committed: stale grants, stale alert state. The second statement takes a new sna
 lock is granted. (Twenty concurrent call reports showed ledger drift when they were one.)
 
 Rows are read with raw SQL and turned into model instances the way the ORM does
-(usage.raw_rows): compiling these queries through the ORM cost more than PostgreSQL's work.
+(billing.raw_rows): compiling these queries through the ORM cost more than PostgreSQL's work.
 """
 
 from dataclasses import dataclass
@@ -30,16 +30,16 @@ from django.db import connection
 from accounts.models import Account
 from billing.ledger import LOCKED_GRANTS_ATTR
 from billing.models import AlertSettings, AutoTopUpSettings, CreditGrant, Plan, Subscription
+from billing.raw_rows import Columns
 from usage.models import Reservation, ReservationStatus
-from usage.raw_rows import ModelColumns
 
 # Attribute of an account locked by `lock_for_charge` that holds what was read with the lock.
 LOCK_STATE_ATTR = "charge_lock_state"
 
-_ACCOUNT = ModelColumns(Account, "a")
-_ALERTS = ModelColumns(AlertSettings, "al")
-_AUTO_TOPUP = ModelColumns(AutoTopUpSettings, "t")
-_GRANT = ModelColumns(CreditGrant, "g")
+_ACCOUNT = Columns(Account, "a")
+_ALERTS = Columns(AlertSettings, "al")
+_AUTO_TOPUP = Columns(AutoTopUpSettings, "t")
+_GRANT = Columns(CreditGrant, "g")
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,20 @@ import hashlib
 import json
 from collections import Counter, defaultdict
 from datetime import datetime
+from json.encoder import encode_basestring_ascii as _json_text  # json.dumps's own
 
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account
 from billing.bulk_insert import allocate_ids, copy_available, copy_insert
-from billing.ledger import Posting, lock_account
+from billing.ledger import Posting
 from billing.models import EntryKind, Subscription
 from billing.money import round_micros
 from billing.rates import ModelCatalog
 from usage.calls import CLOCK_SKEW, LATE_LIMIT
+from usage.charge_lock import lock_for_charge
 from usage.charging import ChargeSession
+from usage.event_reads import stored_events, subscriptions_by_public_id
 from usage.models import EventType, UsageEvent
 from usage.rating import Rating, rate_chat, rate_commission, rate_sms, rate_tokens
 from usage.reports import EventReport, EventResult, UsageError
@@ -29,23 +32,50 @@ MAX_BATCH = 1000
 EVENT_TYPES = frozenset(EventType.values)  # EventType.values builds a new list on every read
 
 
+# The JSON `event_hash` digests: json.dumps(fields, sort_keys=True) of these fields, keys in
+# sorted order. Stored hashes are compared with new ones (a repeat of an event stored months
+# ago must still be a duplicate, not a 409), so this text must stay byte for byte what
+# json.dumps writes; tests/usage/test_event_hash.py holds it to that.
+_HASHED_JSON = (
+    '{"account": %s, "count": %s, "flex_price": %s, "input_tokens": %s, "messages": %s, '
+    '"model": %s, "occurred_at": %s, "output_tokens": %s, "provider": %s, '
+    '"standard_price": %s, "start_within": %s, "type": %s}'
+)
+
+
 def event_hash(report: EventReport) -> str:
-    fields = {
-        "account": report.account,
-        "type": report.type,
-        "occurred_at": report.occurred_at.isoformat(),
-        "messages": report.messages,
-        "count": report.count,
-        "model": report.model,
-        "provider": report.provider,
-        "input_tokens": report.input_tokens,
-        "output_tokens": report.output_tokens,
-        "start_within": report.start_within,
+    """Return the SHA-256 of an event's content, for telling a repeat from a contradiction.
+
+    Filled in by hand rather than with json.dumps, which cost more than the rest of an
+    event's validation (a dict, key sorting, an encoder per call).
+    """
+    text = _HASHED_JSON % (
+        _json(report.account),
+        _json(report.count),
         # Prices as numbers, not text: "0.153" and "0.1530" are the same report.
-        "standard_price": _number(report.standard_price),
-        "flex_price": _number(report.flex_price),
-    }
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+        _json(_number(report.flex_price)),
+        _json(report.input_tokens),
+        _json(report.messages),
+        _json(report.model),
+        _json(report.occurred_at.isoformat()),
+        _json(report.output_tokens),
+        _json(report.provider),
+        _json(_number(report.standard_price)),
+        _json(report.start_within),
+        _json(report.type),
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _json(value) -> str:
+    """Return `value` as json.dumps writes it (ASCII only, as by default)."""
+    if value is None:
+        return "null"
+    if type(value) is str:
+        return _json_text(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    return json.dumps(value)  # anything else (a str enum member, a bool): as json.dumps does
 
 
 def _number(value) -> str | None:
@@ -97,9 +127,11 @@ def ingest_events(*, reports: list[EventReport], now: datetime) -> list[EventRes
         seen[report.id] = (index, digest)
         by_account[report.account].append((index, report, digest))
 
-    accounts = dict(Account.objects.filter(public_id__in=by_account).values_list("public_id", "pk"))
-    catalog = ModelCatalog()
-    for public_id in sorted(by_account, key=lambda p: accounts.get(p, 0)):
+    accounts = subscriptions_by_public_id(list(by_account))
+    catalog = ModelCatalog(
+        models={report.model for items in by_account.values() for _, report, _ in items}
+    )
+    for public_id in sorted(by_account, key=lambda p: accounts[p][0].pk if p in accounts else 0):
         items = by_account[public_id]
         if public_id not in accounts:
             for index, report, _ in items:
@@ -112,7 +144,10 @@ def ingest_events(*, reports: list[EventReport], now: datetime) -> list[EventRes
                 with transaction.atomic():
                     results.update(
                         _ingest_for_account(
-                            account_id=accounts[public_id], items=items, now=now, catalog=catalog
+                            subscription=_subscription(*accounts[public_id]),
+                            items=items,
+                            now=now,
+                            catalog=catalog,
                         )
                     )
                 break
@@ -166,10 +201,20 @@ def _rate(report: EventReport, session: ChargeSession) -> tuple[Rating, str, str
     return rate_tokens(report=report, catalog=session.catalog), EntryKind.USAGE, report.type
 
 
+def _subscription(account: Account, subscription: Subscription | None) -> Subscription:
+    if subscription is None:
+        raise Subscription.DoesNotExist(f"Account {account.public_id} has no subscription.")
+    return subscription
+
+
 def _ingest_for_account(
-    *, account_id: int, items: list[tuple[int, EventReport, str]], now: datetime, catalog
+    *,
+    subscription: Subscription,
+    items: list[tuple[int, EventReport, str]],
+    now: datetime,
+    catalog: ModelCatalog,
 ) -> dict[int, EventResult]:
-    subscription = Subscription.objects.select_related("plan", "account").get(account_id=account_id)
+    account_id = subscription.account_id
     # Rating that depends on nothing the account lock protects (tokens, commission, SMS: not
     # chat, whose messages carry and use the allowance) is done before taking the lock, so
     # concurrent batches of one account rate in parallel and queue only to charge. This
@@ -185,13 +230,9 @@ def _ingest_for_account(
             except UsageError as exc:
                 prerated[index] = exc
 
-    account = lock_account(account_id)
-    existing = {
-        row[0]: row[1:]
-        for row in UsageEvent.objects.filter(event_id__in=[r.id for _, r, _ in items]).values_list(
-            "event_id", "account_id", "content_hash", "cost_micros"
-        )
-    }
+    # The statement after the lock also reads grants, alert and auto-top-up settings and holds.
+    account = lock_for_charge(account_id, now=now)
+    existing = stored_events([r.id for _, r, _ in items])
     results: dict[int, EventResult] = {}
     session = ChargeSession(
         account=account,

@@ -31,15 +31,14 @@ from django.db import (
     NotSupportedError,
     OperationalError,
     ProgrammingError,
-    connection,
     connections,
 )
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
-from django.db.models.expressions import Col
 
 from accounts.models import Account, ApiKey
 from billing.models import Budget, Plan, Subscription
+from billing.raw_rows import Columns
 
 # Attribute of an ApiKey loaded here that holds its KeyContext.
 CONTEXT_ATTR = "gateway_context"
@@ -62,53 +61,22 @@ class KeyContext:
         return last is not None and last >= period_start
 
 
-class _Columns:
-    """The concrete columns of a model under a table alias, and how to read them back."""
-
-    def __init__(self, model: type[Model], alias: str):
-        self.model = model
-        self.fields = list(model._meta.concrete_fields)
-        self.names = [f.attname for f in self.fields]
-        self.sql = ", ".join(f'{alias}."{f.column}"' for f in self.fields)
-        self.alias = alias
-
-    @cache  # noqa: B019 - a handful of module-level instances, one entry per database vendor
-    def _converters(self, vendor: str) -> list[tuple[int, Col, list]]:
-        """The position, column and converters of each column that has converters."""
-        converters = []
-        for position, field in enumerate(self.fields):
-            col = field.get_col(self.alias)
-            found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-            if found:
-                converters.append((position, col, found))
-        return converters
-
-    def build(self, values, conn: BaseDatabaseWrapper) -> Model:
-        """Return the model instance of a row's values, converted as the ORM would."""
-        row = list(values)
-        for position, col, converters in self._converters(conn.vendor):
-            value = row[position]
-            for converter in converters:
-                value = converter(value, col, conn)
-            row[position] = value
-        return self.model.from_db(conn.alias, self.names, row)
+_KEY = Columns(ApiKey, "k")
+_ACCOUNT = Columns(Account, "a")
+_SUBSCRIPTION = Columns(Subscription, "s")
+_PLAN = Columns(Plan, "p")
 
 
-_KEY = _Columns(ApiKey, "k")
-_ACCOUNT = _Columns(Account, "a")
-_SUBSCRIPTION = _Columns(Subscription, "s")
-_PLAN = _Columns(Plan, "p")
-
-
-class _Value(_Columns):
+class _Value(Columns):
     """One column of a model read by itself (the budget subquery)."""
 
     def __init__(self, model: type[Model], name: str):
         self.fields = [model._meta.get_field(name)]
         self.alias = "b"
+        self._converters = {}
 
     def read(self, value, conn: BaseDatabaseWrapper):
-        for _, col, converters in self._converters(conn.vendor):
+        for _, col, converters in self.converters(conn):
             for converter in converters:
                 value = converter(value, col, conn)
         return value

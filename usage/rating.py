@@ -24,6 +24,7 @@ from usage.reports import CallReport, EventReport, UsageError
 SECONDS_PER_MINUTE = 60
 FREE_ROUTING = frozenset({"default", "priority", "auto"})
 FLEX_DURATION = re.compile(r"^\d{2}h-\d{2}m-\d{2}s$")
+MILLION = Decimal(1_000_000)  # model prices are per million tokens
 
 
 @dataclass
@@ -48,10 +49,12 @@ class Line:
     unit: str  # second, minute, message, token
     rate: Decimal  # USD per minute, per message, or per million tokens
     exact: Decimal  # USD before rounding
+    # `exact` rounded, once: the item's cost, its explanation, rollups and unbilled line all
+    # read it, and rounding a Decimal costs more than the rest of an event's rating.
+    amount_micros: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def amount_micros(self) -> int:
-        return round_micros(self.exact)
+    def __post_init__(self):
+        object.__setattr__(self, "amount_micros", round_micros(self.exact))  # frozen
 
     @property
     def base_quantity(self) -> int:
@@ -317,7 +320,7 @@ def rate_tokens(*, report: EventReport, catalog: ModelCatalog) -> Rating:
         )
     if report.type == EventType.EMBEDDING and price.kind != "embedding":
         raise UsageError(f"'{report.model}' is not an embedding model.", param="model")
-    million = Decimal(1_000_000)
+    million = MILLION
     p_in, p_out = price.input_per_million, price.output_per_million
     lines = [
         Line(

@@ -4,11 +4,18 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account
-from billing.bulk_insert import insert_objects, insert_rows
+from billing.bulk_insert import (
+    allocate_ids,
+    copy_available,
+    copy_insert,
+    insert_objects,
+    insert_rows,
+)
 from billing.models import Invoice, InvoiceLine, Notification
 from billing.notifications import Notice, notify_new
 from billing.row_updates import FEW_VALUES, update_by_pk
 from tests.conftest import NOW
+from usage.models import UsageEvent
 
 LINE_NAMES = [
     "invoice_id",
@@ -91,6 +98,46 @@ def test_inserted_objects_get_their_keys_and_read_back_as_written(accounts):
     assert sorted(InvoiceLine.objects.values_list("invoice_id", "amount_micros")) == [
         (i.pk, i.total_micros) for i in invoices
     ]
+
+
+def test_rows_copied_as_dicts_read_back_as_written_with_defaults_and_json(accounts):
+    if not copy_available():
+        pytest.skip("COPY is PostgreSQL's")
+    account = accounts[0]
+    explanation = {"rule": 'prix « spécial » \\ "quoted"', "lines": [{"quantity": 3}], "n": None}
+    common = {
+        "account_id": account.pk,
+        "type": "llm",
+        "occurred_at": NOW,
+        "content_hash": "h" * 64,
+        "provider": "openai",
+        "start_within": "",
+        "quantity": 1,
+        "cost_micros": 5,
+        "created_at": NOW,
+    }
+    rows = [
+        {"event_id": "with-explanation", "model": "", "explanation": explanation, **common},
+        {"event_id": "without-explanation", "model": "gpt-4o", **common},  # defaults: JSON, ints
+    ]
+    for row, pk in zip(rows, allocate_ids(UsageEvent, len(rows)), strict=True):
+        row["id"] = pk
+
+    copy_insert(UsageEvent, rows)
+
+    first, second = UsageEvent.objects.order_by("pk")
+    assert (first.pk, first.event_id, first.explanation) == (
+        rows[0]["id"],
+        "with-explanation",
+        explanation,
+    )
+    assert (first.model, first.provider, first.ledger_entry_id) == ("", "openai", None)
+    assert (second.event_id, second.model, second.explanation) == (
+        "without-explanation",
+        "gpt-4o",
+        {},
+    )
+    assert (second.occurred_at, second.cost_micros, second.output_tokens) == (NOW, 5, 0)
 
 
 def test_rows_inserted_without_some_fields_are_refused():

@@ -3,8 +3,9 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from django.db import DataError, transaction
 
-from billing.models import Rate, RateComponent
+from billing.models import Rate, RateComponent, UnbilledLine
 from billing.money import micros_to_api
 from tests.conftest import NOW
 from tests.usage.metering import (
@@ -22,6 +23,7 @@ from tests.usage.metering import (
 from usage.calls import refund_call, report_call
 from usage.events import ingest_events
 from usage.models import UsageRollup
+from usage.rollups import RollupDeltas, UnbilledDeltas
 from usage.selectors import usage_summary
 
 
@@ -155,3 +157,65 @@ def test_usage_is_counted_on_its_utc_day_whatever_offset_it_was_reported_with(ma
     assert usage_summary(account=account, now=NOW)["calls"] == 0
     previous = usage_summary(account=account, now=NOW - timedelta(days=1))
     assert (previous["calls"], previous["sms"], previous["refunded"]) == (1, 2, "0.110667")
+
+
+AWKWARD_NAMES = ["", "NULL", 'quo"te', "back\\slash", "{braces}", "a,b", "spa ce", "naïve"]
+
+
+def test_many_rollup_rows_are_added_to_existing_rows_exactly(make_account):
+    # More rows than a statement with one parameter per value carries cheaply, with model
+    # names that need quoting inside an array, on two days, twice: the second write adds.
+    account = make_account("llm-api")
+    days = [NOW.date(), (NOW + timedelta(days=1)).date()]
+    names = [*AWKWARD_NAMES, *(f"model-{n}" for n in range(30))]
+    for _ in range(2):
+        rollups, unbilled = RollupDeltas(), UnbilledDeltas()
+        for day in days:
+            for n, name in enumerate(names):
+                rollups.add(
+                    account_id=account.pk,
+                    day=day,
+                    component="llm",
+                    provider="openai",
+                    model=name,
+                    items=1,
+                    quantity=n,
+                    cost_micros=10**12 + n,  # beyond 32 bits
+                )
+                rollups.add(
+                    account_id=account.pk,
+                    day=day,
+                    component="input_tokens",
+                    is_line=True,
+                    model=name,
+                    items=1,
+                    cost_micros=n,
+                )
+                unbilled.add(account_id=account.pk, component="input_tokens", model=name, items=1)
+        rollups.write()
+        unbilled.write()
+
+    item_rows = UsageRollup.objects.filter(account=account, is_line=False)
+    assert item_rows.count() == len(days) * len(names)
+    for day in days:
+        for n, name in enumerate(names):
+            row = item_rows.get(day=day, model=name)
+            assert (row.provider, row.items, row.quantity) == ("openai", 2, 2 * n)
+            assert row.cost_micros == 2 * (10**12 + n)
+            line = UsageRollup.objects.get(account=account, day=day, is_line=True, model=name)
+            assert (line.component, line.items, line.cost_micros) == ("input_tokens", 2, 2 * n)
+    assert sorted(
+        UnbilledLine.objects.filter(account=account).values_list("model", "items")
+    ) == sorted((name, 2 * len(days)) for name in names)
+
+
+def test_a_rollup_value_too_long_for_its_column_is_refused_not_cut(make_account, is_postgres):
+    account = make_account("llm-api")
+    rollups = RollupDeltas()
+    rollups.add(account_id=account.pk, day=NOW.date(), component="c" * 17, items=1)
+
+    if not is_postgres:
+        pytest.skip("SQLite does not enforce the length of text")
+    with pytest.raises(DataError), transaction.atomic():
+        rollups.write()
+    assert not UsageRollup.objects.filter(account=account).exists()
