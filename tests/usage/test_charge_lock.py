@@ -6,6 +6,8 @@ state read there is the state the charge acts on: auto-top-up and alert settings
 credit, open holds.
 """
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -14,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 
 from billing.auto_topup import save_auto_topup_settings
 from billing.cards import add_test_card
-from billing.ledger import post_entry
+from billing.ledger import LOCKED_GRANTS_ATTR, Posting, lock_account, post_entries, post_entry
 from billing.models import AlertSettings, CreditGrant, EntryKind, TopUp, TopUpKind
 from tests.conftest import NOW
 from tests.usage.metering import (
@@ -223,3 +225,65 @@ def test_a_new_final_call_is_written_once_after_its_ledger_entry_on_postgresql(p
     [usage] = entries(prepaid, EntryKind.USAGE)
     assert (result.ledger_entry, usage.cause) == (usage, result)
     assert (result.charged_micros, result.cost_micros) == (80_000, 80_000)
+
+
+@pytest.mark.slow
+def test_what_is_read_with_the_lock_is_what_the_previous_holder_committed(
+    transactional_db, make_account
+):
+    """The state is read by a statement after the lock, not by the locking one: a SELECT ...
+    FOR UPDATE that waited returns its join's other rows from before the holder committed."""
+    if connection.vendor != "postgresql":
+        pytest.skip("Row locks: PostgreSQL only (SQLite locks the whole database).")
+    account = make_account("voice-prepaid", credit_micros=USD)
+    holder_has_lock, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def holder():
+        try:
+            with transaction.atomic():
+                post_entries(
+                    account=lock_account(account.pk),
+                    postings=[Posting(amount_micros=-1_000, kind=EntryKind.USAGE)],
+                    now=NOW,
+                )
+                holder_has_lock.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def waiter():
+        try:
+            with transaction.atomic():
+                locked = lock_for_charge(account.pk, now=NOW)
+                seen["balance"] = locked.balance_micros
+                seen["grants"] = sum(
+                    g.remaining_micros for g in getattr(locked, LOCKED_GRANTS_ATTR)
+                )
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=holder)
+    first.start()
+    assert holder_has_lock.wait(10)
+    second = threading.Thread(target=waiter)
+    second.start()
+    _wait_until_a_backend_waits_for_a_lock()
+    release.set()
+    first.join(10)
+    second.join(10)
+
+    assert seen == {"balance": USD - 1_000, "grants": USD - 1_000}
+
+
+def _wait_until_a_backend_waits_for_a_lock() -> None:
+    with connection.cursor() as cursor:
+        for _ in range(100):
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError("The second transaction never waited for the lock.")
