@@ -144,7 +144,7 @@ def balance_changed(*, account: Account, before_micros: int, now: datetime) -> N
     if not account.is_prepaid:
         return
     if Account.auto_topup_settings.related.is_cached(account):
-        # Read with the account's lock (usage.charging.lock_for_charge): no query.
+        # Read with the account's lock (usage.charge_lock.lock_for_charge): no query.
         row = Account.auto_topup_settings.related.get_cached_value(account)
         row = row if row is not None and row.enabled else None
     else:

@@ -23,7 +23,7 @@ class Columns:
         self.fields = list(model._meta.concrete_fields)
         self.names = [f.attname for f in self.fields]
         self.sql = ", ".join(f'{alias}."{f.column}"' for f in self.fields)
-        self._pk_index = self.fields.index(model._meta.pk) if model._meta.pk in self.fields else 0
+        self._pk_index = self.fields.index(model._meta.pk)
         self._converters: dict[str, list[tuple[int, Col, list]]] = {}
 
     def __len__(self) -> int:

@@ -123,6 +123,7 @@ def _report_call(*, report: CallReport, now: datetime, first_try: bool) -> tuple
             report=report,
             now=now,
             prepared=prepared,
+            final_hash=final_hash,
             # A first report of a call is not looked up again under the lock: if another
             # report created the call meanwhile, the unique call id refuses this one's row
             # (IntegrityError) and report_call tries again. One statement less under the lock.
@@ -189,12 +190,17 @@ def _check_repeat(*, call: Call, account_id: int, report: CallReport, final_hash
 
 
 def _report_locked(
-    *, account: Account, report: CallReport, now: datetime, prepared: _Prepared, known_new: bool
+    *,
+    account: Account,
+    report: CallReport,
+    now: datetime,
+    prepared: _Prepared,
+    final_hash: str,
+    known_new: bool,
 ) -> tuple[Call, bool]:
     call = None if known_new else Call.objects.filter(call_id=report.call_id).first()
     if call is not None and call.account_id != account.pk:
         raise Conflict(f"Call '{report.call_id}' was reported for another account.")
-    final_hash = report_hash(report)
     if call is not None and call.is_final:
         _check_repeat(call=call, account_id=account.pk, report=report, final_hash=final_hash)
         return call, False
@@ -238,10 +244,11 @@ def _report_locked(
     call.allowance_seconds = rating.allowance_seconds
     call.cost_micros = rating.cost_micros
     call.charged_at = now
-    if call.pk is None and not prepared.call_pk:
-        call.save()  # its ledger entry names the call as its cause, by id
-    elif call.pk is None:
-        call.pk = prepared.call_pk
+    if call.pk is None:
+        if prepared.call_pk:
+            call.pk = prepared.call_pk  # written once, below, after its ledger entry
+        else:
+            call.save()  # its ledger entry names the call as its cause, by id
     charged = session.charge(
         rating=rating,
         kind=EntryKind.USAGE,

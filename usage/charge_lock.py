@@ -4,8 +4,8 @@ WARNING (locking): the account's row lock is the bottleneck of one busy account.
 it waits for the lock, so each statement run while the lock is held costs every waiting report,
 and one call report ran fifteen of them. One statement right after the lock therefore reads what
 the charge used to read one query at a time:
-- the spendable credit grants, in spending order (billing.ledger's grant book), from which the
-  expired credit not yet written off follows;
+- the spendable credit grants, which billing.ledger's grant book then puts in spending order,
+  and from which the expired credit not yet written off follows;
 - the alert settings with the plan's defaults (billing.alerts.locked_alert_settings);
 - the auto-top-up settings (billing.auto_topup.balance_changed);
 - whether any call holds credit (usage.reservations.settle_hold is skipped when none does).
@@ -44,7 +44,7 @@ _GRANT = Columns(CreditGrant, "g")
 
 @dataclass(frozen=True)
 class LockState:
-    """What `lock_for_charge` read in the locking statement, as of `now`."""
+    """What `lock_for_charge` read right after taking the lock, as of `now`."""
 
     now: datetime
     # Credit past its expiry that the expiry job has not written off yet.
