@@ -113,39 +113,3 @@ def revoke_api_key(*, api_key: ApiKey, now: datetime) -> ApiKey:
         ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key
-
-
-def keys_overview(*, account: Account, now: datetime) -> list[dict]:
-    """Return the account's customer keys for its API keys page, active first.
-
-    Each with its tier's limit (requests per minute), its 429s of the last 7 days and the state
-    of its tier requests; a fixed number of queries whatever the number of keys.
-    """
-    from accounts.models import TierRequest, TierRequestStatus
-    from accounts.tier_requests import higher_tiers
-    from usage.ratelimit import limit_for, recent_429_counts
-
-    keys = list(
-        ApiKey.objects.filter(account=account, kind=KeyKind.CUSTOMER).order_by(
-            "revoked_at", "-created_at"
-        )
-    )
-    if not keys:
-        return []
-    limits = {tier: limit_for(ApiKey(account=account, tier=tier)) for tier in RateTier.values}
-    refused = recent_429_counts([k.key_id for k in keys if k.revoked_at is None], now=now)
-    latest_requests: dict[int, TierRequest] = {}
-    for request in TierRequest.objects.filter(api_key__in=keys).order_by("created_at"):
-        latest_requests[request.api_key_id] = request  # the latest one per key
-    return [
-        {
-            "key": key,
-            "limit": limits.get(key.tier),
-            "refused_7d": refused.get(key.key_id, 0),
-            "request": latest_requests.get(key.pk),
-            "pending": getattr(latest_requests.get(key.pk), "status", "")
-            == TierRequestStatus.PENDING,
-            "higher_tiers": [(t, RateTier(t).label, limits[t]) for t in higher_tiers(key.tier)],
-        }
-        for key in keys
-    ]

@@ -4,7 +4,7 @@ from allauth.account.signals import user_signed_up
 from django.dispatch import receiver
 from django.utils import timezone
 
-from accounts.onboarding import open_account_for_new_user
+from billing.plans.onboarding import open_account_for_new_user
 
 
 @receiver(user_signed_up, dispatch_uid="accounts.open_account_for_new_user")

@@ -2,7 +2,7 @@
 
 A customer asks from the API keys page; staff grant or refuse in admin. Granting changes the
 key's tier in the same transaction, and the rate limiter reads the tier on every request
-(`usage.ratelimit.limit_for`), so the new limit applies to the key's next request.
+(`usage.api.ratelimit.limit_for`), so the new limit applies to the key's next request.
 """
 
 from datetime import datetime

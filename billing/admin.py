@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from billing import staff
-from billing.ledger import ledger_drift
+from billing.ledger.drift import ledger_drift
 from billing.models import (
     ApprovalStatus,
     AuditRecord,
@@ -283,7 +283,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         ]
 
     def pdf_view(self, request, pk):
-        from billing.invoice_pdf import render_invoice_pdf
+        from billing.invoicing.pdf import render_invoice_pdf
 
         invoice = get_object_or_404(Invoice, pk=pk)
         # admin_view only asks for is_staff; the invoice's own permission decides.

@@ -7,4 +7,5 @@ class BillingConfig(AppConfig):
 
     def ready(self):
         # Connect the Stripe webhook receivers (dj-stripe event signals).
-        from billing import checks, webhooks  # noqa: F401
+        from billing import checks  # noqa: F401
+        from billing.payments import webhooks  # noqa: F401

@@ -15,8 +15,8 @@ logger = logging.getLogger(__name__)
 
 
 def invoice_thresholds() -> str:
-    from billing.collection import collect_invoice
-    from billing.invoicing import invoice_thresholds as issue
+    from billing.invoicing.invoices import invoice_thresholds as issue
+    from billing.payments.collection import collect_invoice
 
     now = timezone.now()
     invoices = issue(now=now)
@@ -26,8 +26,8 @@ def invoice_thresholds() -> str:
 
 
 def close_periods() -> str:
-    from billing.collection import collect_due_invoices
-    from billing.period_close import close_periods as close
+    from billing.invoicing.period_close import close_periods as close
+    from billing.payments.collection import collect_due_invoices
 
     now = timezone.now()
     closed = close(now=now)
@@ -36,43 +36,43 @@ def close_periods() -> str:
 
 
 def release_holds() -> str:
-    from usage.reservations import release_expired_holds
+    from usage.spending.holds import release_expired_holds
 
     return f"{release_expired_holds(now=timezone.now())} hold(s) released"
 
 
 def expire_credit() -> str:
-    from billing.ledger import expire_credit as expire
+    from billing.ledger.expiry import expire_credit as expire
 
     return f"credit expired on {expire(now=timezone.now())} account(s)"
 
 
 def collect_invoices() -> str:
-    from billing.collection import collect_due_invoices
+    from billing.payments.collection import collect_due_invoices
 
     return f"{collect_due_invoices(now=timezone.now())} invoice(s) charged"
 
 
 def retry_auto_topups() -> str:
-    from billing.auto_topup import retry_auto_topups as retry
+    from billing.payments.auto_topup import retry_auto_topups as retry
 
     return f"{retry(now=timezone.now())} auto-top-up(s) started or asked again"
 
 
 def buy_recurring_credit() -> str:
-    from billing.recurring_credit import buy_recurring_credit as buy
+    from billing.payments.recurring_credit import buy_recurring_credit as buy
 
     return f"{buy(now=timezone.now())} recurring credit purchase(s) started"
 
 
 def retry_refunds() -> str:
-    from billing.refunds import retry_pending_refunds
+    from billing.payments.refunds import retry_pending_refunds
 
     return f"{retry_pending_refunds(now=timezone.now())} refund(s) asked again"
 
 
 def check_ledger() -> str:
-    from billing.ledger import ledger_drift
+    from billing.ledger.drift import ledger_drift
 
     drift = ledger_drift()
     if drift:
@@ -91,7 +91,7 @@ def check_ledger() -> str:
 
 
 def send_notifications() -> str:
-    from billing.notifications import send_pending_notifications
+    from billing.notifications.sending import send_pending_notifications
 
     return f"{send_pending_notifications(now=timezone.now())} notification(s) sent again"
 

@@ -3,6 +3,8 @@
 import calendar
 from datetime import UTC, datetime
 
+from billing.models import Subscription
+
 
 def _anchor_in(year: int, month: int, anchor_day: int) -> datetime:
     # A period anchored on the 31st starts on the last day of shorter months.
@@ -31,3 +33,14 @@ def period_containing(*, anchor_day: int, moment: datetime) -> tuple[datetime, d
 def period_after(*, anchor_day: int, end: datetime) -> tuple[datetime, datetime]:
     """Return the period that starts where the period ending at `end` ends."""
     return period_containing(anchor_day=anchor_day, moment=end)
+
+
+def current_period(*, subscription: Subscription, now: datetime) -> tuple[datetime, datetime]:
+    """Return the [start, end) billing period that contains `now`.
+
+    The subscription's current period, unless period close has not advanced it yet.
+    """
+    start, end = subscription.current_period_start, subscription.current_period_end
+    if start <= now < end:
+        return start, end
+    return period_containing(anchor_day=subscription.anchor_day, moment=now)

@@ -78,7 +78,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "accounts.dashboard.sidebar",
+                "accounts.web.shell.sidebar",
             ],
         },
     },
@@ -230,9 +230,9 @@ if PAYMENTS_TEST_MODE and not DEBUG and not env.bool("PAYMENTS_TEST_MODE", defau
     )
 # Who charges saved cards off-session (auto-top-up, invoices): Stripe with keys, else test cards.
 PAYMENT_GATEWAY = (
-    "billing.stripe_gateway.StripeGateway"
+    "billing.payments.gateway.stripe.StripeGateway"
     if STRIPE_SECRET_KEY
-    else "billing.payment_gateway.TestModeGateway"
+    else "billing.payments.gateway.test_mode.TestModeGateway"
 )
 # Charge auto-top-ups and react to card changes inline instead of in the task worker (tests).
 PAYMENTS_SYNC = env.bool("PAYMENTS_SYNC", default=False)

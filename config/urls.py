@@ -3,10 +3,10 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from accounts.views import admin_login_redirect
-from billing.webhooks import stripe_webhook
+from accounts.web.views import admin_login_redirect
+from billing.payments.webhooks import stripe_webhook
 from config.views import healthz
-from usage.api import api
+from usage.api.app import api
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -20,10 +20,10 @@ urlpatterns = [
     path("stripe/webhook/<uuid:uuid>/", stripe_webhook, name="stripe_webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("api/v1/", api.urls),
-    path("app/a/<str:public_id>/payments/", include("billing.payment_urls")),
-    path("app/", include("accounts.urls")),
-    path("app/a/<str:public_id>/invoices/", include("billing.urls")),
-    path("app/a/<str:public_id>/billing/", include("billing.dashboard_urls")),
-    path("app/a/<str:public_id>/usage/", include("usage.urls")),
+    path("app/a/<str:public_id>/payments/", include("billing.web.payment_urls")),
+    path("app/", include("accounts.web.urls")),
+    path("app/a/<str:public_id>/invoices/", include("billing.web.invoice_urls")),
+    path("app/a/<str:public_id>/billing/", include("billing.web.urls")),
+    path("app/a/<str:public_id>/usage/", include("usage.pages.urls")),
     path("", RedirectView.as_view(pattern_name="dashboard:home", permanent=False)),
 ]

@@ -92,9 +92,9 @@ def create_fixtures() -> dict:
 
     from accounts.keys import issue_api_key
     from accounts.models import KeyKind
-    from accounts.onboarding import create_account
-    from billing.example_plans import load_example_plans
     from billing.models import Plan
+    from billing.plans.example_plans import load_example_plans
+    from billing.plans.onboarding import create_account
 
     load_example_plans()
     Plan.objects.filter(code__in=["llm-api", "voice-prepaid"]).update(
@@ -331,7 +331,7 @@ def main() -> None:
         server.wait(timeout=30)
 
     from accounts.models import Account
-    from billing.ledger import ledger_drift
+    from billing.ledger.drift import ledger_drift
     from usage.models import UsageEvent
 
     events = UsageEvent.objects.filter(account__public_id=fixtures["llm"])

@@ -55,8 +55,8 @@ def heavy_account(*, calls: int, now: datetime):
     from django.db import connection
 
     from accounts.models import Account, User
-    from accounts.onboarding import create_account
     from billing.models import Plan
+    from billing.plans.onboarding import create_account
     from usage.models import Call
 
     start = now - timedelta(days=90)
@@ -281,10 +281,10 @@ def main() -> None:
     from django.test import Client
     from django.utils import timezone
 
-    from accounts.demo_data import CUSTOMER_EMAIL, build_demo
+    from accounts.demo.data import CUSTOMER_EMAIL, build_demo
     from accounts.models import Account, User
-    from billing.ledger import ledger_drift
-    from usage.usage_log import LogFilter, log_page
+    from billing.ledger.drift import ledger_drift
+    from usage.pages.usage_log import LogFilter, log_page
 
     now = timezone.now()
     started = time.perf_counter()

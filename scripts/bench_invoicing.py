@@ -49,8 +49,8 @@ def generate(accounts: int) -> dict:
     """Write N accounts with a month of usage; every balance agrees with its ledger."""
     from django.db import connection
 
-    from billing.example_plans import load_example_plans
     from billing.models import Plan
+    from billing.plans.example_plans import load_example_plans
 
     load_example_plans()
     plans = {p.code: p for p in Plan.objects.all()}
@@ -277,10 +277,10 @@ def main() -> None:
 
     from django.db import connection, reset_queries
 
-    from billing.invoicing import accounts_over_threshold, invoice_thresholds
-    from billing.ledger import ledger_drift
+    from billing.invoicing.invoices import accounts_over_threshold, invoice_thresholds
+    from billing.invoicing.period_close import CHUNK, close_periods
+    from billing.ledger.drift import ledger_drift
     from billing.models import Invoice, InvoiceLine
-    from billing.period_close import CHUNK, close_periods
 
     now = PERIOD_START + timedelta(days=25)
     started = time.perf_counter()

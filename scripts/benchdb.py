@@ -138,12 +138,15 @@ def reset_sequences(cursor, tables: Iterable[str]) -> None:
 def close_periods(*, now):
     """Run the period-close job function as of `now`, wherever billing keeps it.
 
-    It lives in `billing.invoicing`; a change under way moves it to `billing.period_close`.
-    Benchmarks call the job function itself, so they measure whichever the code has.
+    It lives in `billing.invoicing.invoices`; a change under way moves it to
+    `billing.invoicing.period_close`. Benchmarks call the job function itself, so they measure
+    whichever the code has.
     """
     import importlib
     import importlib.util
 
-    moved = importlib.util.find_spec("billing.period_close") is not None
-    module = importlib.import_module("billing.period_close" if moved else "billing.invoicing")
+    moved = importlib.util.find_spec("billing.invoicing.period_close") is not None
+    module = importlib.import_module(
+        "billing.invoicing.period_close" if moved else "billing.invoicing.invoices"
+    )
     return module.close_periods(now=now)

@@ -1,10 +1,10 @@
 """What charging rated items leaves in the database, for scripts/usage_generator.py.
 
-`AccountRun` does for one account, item after item, what `usage.charging.ChargeSession` and
-`billing.ledger.apply_postings` do: debit the balance (topping a prepaid account up before its
-credit runs low), spend credit grants in spending order, count rollups, unbilled lines, carries
-and allowance. It writes COPY lines into a `Sink`, which sends them to PostgreSQL a chunk at a
-time. Nothing here reads the database.
+`AccountRun` does for one account, item after item, what `usage.charging.session.ChargeSession` and
+`billing.ledger.posting.apply_postings` do: debit the balance (topping a prepaid account up before
+its credit runs low), spend credit grants in spending order, count rollups, unbilled lines, carries
+and allowance. It writes COPY lines into a `Sink`, which sends them to PostgreSQL a chunk at a time.
+Nothing here reads the database.
 """
 
 import io
@@ -152,7 +152,7 @@ class AccountRun:
         )
 
     def open(self, *, start, end) -> None:
-        """Credit what `accounts.onboarding.create_account` grants on the plan."""
+        """Credit what `billing.plans.onboarding.create_account` grants on the plan."""
         plan = self.plan
         if plan.included_credit_micros:
             self.credit(
@@ -174,7 +174,8 @@ class AccountRun:
                 key=f"signup:{self.public_id}",
             )
 
-    # Charging (usage.charging.ChargeSession.charge and close, one item at a time) ----------
+    # Charging (usage.charging.session.ChargeSession.charge and close, one item at a time)
+    # ----------
 
     def charge(
         self,

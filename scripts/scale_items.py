@@ -151,7 +151,7 @@ class Rated:
     )
 
     def __init__(self, rating, explanation: dict):
-        from usage.rating import savings_micros
+        from usage.rating.rules import savings_micros
 
         self.cost = rating.cost_micros
         self.quantity = rating.billable_quantity
@@ -184,9 +184,13 @@ class Shard:
         from django.contrib.contenttypes.models import ContentType
 
         from accounts.models import new_public_id
-        from billing.example_plans import DESTINATION_SURCHARGES, LLM_MINUTE_RATES, MODEL_PRICES
         from billing.models import TopUp
-        from billing.rates import ModelCatalog, RateCard
+        from billing.plans.example_plans import (
+            DESTINATION_SURCHARGES,
+            LLM_MINUTE_RATES,
+            MODEL_PRICES,
+        )
+        from billing.plans.rates import ModelCatalog, RateCard
         from usage.models import Call, UsageEvent
 
         # The pools are the same in every shard; the draws from them are the shard's own.
@@ -265,10 +269,10 @@ class Shard:
             self.ratings += 1
         return rated
 
-    # Calls (usage.calls.report_call) ----------------------------------------------------
+    # Calls (usage.ingest.calls.report_call) ----------------------------------------------------
 
     def call(self, run: AccountRun, ended_ms: int) -> None:
-        from usage.rating import rate_call
+        from usage.rating.rules import rate_call
         from usage.reports import CallReport
 
         rng = self.rng
@@ -364,10 +368,10 @@ class Shard:
         )
         self.calls += 1
 
-    # Events (usage.events.ingest_events) ------------------------------------------------
+    # Events (usage.ingest.events.ingest_events) ------------------------------------------------
 
     def event(self, run: AccountRun, occurred_ms: int) -> None:
-        from usage.rating import rate_chat, rate_commission, rate_sms, rate_tokens
+        from usage.rating.rules import rate_chat, rate_commission, rate_sms, rate_tokens
         from usage.reports import EventReport
 
         rng = self.rng
@@ -427,7 +431,7 @@ class Shard:
                 occurred_at=self.rating_moment,
                 **fields,
             )
-            # As usage.events._rate chooses.
+            # As usage.ingest.events._rate chooses.
             if kind == "chat":
                 rating = rate_chat(
                     report=report,

@@ -16,7 +16,7 @@ recreated, never the default one. Refuses to start with less than 15 GB free on 
    client (in process, one client), 1,000 events a request, on accounts of the generated data;
 4. measures the dashboard: overview and usage pages, as a logged-in owner, for a sample of
    accounts that includes the largest (p50, p95, max);
-5. runs the threshold sweep and period close over every account with `billing.invoicing`'s
+5. runs the threshold sweep and period close over every account with `billing.invoicing.invoices`'s
    job functions (`invoice_thresholds`, `close_periods`), as the worker would;
 6. prints the size of the usage, ledger and rollup tables per item and of the whole database.
 
@@ -80,7 +80,7 @@ def percentile(values: list[float], share: float) -> float:
 def check_consistency() -> None:
     from django.db import connection
 
-    from billing.ledger import ledger_drift
+    from billing.ledger.drift import ledger_drift
 
     started = time.perf_counter()
     drift = ledger_drift()
@@ -231,7 +231,7 @@ def measure_dashboard(*, generated, accounts: int, requests: int, now) -> None:
 
 
 def measure_invoicing(*, generated, now) -> None:
-    from billing.invoicing import accounts_over_threshold, invoice_thresholds
+    from billing.invoicing.invoices import accounts_over_threshold, invoice_thresholds
     from billing.models import Invoice, InvoiceLine
 
     started = time.perf_counter()
@@ -240,7 +240,10 @@ def measure_invoicing(*, generated, now) -> None:
     started = time.perf_counter()
     invoices = invoice_thresholds(now=now)
     sweep = time.perf_counter() - started
-    print(f"\nInvoice run over {generated.accounts:,} accounts (billing.invoicing job functions)")
+    print(
+        f"\nInvoice run over {generated.accounts:,} accounts "
+        "(billing.invoicing.invoices job functions)"
+    )
     print(
         f"  threshold sweep: finding due accounts {query * 1000:.0f} ms ({len(due):,} over the "
         f"threshold); whole job {sweep:.1f} s, {len(invoices):,} invoices"
@@ -326,7 +329,7 @@ def main() -> None:
 def run(options) -> None:
     from django.utils import timezone
 
-    from billing.example_plans import load_example_plans
+    from billing.plans.example_plans import load_example_plans
     from scripts.usage_generator import generate_usage
 
     load_example_plans()

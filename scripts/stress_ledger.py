@@ -7,8 +7,8 @@ postgres://postgres@127.0.0.1:5432/meterline_stress_ledger), then runs, for the 
 OS processes against one prepaid account (voice-prepaid, auto-top-up on, opened 75 days ago so
 that period close has periods to close while it is charged):
 
-- chargers: batches of LLM events and call reports through `usage.events.ingest_events` and
-  `usage.calls.report_call`, now and then a batch sent twice (the platform retrying);
+- chargers: batches of LLM events and call reports through `usage.ingest.events.ingest_events` and
+  `usage.ingest.calls.report_call`, now and then a batch sent twice (the platform retrying);
 - top-uppers: manual top-ups paid on the test-mode payment page (`complete_test_topup`), and
   the auto-top-ups the usage triggers, charged through the test-mode gateway;
 - a refunder: calls credited back (`refund_call`) and top-ups refunded to the card
@@ -87,11 +87,11 @@ def setup_django() -> None:
 def create_accounts() -> dict:
     from django.utils import timezone
 
-    from accounts.onboarding import create_account
-    from billing.auto_topup import save_auto_topup_settings
-    from billing.cards import add_test_card
-    from billing.example_plans import load_example_plans
     from billing.models import Plan
+    from billing.payments.auto_topup import save_auto_topup_settings
+    from billing.payments.cards import add_test_card
+    from billing.plans.example_plans import load_example_plans
+    from billing.plans.onboarding import create_account
 
     load_example_plans()
     now = timezone.now()
@@ -126,8 +126,8 @@ def charger(index: int, account: str, deadline: float, big: bool) -> dict:
 
     from django.utils import timezone
 
-    from usage.calls import report_call
-    from usage.events import ingest_events
+    from usage.ingest.calls import report_call
+    from usage.ingest.events import ingest_events
     from usage.reports import CallReport, EventReport
 
     rng = random.Random(index)
@@ -180,7 +180,7 @@ def topupper(index: int, account: str, deadline: float) -> dict:
     from django.utils import timezone
 
     from accounts.models import Account
-    from billing.topups import complete_test_topup, start_topup
+    from billing.payments.topups import complete_test_topup, start_topup
 
     rng = random.Random(100 + index)
     target = Account.objects.get(public_id=account)
@@ -208,8 +208,8 @@ def refunder(account: str, deadline: float) -> dict:
     from django.utils import timezone
 
     from billing.models import TopUp, TopUpStatus
-    from billing.refunds import RefundError, refund_topup, refundable_micros
-    from usage.calls import refund_call
+    from billing.payments.refunds import RefundError, refund_topup, refundable_micros
+    from usage.ingest.calls import refund_call
     from usage.models import Call
 
     rng = random.Random(200)
@@ -300,8 +300,8 @@ class Report:
 def sequential_costs(account_public_id: str, events: dict, calls: dict) -> tuple[int, int]:
     """Replay the accepted items one by one through the rating functions; return the totals."""
     from accounts.models import Account
-    from billing.rates import ModelCatalog, RateCard
-    from usage.rating import rate_call, rate_tokens
+    from billing.plans.rates import ModelCatalog, RateCard
+    from usage.rating.rules import rate_call, rate_tokens
 
     account = Account.objects.select_related("subscription__plan").get(public_id=account_public_id)
     plan = account.subscription.plan
@@ -329,7 +329,7 @@ def verify(accounts: dict, outcomes: list[dict]) -> Report:
     from django.db.models import Count, Sum
 
     from accounts.models import Account
-    from billing.ledger import ledger_drift
+    from billing.ledger.drift import ledger_drift
     from billing.models import EntryKind, Invoice, InvoiceKind, LedgerEntry, Refund, TopUp
     from usage.models import Call, UsageEvent
 

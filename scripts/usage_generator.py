@@ -1,11 +1,11 @@
 """Rated usage at scale, written with COPY (issue 9): what weeks of real ingestion leave behind.
 
 `generate_usage` opens N accounts on the six example plans and gives them M usage items in the
-current period: calls, and chat, SMS, LLM, embedding and flex events. Every item is rated by
-the real rating functions (`usage.rating`) in time order per account, with minute
-aggregation's and chat's carries and the enterprise allowance going from item to item as
-`usage.calls` and `usage.events` rate them (scripts/scale_items.py). Around the ratings it
-writes what charging them leaves (scripts/scale_charging.py):
+current period: calls, and chat, SMS, LLM, embedding and flex events. Every item is rated by the
+real rating functions (`usage.rating`) in time order per account, with minute aggregation's and
+chat's carries and the enterprise allowance going from item to item as `usage.ingest.calls` and
+`usage.ingest.events` rate them (scripts/scale_items.py). Around the ratings it writes what charging
+them leaves (scripts/scale_charging.py):
 
 - the calls and events with their price explanations;
 - one ledger entry per charged item with the balance after it; prepaid accounts are topped up
@@ -14,9 +14,9 @@ writes what charging them leaves (scripts/scale_charging.py):
 - the daily rollups (item and line rows), the unbilled lines, the carries, the allowance used,
   and each account's cached balance and unbilled total.
 
-So afterwards `billing.ledger.ledger_drift()` finds nothing, rollups equal item totals, and the
-real services (threshold invoicing, period close, the dashboard, the API) work on the data as
-on their own. Items per account follow a power law: a few large accounts, a long tail.
+So afterwards `billing.ledger.drift.ledger_drift()` finds nothing, rollups equal item totals, and
+the real services (threshold invoicing, period close, the dashboard, the API) work on the data as on
+their own. Items per account follow a power law: a few large accounts, a long tail.
 
 Writing goes through COPY, a chunk of tens of thousands of items at a time (one transaction
 each), so memory stays bounded whatever the size. `workers` > 1 splits the accounts over that
@@ -117,7 +117,7 @@ def generate_usage(
 ) -> Generated:
     """Write `accounts` accounts with `items` rated usage items in the period containing `now`.
 
-    Needs the example plans (`billing.example_plans.load_example_plans`). Accounts open at the
+    Needs the example plans (`billing.plans.example_plans.load_example_plans`). Accounts open at the
     start of the period, whose anchor day is three weeks before `now` so that the period is
     well under way; items fall between its first hour and ten minutes before `now`.
 

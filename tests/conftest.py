@@ -9,9 +9,9 @@ from django.db import connection
 
 from accounts.keys import issue_api_key
 from accounts.models import Account, KeyKind, Membership, User
-from accounts.onboarding import create_account
-from billing.example_plans import load_example_plans
 from billing.models import Plan
+from billing.plans.example_plans import load_example_plans
+from billing.plans.onboarding import create_account
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 _sequence = itertools.count(1)

@@ -151,40 +151,6 @@ class UsageCarry(models.Model):
         return f"{self.component} {self.key} carry {self.units}"
 
 
-class Allowance(models.Model):
-    """Included seconds of call and chat time for one period of one account (U9)."""
-
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="allowances")
-    period_start = models.DateTimeField()
-    period_end = models.DateTimeField()
-    included_seconds = models.BigIntegerField()
-    rollover_seconds = models.BigIntegerField(default=0)
-    used_seconds = models.BigIntegerField(default=0)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["account", "period_start"], name="one_allowance_per_period"
-            ),
-            models.CheckConstraint(
-                condition=Q(used_seconds__gte=0)
-                & Q(used_seconds__lte=models.F("included_seconds") + models.F("rollover_seconds")),
-                name="allowance_used_within_included",
-            ),
-        ]
-
-    def __str__(self):
-        return f"allowance {self.used_seconds}/{self.total_seconds} s"
-
-    @property
-    def total_seconds(self) -> int:
-        return self.included_seconds + self.rollover_seconds
-
-    @property
-    def remaining_seconds(self) -> int:
-        return self.total_seconds - self.used_seconds
-
-
 class ReservationStatus(models.TextChoices):
     HELD = "held", "Held"
     SETTLED = "settled", "Settled"

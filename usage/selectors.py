@@ -6,10 +6,10 @@ from decimal import Decimal
 from django.db.models import Q, Sum
 
 from accounts.models import Account
-from billing.models import ModelPrice, Rate, Subscription
+from billing.models import Allowance, ModelPrice, Rate, Subscription
 from billing.money import micros_to_api
 from billing.periods import period_containing
-from usage.models import Allowance, UsageRollup
+from usage.models import UsageRollup
 
 
 def balance_summary(*, account: Account) -> dict:

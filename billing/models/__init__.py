@@ -1,6 +1,7 @@
 """Billing models, split by topic and re-exported here."""
 
 from billing.models.alert_settings import AlertSettings
+from billing.models.allowances import Allowance
 from billing.models.budgets import Budget
 from billing.models.invoices import (
     ALLOWED_TRANSITIONS,
@@ -48,6 +49,7 @@ __all__ = [
     "CREDIT_KINDS",
     "OFF_SESSION_KINDS",
     "AlertSettings",
+    "Allowance",
     "AppendOnlyError",
     "ApprovalStatus",
     "AuditRecord",

@@ -1,8 +1,8 @@
 """An account's alert thresholds, the state of its alerts and its email choices (SPEC N1-N3, D3).
 
-One row per account, created on first need (`billing.alerts.alert_settings_for`). The armed flags
-and counters change only under the account's row lock, in the transaction that moved the balance
-or recorded the usage, so concurrent deductions see one crossing between them.
+One row per account, created on first need (`billing.alerts.balance.alert_settings_for`). The armed
+flags and counters change only under the account's row lock, in the transaction that moved the
+balance or recorded the usage, so concurrent deductions see one crossing between them.
 """
 
 from django.db import models
@@ -31,7 +31,8 @@ class AlertSettings(models.Model):
     allowance_period_start = models.DateTimeField(null=True, blank=True)
     allowance_alerted_percent = models.PositiveSmallIntegerField(default=0)
 
-    # Kept by billing.budgets, so that usage of accounts without budgets never looks for them.
+    # Kept by usage.spending.budgets, so that usage of accounts without budgets never looks for
+    # them.
     has_budgets = models.BooleanField(default=False)
 
     # Which optional emails the billing contacts receive. Emails about money that could not be

@@ -30,7 +30,8 @@ class Notification(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
-    # Failed sending attempts; after billing.notifications.MAX_ATTEMPTS the row becomes FAILED.
+    # Failed sending attempts; after billing.notifications.sending.MAX_ATTEMPTS the row becomes
+    # FAILED.
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
 

@@ -18,7 +18,7 @@ class TopUpKind(models.TextChoices):
     RECURRING = "recurring", "Recurring credit"
 
 
-# Top-ups charged to the saved card off-session (billing.auto_topup's charge task, with its
+# Top-ups charged to the saved card off-session (billing.payments.auto_topup's charge task, with its
 # decline and authentication handling), not paid by the customer in Checkout.
 OFF_SESSION_KINDS = (TopUpKind.AUTO, TopUpKind.RECURRING)
 
@@ -148,8 +148,8 @@ class Refund(models.Model):
 class AutoTopUpSettings(models.Model):
     """A customer's auto-top-up and its state between crossings (P2).
 
-    The state fields change only under the account's row lock (`billing.auto_topup`): `armed`
-    says the next deduction below the threshold starts a charge; `crossings` numbers those
+    The state fields change only under the account's row lock (`billing.payments.auto_topup`):
+    `armed` says the next deduction below the threshold starts a charge; `crossings` numbers those
     charges so each has its own idempotency key.
     """
 
@@ -236,7 +236,7 @@ class RecurringCreditPurchase(models.Model):
     Its attempts are top-ups of kind `recurring` with the key
     `recurring-credit:<account>:<period start>:<attempt>`; `topup` is the latest. The back-off
     fields mirror `AutoTopUpSettings` and are moved by the same decline handling
-    (`billing.auto_topup`), under the account's row lock.
+    (`billing.payments.auto_topup`), under the account's row lock.
     """
 
     account = models.ForeignKey(

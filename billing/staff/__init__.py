@@ -5,8 +5,8 @@ Every action here (SPEC P4, S1, S2, I1):
   Support and Finance groups are created by a migration) and the Support limit (`checks`);
 - takes the form's one-time token as its idempotency key, so a double submission does it once
   (`audit`);
-- goes through the same services as everything else (billing.ledger, billing.refunds,
-  billing.invoicing);
+- goes through the same services as everything else (billing.ledger, billing.payments.refunds,
+  billing.invoicing.invoices);
 - writes an AuditRecord (who, when, what, why, before and after) in the same transaction
   (`audit`).
 

@@ -5,9 +5,9 @@ from datetime import datetime
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-import billing.refunds
+import billing.payments.refunds
 from accounts.models import User
-from billing.ledger import lock_account
+from billing.ledger.locks import lock_account
 from billing.models import ApprovalStatus, RefundApproval, StaffAction, TopUp
 from billing.money import format_usd
 from billing.staff.audit import Audit, Outcome
@@ -72,9 +72,9 @@ def decide_approval(
             .select_related("grant")
             .get(pk=approval.topup_id)
         )
-        if approval.amount_micros > billing.refunds.refundable_micros(topup):
+        if approval.amount_micros > billing.payments.refunds.refundable_micros(topup):
             raise StaffActionError(
-                f"At most {format_usd(billing.refunds.refundable_micros(topup))} of this "
+                f"At most {format_usd(billing.payments.refunds.refundable_micros(topup))} of this "
                 "top-up can still be refunded; reject the request and ask for a new one."
             )
     return carry_out_topup_refund(

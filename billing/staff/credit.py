@@ -1,6 +1,6 @@
 """Credit on an account's balance from staff: credit-back of usage, grants and adjustments.
 
-No money moves: each posts one ledger entry through billing.refunds or billing.ledger. A
+No money moves: each posts one ledger entry through billing.payments.refunds or billing.ledger. A
 credit-back above the approval threshold waits for a second staff member.
 """
 
@@ -9,10 +9,11 @@ from datetime import datetime
 from django.db import transaction
 
 from accounts.models import Account, User
-from billing import refunds
-from billing.ledger import DuplicatePosting, InsufficientCredit, lock_account, post_entry
+from billing.ledger.locks import lock_account
+from billing.ledger.posting import DuplicatePosting, InsufficientCredit, post_entry
 from billing.models import EntryKind, StaffAction
 from billing.money import format_usd
+from billing.payments import refunds
 from billing.staff.approval_requests import needs_approval, request_approval
 from billing.staff.audit import ALREADY_DONE, Audit, Outcome, balance_state
 from billing.staff.checks import (

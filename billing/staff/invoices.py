@@ -1,6 +1,6 @@
 """Staff acting on an invoice: void it, write it off as uncollectible, or email it again (I1).
 
-The status changes go through billing.invoicing's `transition`, like every other.
+The status changes go through billing.invoicing.invoices's `transition`, like every other.
 """
 
 from datetime import datetime
@@ -8,10 +8,11 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account, User
-from billing.collection import invoices_keeping_past_due
-from billing.invoicing import InvoiceError, transition
-from billing.ledger import lock_account, post_entry
+from billing.invoicing.invoices import InvoiceError, transition
+from billing.ledger.locks import lock_account
+from billing.ledger.posting import post_entry
 from billing.models import EntryKind, Invoice, InvoiceKind, InvoiceStatus, StaffAction
+from billing.payments.collection import invoices_keeping_past_due
 from billing.staff.audit import Audit, Outcome, balance_state
 from billing.staff.checks import StaffActionError, clean_reason, require_permission
 
@@ -89,14 +90,14 @@ def mark_uncollectible(
 
 def resend_invoice(*, invoice: Invoice, actor: User, key: str, now: datetime) -> Outcome:
     """Send the invoice email again to the billing contacts."""
-    from billing.invoice_emails import INVOICE_ISSUED, invoice_context
-    from billing.notifications import notify
+    from billing.invoicing.emails import INVOICE_ISSUED, invoice_context
+    from billing.notifications.outbox import notify
 
     # Anyone who may look at the invoice may send it again; without this check any staff
     # member, even in no group, could email any account.
     require_permission(actor, "billing.view_invoice")
     if invoice.kind != InvoiceKind.INVOICE or invoice.status == InvoiceStatus.DRAFT:
-        # Only issued invoices are emailed (billing.invoice_emails); a statement or a draft
+        # Only issued invoices are emailed (billing.invoicing.emails); a statement or a draft
         # would go out as an "invoice" without a number.
         raise StaffActionError("Only an issued invoice can be sent again.")
     audit = Audit(

@@ -5,11 +5,11 @@ from datetime import datetime
 from django.db import transaction
 
 from accounts.models import Account, User
-from billing.ledger import lock_account
+from billing.ledger.locks import lock_account
 from billing.models import Plan, StaffAction, Subscription
+from billing.plans.allowances import keep_period_allowance
 from billing.staff.audit import Audit, Outcome
 from billing.staff.checks import StaffActionError, clean_reason, require_permission
-from usage.charging import keep_period_allowance
 
 
 def change_plan(

@@ -1,6 +1,6 @@
 """Money refunds of a top-up to the card, from staff; large ones wait for a second approval.
 
-The refund itself is billing.refunds' (Stripe call, ledger entry, top-up bookkeeping); this
+The refund itself is billing.payments.refunds' (Stripe call, ledger entry, top-up bookkeeping); this
 module checks, asks for approval or carries it out, and audits it.
 """
 
@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django.db import IntegrityError, transaction
 
-import billing.refunds
+import billing.payments.refunds
 from accounts.models import Account, User
 from billing.models import StaffAction, TopUp
 from billing.money import format_usd
@@ -27,10 +27,10 @@ def refund_topup(
     audit = Audit(action=StaffAction.REFUND_TOPUP, actor=actor, reason=reason, key=key, now=now)
     if repeat := audit.repeated():
         return repeat
-    if amount_micros > billing.refunds.refundable_micros(topup):
+    if amount_micros > billing.payments.refunds.refundable_micros(topup):
         raise StaffActionError(
-            f"At most {format_usd(billing.refunds.refundable_micros(topup))} of this top-up "
-            "can be refunded (not yet refunded and still unspent)."
+            f"At most {format_usd(billing.payments.refunds.refundable_micros(topup))} of this "
+            "top-up can be refunded (not yet refunded and still unspent)."
         )
     if needs_approval(amount_micros):
         return request_approval(
@@ -46,14 +46,14 @@ def carry_out_topup_refund(
 ) -> Outcome:
     """Make the refund: `refund_topup` below the threshold, or its approval above it.
 
-    The audit record is written after billing.refunds returns, not in one transaction with
+    The audit record is written after billing.payments.refunds returns, not in one transaction with
     it: that calls Stripe, which must not happen in a transaction that may still roll back.
     The refund's request key makes a second request refund nothing more.
     """
     account = topup.account
     before = balance_state(Account.objects.get(pk=account.pk))
     try:
-        refund = billing.refunds.refund_topup(
+        refund = billing.payments.refunds.refund_topup(
             topup=topup,
             amount_micros=amount_micros,
             reason=reason,
@@ -61,7 +61,7 @@ def carry_out_topup_refund(
             now=now,
             actor=actor,
         )
-    except billing.refunds.RefundError as exc:
+    except billing.payments.refunds.RefundError as exc:
         raise StaffActionError(str(exc)) from None
     audit = Audit(action=StaffAction.REFUND_TOPUP, actor=actor, reason=reason, key=key, now=now)
     try:

@@ -6,10 +6,10 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from accounts.demo_data import CUSTOMER_EMAIL, DEMO_PASSWORD, STAFF_EMAIL
+from accounts.demo.data import CUSTOMER_EMAIL, DEMO_PASSWORD, STAFF_EMAIL
 from accounts.keys import verify_api_key
 from accounts.models import Account, ApiKey, KeyKind, Membership, Role, User
-from billing.ledger import ledger_drift
+from billing.ledger.drift import ledger_drift
 from billing.models import EntryKind, LedgerEntry, Plan
 
 USD = 1_000_000

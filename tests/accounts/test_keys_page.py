@@ -14,7 +14,7 @@ from accounts.tier_requests import (
     request_higher_tier,
 )
 from tests.conftest import NOW
-from usage.ratelimit import hit, limit_for
+from usage.api.ratelimit import hit, limit_for
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 import pytest
 
 from accounts.models import Account, Membership, Role
-from accounts.onboarding import OnboardingError, create_account
-from billing.ledger import ledger_drift
+from billing.ledger.drift import ledger_drift
 from billing.models import CreditGrant, EntryKind, LedgerEntry
+from billing.plans.onboarding import OnboardingError, create_account
 
 USD = 1_000_000
 

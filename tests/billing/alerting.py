@@ -11,12 +11,13 @@ from datetime import datetime, timedelta
 import pytest
 
 from accounts.models import Account
-from billing.ledger import ledger_drift, post_entry
+from billing.ledger.drift import ledger_drift
+from billing.ledger.posting import post_entry
 from billing.models import EntryKind, Notification
 from billing.money import usd_to_micros
 from tests.conftest import NOW
-from usage.calls import report_call
-from usage.events import ingest_events
+from usage.ingest.calls import report_call
+from usage.ingest.events import ingest_events
 from usage.reports import CallReport, EventReport
 
 USD = 1_000_000

@@ -1,19 +1,19 @@
 """Invoices and statements made by the real services, for the invoice page and API tests.
 
-Usage is charged through `usage.calls` and `usage.events`, then cut into invoices by
-`billing.invoicing`, so the tests read exactly what production would show.
+Usage is charged through `usage.ingest.calls` and `usage.ingest.events`, then cut into invoices by
+`billing.invoicing.invoices`, so the tests read exactly what production would show.
 """
 
 from datetime import timedelta
 
 from accounts.models import Account
-from billing.invoicing import invoice_thresholds
+from billing.invoicing.invoices import invoice_thresholds
+from billing.invoicing.period_close import close_periods
 from billing.models import Invoice, InvoiceKind, Subscription
-from billing.period_close import close_periods
 from tests.conftest import NOW
 from tests.usage.metering import call, event
-from usage.calls import report_call
-from usage.events import ingest_events
+from usage.ingest.calls import report_call
+from usage.ingest.events import ingest_events
 
 USD = 1_000_000
 THRESHOLD_AT = NOW + timedelta(minutes=5)

@@ -1,10 +1,10 @@
 """Staff members, paid top-ups and snapshots for the staff-in-admin tests (issue 8).
 
-Staff members are put in the real Support and Finance groups that migration 0010 creates, so
-the tests check the permissions staff actually get. Top-ups are paid through the test-mode
-payment page's service (`billing.topups.complete_test_topup`), the same code the webhook drives.
-Test modules import `payments_in_test_mode` (and `no_ledger_drift` from tests.usage.metering),
-which then apply to every test of the module, and make their staff with `staff_member`.
+Staff members are put in the real Support and Finance groups that migration 0010 creates, so the
+tests check the permissions staff actually get. Top-ups are paid through the test-mode payment
+page's service (`billing.payments.topups.complete_test_topup`), the same code the webhook drives.
+Test modules import `payments_in_test_mode` (and `no_ledger_drift` from tests.usage.metering), which
+then apply to every test of the module, and make their staff with `staff_member`.
 """
 
 import itertools
@@ -25,7 +25,7 @@ from billing.models import (
     TopUp,
     TopUpKind,
 )
-from billing.topups import complete_test_topup, new_topup
+from billing.payments.topups import complete_test_topup, new_topup
 
 USD = 1_000_000
 _keys = itertools.count(1)

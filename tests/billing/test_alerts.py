@@ -6,10 +6,11 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from billing import alerts
-from billing.ledger import lock_account
+from billing.alerts import allowance as allowance_alerts
+from billing.alerts import balance as alerts
+from billing.invoicing.period_close import close_periods
+from billing.ledger.locks import lock_account
 from billing.models import AlertSettings, NotificationStatus, Plan, Subscription
-from billing.period_close import close_periods
 from tests.billing import alerting
 from tests.billing.alerting import (
     USD,
@@ -222,7 +223,7 @@ def test_the_balance_check_costs_one_query_and_nothing_for_the_second_hook_of_a_
             alerts.balance_changed(account=locked, before_micros=locked.balance_micros + 1, now=NOW)
         subscription = Subscription.objects.select_related("plan").get(account=voice)
         with CaptureQueriesContext(connection) as usage_check:
-            alerts.usage_charged(
+            allowance_alerts.usage_charged(
                 account=locked,
                 subscription=subscription,
                 allowance=None,
@@ -244,11 +245,11 @@ def test_a_batch_of_usage_that_crosses_nothing_adds_no_query(make_account, monke
         return len(queries)
 
     with_alerts = count_queries()
-    monkeypatch.setattr("billing.alerts.balance_changed", lambda **kwargs: None)
-    monkeypatch.setattr("usage.charging.usage_charged", lambda **kwargs: None)
+    monkeypatch.setattr("billing.alerts.balance.balance_changed", lambda **kwargs: None)
+    monkeypatch.setattr("usage.charging.session.usage_charged", lambda **kwargs: None)
     without_alerts = count_queries()
 
-    # The alert settings are read with the account's lock (usage.charge_lock), not by the alerts.
+    # The alert settings are read with the account's lock (usage.charging.lock), not by the alerts.
     assert with_alerts == without_alerts
 
 
@@ -368,7 +369,7 @@ def test_allowance_alerts_follow_the_email_choice(make_account, committed, mailo
 
 
 def test_allowance_level():
-    assert alerts.allowance_level(used=79, total=100) == 0
-    assert alerts.allowance_level(used=80, total=100) == 80
-    assert alerts.allowance_level(used=100, total=100) == 100
-    assert alerts.allowance_level(used=5, total=0) == 0
+    assert allowance_alerts.allowance_level(used=79, total=100) == 0
+    assert allowance_alerts.allowance_level(used=80, total=100) == 80
+    assert allowance_alerts.allowance_level(used=100, total=100) == 100
+    assert allowance_alerts.allowance_level(used=5, total=0) == 0

@@ -5,7 +5,6 @@ import time_machine
 from django.http import StreamingHttpResponse
 
 from accounts.models import Role
-from billing.cards import add_test_card
 from billing.models import (
     AlertSettings,
     AutoTopUpSettings,
@@ -14,6 +13,7 @@ from billing.models import (
     TestCardBehaviour,
     TopUp,
 )
+from billing.payments.cards import add_test_card
 from tests.conftest import NOW
 
 USD = 1_000_000
@@ -276,7 +276,7 @@ def test_recurring_credit_saved_without_javascript_buys_this_period(
 
 
 def test_the_statement_lists_entries_newest_first_and_pages(client, owner, account):
-    from billing.ledger import post_entry
+    from billing.ledger.posting import post_entry
 
     for n in range(55):
         post_entry(

@@ -8,7 +8,6 @@ from decimal import Decimal
 import pytest
 import time_machine
 
-from billing import budgets
 from billing.models import AlertSettings, NotificationStatus
 from tests.billing import alerting
 from tests.billing.alerting import (
@@ -20,10 +19,11 @@ from tests.billing.alerting import (
     top_up,
 )
 from tests.conftest import NOW
-from usage.calls import refund_call
-from usage.events import ingest_events
-from usage.gateway import authorize
+from usage.ingest.calls import refund_call
+from usage.ingest.events import ingest_events
 from usage.reports import EventReport, PaymentRequired
+from usage.spending import budgets
+from usage.spending.authorize import authorize
 
 committed = alerting.committed  # fixtures
 no_ledger_drift = alerting.no_ledger_drift

@@ -4,16 +4,16 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account
-from billing.bulk_insert import (
+from billing.db.bulk_insert import (
     allocate_ids,
     copy_available,
     copy_insert,
     insert_objects,
     insert_rows,
 )
+from billing.db.row_updates import FEW_VALUES, update_by_pk
 from billing.models import Invoice, InvoiceLine, Notification
-from billing.notifications import Notice, notify_new
-from billing.row_updates import FEW_VALUES, update_by_pk
+from billing.notifications.outbox import Notice, notify_new
 from tests.conftest import NOW
 from usage.models import UsageEvent
 

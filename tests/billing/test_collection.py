@@ -1,6 +1,6 @@
 """Charging invoices to the saved card, dunning, the past-due pause, and crash safety (SPEC P5,
 I3). Cards are test-mode cards (`PaymentMethod.test_behaviour`) behind the real gateway
-interface (`billing.payment_gateway.get_gateway`).
+interface (`billing.payments.gateway.get_gateway`).
 """
 
 from datetime import UTC, datetime, timedelta
@@ -8,18 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from accounts.models import ApiKey
-from billing import collection, payment_gateway
-from billing.collection import (
-    PENDING_LEASE,
-    RETRY_DELAYS,
-    _claim_attempt,
-    collect_due_invoices,
-    collect_invoice,
-    invoices_to_collect,
-    retry_account_invoices,
-)
-from billing.invoicing import invoice_thresholds, transition
-from billing.ledger import ledger_drift
+from billing.invoicing.invoices import invoice_thresholds, transition
+from billing.invoicing.period_close import close_periods
+from billing.ledger.drift import ledger_drift
 from billing.models import (
     EntryKind,
     Invoice,
@@ -31,8 +22,18 @@ from billing.models import (
 from billing.models import (
     TestCardBehaviour as Card,
 )
-from billing.payment_gateway import ChargeOutcome
-from billing.period_close import close_periods
+from billing.payments import collection
+from billing.payments.collection import (
+    PENDING_LEASE,
+    RETRY_DELAYS,
+    _claim_attempt,
+    collect_due_invoices,
+    collect_invoice,
+    invoices_to_collect,
+    retry_account_invoices,
+)
+from billing.payments.gateway import test_mode
+from billing.payments.gateway.protocol import ChargeOutcome
 from tests.billing.usage_reports import (
     USD,
     add_card,
@@ -44,8 +45,8 @@ from tests.billing.usage_reports import (
     report_usage_of_458_usd,
 )
 from tests.conftest import NOW
-from usage.gateway import authorize
 from usage.reports import PaymentRequired
+from usage.spending.authorize import authorize
 
 ISSUED = NOW + timedelta(days=3)
 AFTER_FIRST = datetime(2026, 4, 15, 1, 0, tzinfo=UTC)
@@ -63,8 +64,8 @@ class CountingGateway:
 
     def charge_saved_card(self, *, account, amount_micros, idempotency_key, description, **extra):
         self.asked.append(idempotency_key)
-        remembered = idempotency_key in payment_gateway.TestModeGateway._results
-        outcome = payment_gateway.TestModeGateway().charge_saved_card(
+        remembered = idempotency_key in test_mode.TestModeGateway._results
+        outcome = test_mode.TestModeGateway().charge_saved_card(
             account=account,
             amount_micros=amount_micros,
             idempotency_key=idempotency_key,

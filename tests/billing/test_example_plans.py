@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 
-from billing.example_plans import EXAMPLES_EFFECTIVE_FROM, load_example_plans
 from billing.models import ModelPrice, Plan, Rate, RateComponent, Rounding
+from billing.plans.example_plans import EXAMPLES_EFFECTIVE_FROM, load_example_plans
 
 USD = 1_000_000
 CODES = {

@@ -2,7 +2,7 @@
 
 import pytest
 
-from billing.period_close import close_periods
+from billing.invoicing.period_close import close_periods
 from tests.billing.invoice_data import threshold_invoice, two_statements
 
 URL = "/api/v1/invoices"

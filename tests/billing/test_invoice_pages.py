@@ -9,11 +9,11 @@ from django.urls import reverse
 from pypdf import PdfReader
 
 from accounts.models import Role
-from billing.collection import collect_invoice
-from billing.invoice_display import format_quantity, period_label
+from billing.invoicing.documents import format_quantity, period_label
+from billing.invoicing.period_close import close_periods
 from billing.models import InvoicePayment, PaymentMethod, PaymentStatus
-from billing.payment_gateway import TestModeGateway
-from billing.period_close import close_periods
+from billing.payments.collection import collect_invoice
+from billing.payments.gateway.test_mode import TestModeGateway
 from tests.billing.invoice_data import THRESHOLD_AT, threshold_invoice, two_statements
 
 

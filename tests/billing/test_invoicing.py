@@ -10,12 +10,13 @@ from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Account
-from billing.invoicing import (
+from billing.invoicing.invoices import (
     InvoiceError,
     accounts_over_threshold,
     invoice_thresholds,
     transition,
 )
+from billing.invoicing.period_close import close_periods
 from billing.models import (
     Invoice,
     InvoiceKind,
@@ -25,7 +26,6 @@ from billing.models import (
     InvoiceStatus,
     Subscription,
 )
-from billing.period_close import close_periods
 from tests.billing.usage_reports import (
     USD,
     fresh_test_gateway,  # noqa: F401 - autouse
@@ -38,7 +38,7 @@ from tests.billing.usage_reports import (
     unbilled,
 )
 from tests.conftest import NOW
-from usage.events import ingest_events
+from usage.ingest.events import ingest_events
 from usage.reports import EventReport
 
 LATER = NOW + timedelta(days=3)  # inside the first period, [2026-03-15, 2026-04-15)

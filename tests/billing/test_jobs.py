@@ -17,7 +17,7 @@ from django_q.models import Schedule
 
 from accounts.models import Account
 from billing import jobs
-from billing.ledger import post_entry
+from billing.ledger.posting import post_entry
 from billing.models import (
     EntryKind,
     Invoice,
@@ -39,7 +39,7 @@ from tests.billing.usage_reports import (
     report_usage_of_458_usd,
 )
 from tests.conftest import NOW
-from usage.gateway import authorize
+from usage.spending.authorize import authorize
 
 LATER = NOW + timedelta(days=3)
 AFTER_FIRST = datetime(2026, 4, 15, 1, 0, tzinfo=UTC)

@@ -5,13 +5,13 @@ from datetime import timedelta
 
 import pytest
 
-from billing.ledger import (
+from billing.ledger.drift import ledger_drift
+from billing.ledger.expiry import expire_credit
+from billing.ledger.posting import (
     DuplicatePosting,
     InsufficientCredit,
     LedgerError,
     Posting,
-    expire_credit,
-    ledger_drift,
     post_entries,
     post_entry,
 )

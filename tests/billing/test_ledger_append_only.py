@@ -6,7 +6,8 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
 from accounts.models import Account
-from billing.ledger import ledger_drift, post_entry
+from billing.ledger.drift import ledger_drift
+from billing.ledger.posting import post_entry
 from billing.models import AppendOnlyError, EntryKind, LedgerEntry
 
 USD = 1_000_000

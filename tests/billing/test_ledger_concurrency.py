@@ -16,7 +16,8 @@ from django.db import connections
 from django.db.models import Sum
 
 from accounts.models import Account
-from billing.ledger import InsufficientCredit, ledger_drift, post_entry
+from billing.ledger.drift import ledger_drift
+from billing.ledger.posting import InsufficientCredit, post_entry
 from billing.models import EntryKind, LedgerEntry
 
 USD = 1_000_000

@@ -15,7 +15,9 @@ from django.db.models import Sum
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing.ledger import InsufficientCredit, expire_credit, ledger_drift, post_entry
+from billing.ledger.drift import ledger_drift
+from billing.ledger.expiry import expire_credit
+from billing.ledger.posting import InsufficientCredit, post_entry
 from billing.models import CreditGrant, EntryKind, LedgerEntry
 
 NEVER = None

@@ -6,22 +6,24 @@ from datetime import timedelta
 import pytest
 from django.test import override_settings
 
-from billing import alerts, notifications
-from billing.collection import collect_invoice
-from billing.invoicing import invoice_thresholds
+from billing.alerts import balance as alerts
+from billing.invoicing.invoices import invoice_thresholds
+from billing.invoicing.period_close import close_periods
 from billing.models import (
     InvoiceStatus,
     Notification,
     NotificationStatus,
     PaymentStatus,
 )
-from billing.notifications import Notice, notify, notify_many, send_notification
-from billing.period_close import close_periods
-from billing.runway import average_daily_spend_micros, credit_runway_days, runway_sentence
+from billing.notifications import sending
+from billing.notifications.outbox import Notice, notify, notify_many
+from billing.notifications.sending import send_notification
+from billing.payments.collection import collect_invoice
 from tests.billing import alerting
 from tests.billing.alerting import USD, notices, report_minutes, spend
 from tests.billing.usage_reports import add_card, report_usage_of_458_usd
 from tests.conftest import NOW
+from usage.pages.runway import average_daily_spend_micros, credit_runway_days, runway_sentence
 
 committed = alerting.committed  # fixtures
 no_ledger_drift = alerting.no_ledger_drift
@@ -30,7 +32,7 @@ no_ledger_drift = alerting.no_ledger_drift
 @pytest.fixture(autouse=True)
 def fresh_test_gateway(monkeypatch):
     """The test-mode gateway remembers answers per key for the process; forget them."""
-    from billing.payment_gateway import TestModeGateway
+    from billing.payments.gateway.test_mode import TestModeGateway
 
     monkeypatch.setattr(TestModeGateway, "_results", {})
 
@@ -339,9 +341,9 @@ def test_a_failed_send_stays_pending_and_the_sweep_sends_it_later(
     notice = Notification.objects.get(key="z")
     assert notice.status == NotificationStatus.PENDING
     assert notice.attempts == 1 and "SMTPServerDisconnected" in notice.error
-    assert notifications.send_pending_notifications(now=NOW + timedelta(minutes=5)) == 0
+    assert sending.send_pending_notifications(now=NOW + timedelta(minutes=5)) == 0
 
-    assert notifications.send_pending_notifications(now=NOW + timedelta(minutes=11)) == 1
+    assert sending.send_pending_notifications(now=NOW + timedelta(minutes=11)) == 1
     notice.refresh_from_db()
     assert notice.status == NotificationStatus.SENT
     assert len(mailoutbox) == 1
@@ -354,13 +356,13 @@ def test_a_send_that_keeps_failing_is_given_up_after_five_attempts(account, monk
     monkeypatch.setattr("django.core.mail.EmailMultiAlternatives.send", smtp_down)
     notice = Notification.objects.create(account=account, kind="zero_balance", key="z")
 
-    for _ in range(notifications.MAX_ATTEMPTS):
+    for _ in range(sending.MAX_ATTEMPTS):
         with pytest.raises(smtplib.SMTPException):
             send_notification(notice.pk)
 
     notice.refresh_from_db()
     assert notice.status == NotificationStatus.FAILED
-    assert notice.attempts == notifications.MAX_ATTEMPTS
+    assert notice.attempts == sending.MAX_ATTEMPTS
 
 
 def test_many_notifications_are_recorded_with_one_insert_and_once_per_key(
@@ -391,7 +393,7 @@ def test_sending_is_queued_to_the_task_worker_when_the_transaction_commits(
     for callback in callbacks:
         callback()
 
-    assert queued == [("billing.notifications.send_notification", notice.pk)]
+    assert queued == [("billing.notifications.sending.send_notification", notice.pk)]
     assert mailoutbox == []
     assert send_notification(notice.pk) == "sent"  # what the worker runs
 

@@ -10,9 +10,10 @@ from itertools import pairwise
 
 import pytest
 
-from billing.collection import collect_due_invoices
-from billing.ledger import post_entry
+from billing.invoicing.period_close import close_periods
+from billing.ledger.posting import post_entry
 from billing.models import (
+    Allowance,
     CreditGrant,
     EntryKind,
     Invoice,
@@ -24,8 +25,8 @@ from billing.models import (
     Subscription,
     UnbilledLine,
 )
-from billing.period_close import close_periods
-from billing.refunds import credit_back
+from billing.payments.collection import collect_due_invoices
+from billing.payments.refunds import credit_back
 from tests.billing.usage_reports import (
     USD,
     add_card,
@@ -41,8 +42,7 @@ from tests.billing.usage_reports import (
     unbilled,
 )
 from tests.conftest import NOW
-from usage.calls import refund_call
-from usage.models import Allowance
+from usage.ingest.calls import refund_call
 
 FIRST_START = datetime(2026, 3, 15, tzinfo=UTC)
 FIRST_END = datetime(2026, 4, 15, tzinfo=UTC)
@@ -251,7 +251,7 @@ def test_running_close_periods_twice_makes_no_duplicate(make_account):
 def test_a_close_that_crashed_between_chunks_resumes_without_duplicates_or_gaps(
     make_account, monkeypatch
 ):
-    from billing import period_close
+    from billing.invoicing import period_close
 
     accounts = [make_account("voice-payg") for _ in range(5)]
     for n, account in enumerate(accounts, start=1):

@@ -10,11 +10,12 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from billing import period_close
-from billing.auto_topup import save_auto_topup_settings
-from billing.ledger import post_entry
+from billing.invoicing import period_close
+from billing.invoicing.period_close import close_periods
+from billing.ledger.posting import post_entry
 from billing.models import (
     AlertSettings,
+    Allowance,
     CreditGrant,
     EntryKind,
     Invoice,
@@ -24,7 +25,7 @@ from billing.models import (
     TopUp,
     UnbilledLine,
 )
-from billing.period_close import close_periods
+from billing.payments.auto_topup import save_auto_topup_settings
 from tests.billing.usage_reports import (
     USD,
     add_card,
@@ -36,7 +37,6 @@ from tests.billing.usage_reports import (
     report_minutes,
 )
 from tests.conftest import NOW
-from usage.models import Allowance
 
 CLOSE_AT = datetime(2026, 4, 16, tzinfo=UTC)
 DURING = NOW + timedelta(days=3)

@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from billing.models import NotificationStatus
-from billing.notifications import send_pending_notifications
+from billing.notifications.sending import send_pending_notifications
 from tests.billing import alerting
 from tests.billing.alerting import notices, report_output_tokens
 from tests.conftest import NOW

@@ -1,7 +1,7 @@
 """Usage, cards and checks for the invoice, period and collection tests (issue 4).
 
-Usage goes through the real rating services (`usage.calls.report_call`,
-`usage.events.ingest_events`), so every invoice in these tests is cut from what rating wrote.
+Usage goes through the real rating services (`usage.ingest.calls.report_call`,
+`usage.ingest.events.ingest_events`), so every invoice in these tests is cut from what rating wrote.
 Test modules import `no_ledger_drift` and `fresh_test_gateway`, which then apply to every test
 of the module.
 """
@@ -13,8 +13,7 @@ import pytest
 from django.db.models import Sum
 
 from accounts.models import Account
-from billing import payment_gateway
-from billing.ledger import ledger_drift
+from billing.ledger.drift import ledger_drift
 from billing.models import (
     Invoice,
     LedgerEntry,
@@ -24,9 +23,10 @@ from billing.models import (
 from billing.models import (
     TestCardBehaviour as Card,
 )
+from billing.payments.gateway import test_mode
 from tests.usage.metering import new_id  # one counter: a test may use both modules' helpers
-from usage.calls import report_call
-from usage.events import ingest_events
+from usage.ingest.calls import report_call
+from usage.ingest.events import ingest_events
 from usage.models import Call, UsageEvent
 from usage.reports import CallReport, EventReport
 
@@ -49,7 +49,7 @@ def fresh_test_gateway(monkeypatch):
     It remembers one answer per idempotency key for the life of the process, like Stripe; keys
     are built from invoice ids, which a rolled-back test database hands out again.
     """
-    monkeypatch.setattr(payment_gateway.TestModeGateway, "_results", {})
+    monkeypatch.setattr(test_mode.TestModeGateway, "_results", {})
 
 
 def report_minutes(

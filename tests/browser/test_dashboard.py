@@ -12,8 +12,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import ApiKey
-from billing.cards import add_test_card
 from billing.models import TestCardBehaviour
+from billing.payments.cards import add_test_card
 from tests.usage.dashboard_data import report_call_at
 
 pytestmark = pytest.mark.usefixtures("transactional_db")

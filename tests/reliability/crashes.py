@@ -28,7 +28,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connections
 
-from billing.payment_gateway import ChargeOutcome, TestModeGateway
+from billing.payments.gateway.protocol import ChargeOutcome
+from billing.payments.gateway.test_mode import TestModeGateway
 
 JOB_TIMEOUT_SECONDS = 60
 
@@ -69,7 +70,7 @@ class KillPoint:
                 return True
             if connection.vendor != "postgresql":
                 return False
-            # Rows may go in by COPY (billing.bulk_insert), which Django's execute wrappers
+            # Rows may go in by COPY (billing.db.bulk_insert), which Django's execute wrappers
             # never see: ask PostgreSQL whether this transaction wrote any row of the table.
             with connection.cursor() as cursor:
                 cursor.execute(

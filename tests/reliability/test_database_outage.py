@@ -26,7 +26,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from accounts.models import Account
-from billing.ledger import ledger_drift
+from billing.ledger.drift import ledger_drift
 from billing.models import LedgerEntry
 from tests.reliability.tcp_proxy import TcpProxy
 from tests.usage.metering import concurrent, item_costs, rollup_costs

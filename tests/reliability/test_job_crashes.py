@@ -17,10 +17,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from billing import jobs, period_close
-from billing.auto_topup import save_auto_topup_settings
-from billing.cards import add_test_card
-from billing.ledger import ledger_drift
+from billing import jobs
+from billing.invoicing import period_close
+from billing.ledger.drift import ledger_drift
 from billing.models import (
     EntryKind,
     Invoice,
@@ -31,10 +30,12 @@ from billing.models import (
     TopUpKind,
     TopUpStatus,
 )
+from billing.payments.auto_topup import save_auto_topup_settings
+from billing.payments.cards import add_test_card
 from tests.conftest import NOW
 from tests.reliability.crashes import KillPoint, mail_sent, run_until_killed
 from tests.usage.metering import call, concurrent
-from usage.calls import report_call
+from usage.ingest.calls import report_call
 from usage.models import Call
 
 USD = 1_000_000

@@ -22,14 +22,15 @@ import time_machine
 from django.core.cache import caches
 from django_q.conf import Conf
 
-from billing.auto_topup import retry_auto_topups, save_auto_topup_settings
-from billing.cards import add_test_card
-from billing.ledger import ledger_drift, post_entry
+from billing.ledger.drift import ledger_drift
+from billing.ledger.posting import post_entry
 from billing.models import EntryKind, LedgerEntry, Notification, TopUp, TopUpStatus
-from billing.notifications import send_pending_notifications
+from billing.notifications.sending import send_pending_notifications
+from billing.payments.auto_topup import retry_auto_topups, save_auto_topup_settings
+from billing.payments.cards import add_test_card
 from tests.conftest import NOW
 from tests.usage.metering import concurrent
-from usage import ratelimit
+from usage.api import ratelimit
 from usage.models import UsageEvent
 
 USD = 1_000_000
@@ -81,7 +82,7 @@ def test_rate_limits_fail_open_and_say_so_in_the_log(
     key = make_key(make_account(credit_micros=250 * USD), tier="free")
     body = json.dumps({"feature": "call"})
 
-    with caplog.at_level(logging.WARNING, logger="usage.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="usage.api.ratelimit"):
         responses = [
             client.post("/api/v1/authorize", body, "application/json", **bearer(key))
             for _ in range(12)

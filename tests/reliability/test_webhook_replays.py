@@ -14,7 +14,6 @@ from collections import Counter
 import pytest
 
 from accounts.models import Account
-from billing.auto_topup import save_auto_topup_settings
 from billing.models import (
     AutoTopUpSettings,
     EntryKind,
@@ -26,7 +25,8 @@ from billing.models import (
     TopUpKind,
     TopUpStatus,
 )
-from billing.topups import fulfil_topup, new_topup, start_topup
+from billing.payments.auto_topup import save_auto_topup_settings
+from billing.payments.topups import fulfil_topup, new_topup, start_topup
 from tests.billing.payments import stripe_json
 from tests.conftest import NOW
 

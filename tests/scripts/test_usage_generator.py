@@ -13,11 +13,11 @@ from django.db import connection
 from django.db.models import Count, F, Sum
 
 from accounts.models import Account
-from billing.ledger import ledger_drift
-from billing.models import CreditGrant, Invoice, LedgerEntry, TopUp, UnbilledLine
+from billing.ledger.drift import ledger_drift
+from billing.models import Allowance, CreditGrant, Invoice, LedgerEntry, TopUp, UnbilledLine
 from scripts.benchdb import close_periods
 from scripts.usage_generator import generate_usage
-from usage.models import Allowance, Call, UsageEvent, UsageRollup
+from usage.models import Call, UsageEvent, UsageRollup
 
 NOW = datetime(2026, 3, 25, 12, 0, tzinfo=UTC)
 ITEMS, ACCOUNTS = 2000, 50

@@ -11,8 +11,6 @@ import pytest
 from accounts.keys import IssuedKey
 from accounts.models import Account, Membership, Role, User
 from accounts.team import IssuedInvitation, invite_member
-from billing.budgets import create_budget
-from billing.cards import add_test_card
 from billing.models import (
     Budget,
     Invoice,
@@ -24,11 +22,13 @@ from billing.models import (
     TopUp,
     TopUpKind,
 )
-from billing.topups import new_topup
+from billing.payments.cards import add_test_card
+from billing.payments.topups import new_topup
 from tests.conftest import NOW
 from tests.usage.metering import USD, call
-from usage.calls import report_call
+from usage.ingest.calls import report_call
 from usage.models import Call
+from usage.spending.budgets import create_budget
 
 
 @dataclass

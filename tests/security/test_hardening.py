@@ -262,7 +262,7 @@ def test_a_crashing_page_shows_the_generic_500_without_a_traceback(
     def explode(*args, **kwargs):
         raise RuntimeError("secret internals of the overview")
 
-    monkeypatch.setattr("accounts.views.overview", explode)
+    monkeypatch.setattr("accounts.web.views.overview", explode)
     production_errors.force_login(world.victim_owner)
 
     response = production_errors.get(f"/app/a/{world.victim.public_id}/")
@@ -274,7 +274,9 @@ def test_a_crashing_page_shows_the_generic_500_without_a_traceback(
         assert detail not in body
 
 
-@pytest.mark.parametrize("where", ["usage.auth.load_key", "usage.api.selectors.balance_summary"])
+@pytest.mark.parametrize(
+    "where", ["usage.api.auth.load_key", "usage.api.app.selectors.balance_summary"]
+)
 def test_a_crashing_api_call_answers_the_error_shape_without_a_traceback(
     world, production_errors, monkeypatch, where
 ):

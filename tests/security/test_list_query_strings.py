@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from billing.keyset import day_bounds, parse_cursor
+from billing.db.keyset import day_bounds, parse_cursor
 
 USD = 1_000_000
 LISTS = ["usage/log/", "usage/log/export.csv", "billing/statement/", "billing/statement/export.csv"]

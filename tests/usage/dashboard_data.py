@@ -4,8 +4,8 @@ import itertools
 from datetime import datetime, timedelta
 
 from accounts.models import Account
-from usage.calls import report_call
-from usage.events import ingest_events
+from usage.ingest.calls import report_call
+from usage.ingest.events import ingest_events
 from usage.models import Call
 from usage.reports import CallReport, EventReport
 

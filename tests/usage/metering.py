@@ -16,17 +16,10 @@ from django.db import connections
 from django.db.models import Sum
 
 from accounts.models import Account
-from billing.ledger import ledger_drift
-from billing.models import CreditGrant, LedgerEntry
+from billing.ledger.drift import ledger_drift
+from billing.models import Allowance, CreditGrant, LedgerEntry
 from tests.conftest import NOW
-from usage.models import (
-    Allowance,
-    Call,
-    Reservation,
-    UsageCarry,
-    UsageEvent,
-    UsageRollup,
-)
+from usage.models import Call, Reservation, UsageCarry, UsageEvent, UsageRollup
 from usage.reports import CallReport, EventReport
 
 USD = 1_000_000

@@ -4,8 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from billing.models import EntryKind, Subscription, UnbilledLine
-from billing.period_close import close_periods
+from billing.invoicing.period_close import close_periods
+from billing.models import Allowance, EntryKind, Subscription, UnbilledLine
+from billing.plans.allowances import current_allowance
 from tests.conftest import NOW
 from tests.usage.metering import (
     balance,
@@ -15,10 +16,9 @@ from tests.usage.metering import (
     entries,
     no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
 )
-from usage.calls import report_call
-from usage.charging import current_allowance
-from usage.events import ingest_events
-from usage.models import Allowance, UsageRollup
+from usage.ingest.calls import report_call
+from usage.ingest.events import ingest_events
+from usage.models import UsageRollup
 from usage.selectors import usage_summary
 
 INCLUDED_SECONDS = 6000 * 60

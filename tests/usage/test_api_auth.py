@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.keys import revoke_api_key
 from accounts.models import ApiKey
-from usage.auth import touch_last_used
+from usage.api.auth import touch_last_used
 
 CUSTOMER_PATHS = [("get", "/api/v1/balance"), ("get", "/api/v1/usage"), ("get", "/api/v1/pricing")]
 PLATFORM_BODY = {"events": [{"id": "e", "account": "acc_x", "type": "sms", "occurred_at": "x"}]}

@@ -7,7 +7,7 @@ import pytest
 import time_machine
 
 from accounts.models import Account
-from billing.ledger import ledger_drift
+from billing.ledger.drift import ledger_drift
 from tests.conftest import NOW
 
 API_NOW = NOW + timedelta(hours=1)

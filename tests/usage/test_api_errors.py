@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from usage import api as api_module
+from usage.api import app as api_module
 from usage.reports import Conflict, NotFound, PaymentRequired, UsageError
 
 OPERATIONS = {
@@ -257,7 +257,7 @@ def test_unexpected_exception_is_a_generic_500_and_is_logged(client, customer, m
 
     monkeypatch.setattr(api_module.selectors, "balance_summary", explode)
 
-    with caplog.at_level(logging.ERROR, logger="usage.api_errors"):
+    with caplog.at_level(logging.ERROR, logger="usage.api.errors"):
         response = client.get("/api/v1/balance", HTTP_AUTHORIZATION=f"Bearer {customer.token}")
 
     message = assert_error(response, 500, "api_error")

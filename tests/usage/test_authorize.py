@@ -6,9 +6,9 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import Account
-from billing.example_plans import EXAMPLES_EFFECTIVE_FROM
-from billing.ledger import post_entry
+from billing.ledger.posting import post_entry
 from billing.models import EntryKind, Rate, RateComponent
+from billing.plans.example_plans import EXAMPLES_EFFECTIVE_FROM
 from tests.conftest import NOW
 from tests.usage.metering import (
     USD,
@@ -17,9 +17,9 @@ from tests.usage.metering import (
     no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
     tokens,
 )
-from usage.events import ingest_events
-from usage.gateway import MAX_CALL_SECONDS, authorize
+from usage.ingest.events import ingest_events
 from usage.reports import PaymentRequired, UsageError
+from usage.spending.authorize import MAX_CALL_SECONDS, authorize
 
 
 def ask(key, feature="llm", *, model="", provider="", start_within="", call_id="", now=NOW):

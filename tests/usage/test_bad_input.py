@@ -17,8 +17,8 @@ from tests.usage.metering import (
     sms,
     tokens,
 )
-from usage.calls import report_call
-from usage.events import MAX_BATCH, ingest_events
+from usage.ingest.calls import report_call
+from usage.ingest.events import MAX_BATCH, ingest_events
 from usage.models import UsageEvent
 from usage.reports import CallReport, EventReport, NotFound, UsageError
 

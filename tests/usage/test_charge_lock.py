@@ -1,4 +1,4 @@
-"""What a usage charge reads with the account's lock (usage.charge_lock).
+"""What a usage charge reads with the account's lock (usage.charging.lock).
 
 The lock is what every report of one busy account waits for, so the state the charge and the
 balance watchers need is read in the locking statement itself. These tests check that the
@@ -14,10 +14,11 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from billing.auto_topup import save_auto_topup_settings
-from billing.cards import add_test_card
-from billing.ledger import LOCKED_GRANTS_ATTR, Posting, lock_account, post_entries, post_entry
+from billing.ledger.locks import lock_account
+from billing.ledger.posting import LOCKED_GRANTS_ATTR, Posting, post_entries, post_entry
 from billing.models import AlertSettings, CreditGrant, EntryKind, TopUp, TopUpKind
+from billing.payments.auto_topup import save_auto_topup_settings
+from billing.payments.cards import add_test_card
 from tests.conftest import NOW
 from tests.usage.metering import (
     USD,
@@ -26,8 +27,8 @@ from tests.usage.metering import (
     entries,
     no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
 )
-from usage.calls import report_call
-from usage.charge_lock import lock_for_charge, lock_state
+from usage.charging.lock import lock_for_charge, lock_state
+from usage.ingest.calls import report_call
 from usage.models import Call, Reservation
 from usage.reports import Conflict
 
@@ -132,7 +133,7 @@ def test_a_call_report_reads_settings_grants_and_holds_only_in_the_locking_state
         for q in queries.captured_queries
         if q["sql"].startswith("SELECT") and any(table in q["sql"] for table in tables)
     ]
-    # One statement, right after the lock: not the locking statement itself (usage.charge_lock).
+    # One statement, right after the lock: not the locking statement itself (usage.charging.lock).
     [read] = reads
     [lock] = [q["sql"] for q in queries.captured_queries if "accounts_account a WHERE" in q["sql"]]
     sqls = [q["sql"] for q in queries.captured_queries]
@@ -146,7 +147,7 @@ def test_a_call_report_reads_settings_grants_and_holds_only_in_the_locking_state
 
 def create_meanwhile(monkeypatch, **fields):
     """Make another report create the call after report_call looked for it, before the lock."""
-    from usage import calls
+    from usage.ingest import calls
 
     prepare = calls._prepare
 

@@ -11,7 +11,7 @@ from tests.usage.metering import (
     flex,
     no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
 )
-from usage.events import ingest_events
+from usage.ingest.events import ingest_events
 from usage.models import UsageEvent, UsageRollup
 
 

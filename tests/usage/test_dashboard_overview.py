@@ -8,7 +8,7 @@ import time_machine
 from billing.models import Notification
 from tests.conftest import NOW
 from tests.usage.dashboard_data import report_call_at
-from usage.dashboard import overview
+from usage.pages.overview import overview
 
 USD = 1_000_000
 MARCH_1 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""The raw SQL reads of event ingestion give what the ORM gave (usage.event_reads, ModelCatalog)."""
+"""The raw SQL reads of event ingestion give what the ORM gave (usage.reads.events, rates)."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -6,14 +6,14 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import Account
+from billing.db.raw_rows import column_in
 from billing.models import ModelKind, ModelPrice, Subscription
-from billing.rates import ModelCatalog
-from billing.raw_rows import column_in
+from billing.plans.rates import ModelCatalog
 from tests.conftest import NOW
 from tests.usage.metering import tokens
-from usage.event_reads import stored_events, subscriptions_by_public_id
-from usage.events import ingest_events
+from usage.ingest.events import ingest_events
 from usage.models import UsageEvent
+from usage.reads.events import stored_events, subscriptions_by_public_id
 
 
 def _fields(instance) -> dict:

@@ -21,8 +21,8 @@ from tests.usage.metering import (
     no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
     tokens,
 )
-from usage.calls import report_call
-from usage.events import ingest_events
+from usage.ingest.calls import report_call
+from usage.ingest.events import ingest_events
 from usage.models import Call, UsageEvent
 
 PROCESSES = 8

@@ -1,4 +1,4 @@
-"""The API's key query (usage.key_lookup): one statement, prepared once per connection on
+"""The API's key query (usage.reads.keys): one statement, prepared once per connection on
 PostgreSQL, that reads fresh rows on every call and recovers when its statement is lost."""
 
 from datetime import UTC, datetime
@@ -13,8 +13,8 @@ from accounts.keys import revoke_api_key
 from accounts.models import ApiKey
 from billing.models import Budget, Plan, Subscription
 from tests.conftest import NOW
-from usage import key_lookup
-from usage.key_lookup import context_of, load_key
+from usage.reads import keys as key_lookup
+from usage.reads.keys import context_of, load_key
 
 
 @pytest.fixture

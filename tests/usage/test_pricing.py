@@ -3,8 +3,8 @@
 from datetime import timedelta
 from decimal import Decimal
 
-from billing.example_plans import EXAMPLES_EFFECTIVE_FROM
 from billing.models import ModelPrice, Rate, RateComponent
+from billing.plans.example_plans import EXAMPLES_EFFECTIVE_FROM
 from tests.conftest import NOW
 from tests.usage.metering import no_ledger_drift  # noqa: F401 - autouse: ledger checked
 from usage.selectors import pricing_for

@@ -23,7 +23,7 @@ from django.conf import settings as django_settings
 from django.db import OperationalError, connection, connections
 from django.utils import timezone
 
-from usage import ratelimit
+from usage.api import ratelimit
 from usage.models import RateLimitCounter
 
 RATE_HEADERS = (
@@ -255,7 +255,7 @@ def test_no_operation_answers_stay_404_while_the_database_is_out(
     def database_out(*args, **kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr("usage.api.admit_key", database_out)
+    monkeypatch.setattr("usage.api.app.admit_key", database_out)
 
     answer = client.get("/api/v1/no-such-thing", HTTP_AUTHORIZATION=f"Bearer {free_key.token}")
 
@@ -304,7 +304,7 @@ def test_old_database_windows_are_deleted(db):
 def test_unreachable_redis_fails_open_with_a_warning(client, free_key, settings, caplog):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
-    with caplog.at_level(logging.WARNING, logger="usage.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="usage.api.ratelimit"):
         answers = [get_balance(client, free_key.token) for _ in range(12)]
 
     assert [a.status_code for a in answers] == [200] * 12

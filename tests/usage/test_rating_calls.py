@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from billing.example_plans import EXAMPLES_EFFECTIVE_FROM
-from billing.ledger import post_entry
+from billing.ledger.posting import post_entry
 from billing.models import CreditGrant, EntryKind, Plan, Rate, RateComponent, UnbilledLine
+from billing.plans.example_plans import EXAMPLES_EFFECTIVE_FROM
 from tests.conftest import NOW
 from tests.usage.metering import (
     CONNECTED_AT,
@@ -19,9 +19,9 @@ from tests.usage.metering import (
     everything_written,
     no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
 )
-from usage.calls import report_call
+from usage.ingest.calls import report_call
 from usage.models import Call
-from usage.rating import call_seconds
+from usage.rating.rules import call_seconds
 from usage.reports import CallReport, Conflict, UsageError
 from usage.selectors import pricing_for
 

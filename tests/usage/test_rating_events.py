@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from billing.example_plans import EXAMPLES_EFFECTIVE_FROM
-from billing.ledger import post_entry
+from billing.ledger.posting import post_entry
 from billing.models import EntryKind, ModelKind, ModelPrice, Rate, RateComponent
+from billing.plans.example_plans import EXAMPLES_EFFECTIVE_FROM
 from tests.conftest import NOW
 from tests.usage.metering import (
     CONNECTED_AT,
@@ -22,7 +22,7 @@ from tests.usage.metering import (
     sms,
     tokens,
 )
-from usage.events import ingest_events
+from usage.ingest.events import ingest_events
 from usage.models import UsageEvent
 
 

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from accounts.models import Account
-from billing.collection import collect_invoice
+from billing.invoicing.period_close import close_periods
 from billing.models import EntryKind, Invoice, InvoiceStatus, UnbilledLine
-from billing.period_close import close_periods
+from billing.payments.collection import collect_invoice
 from tests.billing.usage_reports import add_card
 from tests.conftest import NOW
 from tests.usage.metering import (
@@ -18,7 +18,7 @@ from tests.usage.metering import (
     everything_written,
     no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
 )
-from usage.calls import refund_call, report_call
+from usage.ingest.calls import refund_call, report_call
 from usage.models import Call, UsageRollup
 from usage.reports import NotFound, UsageError
 

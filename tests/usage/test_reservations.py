@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from billing.example_plans import EXAMPLES_EFFECTIVE_FROM
 from billing.models import Rate, RateComponent
+from billing.plans.example_plans import EXAMPLES_EFFECTIVE_FROM
 from tests.conftest import NOW
 from tests.usage.metering import (
     USD,
@@ -18,11 +18,11 @@ from tests.usage.metering import (
     in_processes,
     no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
 )
-from usage.calls import report_call
-from usage.gateway import MAX_CALL_SECONDS, authorize
+from usage.ingest.calls import report_call
 from usage.models import Call, Reservation, ReservationStatus
 from usage.reports import PaymentRequired
-from usage.reservations import HOLD_GRACE, release_expired_holds
+from usage.spending.authorize import MAX_CALL_SECONDS, authorize
+from usage.spending.holds import HOLD_GRACE, release_expired_holds
 
 # A hold covers every second it allows: the longest call, MAX_CALL_SECONDS (4 h), at 0.08 USD
 # per minute on voice-prepaid is 14,400 s x 0.08 / 60 = 19.20 USD.

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from django.db import DataError, transaction
 
+from billing.invoicing.unbilled import UnbilledDeltas
 from billing.models import Rate, RateComponent, UnbilledLine
 from billing.money import micros_to_api
 from tests.conftest import NOW
@@ -20,10 +21,10 @@ from tests.usage.metering import (
     sms,
     tokens,
 )
-from usage.calls import refund_call, report_call
-from usage.events import ingest_events
+from usage.charging.rollups import RollupDeltas
+from usage.ingest.calls import refund_call, report_call
+from usage.ingest.events import ingest_events
 from usage.models import UsageRollup
-from usage.rollups import RollupDeltas, UnbilledDeltas
 from usage.selectors import usage_summary
 
 

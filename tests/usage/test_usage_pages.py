@@ -8,8 +8,8 @@ from django.http import StreamingHttpResponse
 
 from tests.conftest import NOW
 from tests.usage.dashboard_data import report_call_at, report_llm_at
-from usage.breakdown import UsageFilter, usage_report
-from usage.calls import refund_call
+from usage.ingest.calls import refund_call
+from usage.pages.breakdown import UsageFilter, usage_report
 
 USD = 1_000_000
 MARCH_1 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -8,9 +8,9 @@ from django.utils import timezone
 
 from accounts.keys import issue_api_key
 from accounts.models import KeyKind, User
-from accounts.onboarding import OnboardingError, create_account
 from billing.models import Plan
 from billing.money import MoneyError, usd_to_micros
+from billing.plans.onboarding import OnboardingError, create_account
 
 
 class Command(BaseCommand):

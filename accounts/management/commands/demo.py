@@ -6,7 +6,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from accounts.demo_data import CUSTOMER_EMAIL, DEMO_PASSWORD, STAFF_EMAIL, build_demo
+from accounts.demo.data import CUSTOMER_EMAIL, DEMO_PASSWORD, STAFF_EMAIL, build_demo
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.ledger import ledger_drift
+from billing.ledger.drift import ledger_drift
 
 
 class Command(BaseCommand):

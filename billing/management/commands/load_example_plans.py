@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from billing.example_plans import load_example_plans
+from billing.plans.example_plans import load_example_plans
 
 
 class Command(BaseCommand):

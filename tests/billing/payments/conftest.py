@@ -37,7 +37,7 @@ def stripe_keys(settings):
     settings.STRIPE_SECRET_KEY = FAKE_SECRET_KEY
     settings.STRIPE_TEST_SECRET_KEY = FAKE_SECRET_KEY
     settings.PAYMENTS_TEST_MODE = False
-    settings.PAYMENT_GATEWAY = "billing.stripe_gateway.StripeGateway"
+    settings.PAYMENT_GATEWAY = "billing.payments.gateway.stripe.StripeGateway"
 
 
 @pytest.fixture

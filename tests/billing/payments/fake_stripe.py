@@ -1,8 +1,8 @@
 """A fake Stripe API behind stripe-python's HTTP client: hand-written JSON, no network.
 
 Installed as `stripe.default_http_client`, it answers every request stripe-python makes, ours
-(billing.stripe_gateway) and dj-stripe's (syncing objects while processing webhooks): GETs from
-the objects the test stored, POSTs for the few creations the gateway makes. It keeps Stripe's
+(billing.payments.gateway.stripe) and dj-stripe's (syncing objects while processing webhooks): GETs
+from the objects the test stored, POSTs for the few creations the gateway makes. It keeps Stripe's
 idempotency (a repeated key gets the first answer) and records every request.
 """
 

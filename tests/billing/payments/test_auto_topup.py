@@ -6,14 +6,7 @@ import pytest
 import time_machine
 from django.test import TestCase
 
-from billing.auto_topup import (
-    AutoTopUpError,
-    queue_charge,
-    retry_auto_topups,
-    save_auto_topup_settings,
-)
-from billing.cards import add_test_card
-from billing.ledger import post_entry
+from billing.ledger.posting import post_entry
 from billing.models import (
     AutoTopUpSettings,
     EntryKind,
@@ -23,7 +16,14 @@ from billing.models import (
     TopUpKind,
     TopUpStatus,
 )
-from billing.topups import complete_test_topup
+from billing.payments.auto_topup import (
+    AutoTopUpError,
+    queue_charge,
+    retry_auto_topups,
+    save_auto_topup_settings,
+)
+from billing.payments.cards import add_test_card
+from billing.payments.topups import complete_test_topup
 from tests.billing.payments import stripe_json
 from tests.conftest import NOW
 

@@ -1,6 +1,5 @@
 """Saved cards: a new card retries unpaid invoices at once and re-arms auto-top-up (P2, P5)."""
 
-from billing.cards import add_test_card, remove_card
 from billing.models import (
     AutoTopUpSettings,
     Invoice,
@@ -9,7 +8,8 @@ from billing.models import (
     InvoiceStatus,
     PaymentStatus,
 )
-from billing.payment_gateway import default_card
+from billing.payments.cards import add_test_card, remove_card
+from billing.payments.gateway.protocol import default_card
 from tests.conftest import NOW
 
 USD = 1_000_000

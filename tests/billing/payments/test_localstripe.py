@@ -12,9 +12,7 @@ from django.db import connections
 from django.test import TestCase
 
 from accounts.models import Account
-from billing import cards, stripe_gateway
-from billing.auto_topup import save_auto_topup_settings
-from billing.ledger import post_entry
+from billing.ledger.posting import post_entry
 from billing.models import (
     EntryKind,
     LedgerEntry,
@@ -24,7 +22,10 @@ from billing.models import (
     TopUpKind,
     TopUpStatus,
 )
-from billing.refunds import STALE_ATTEMPT, RefundError, refund_topup, retry_pending_refunds
+from billing.payments import cards
+from billing.payments.auto_topup import save_auto_topup_settings
+from billing.payments.gateway import stripe as stripe_gateway
+from billing.payments.refunds import STALE_ATTEMPT, RefundError, refund_topup, retry_pending_refunds
 from tests.conftest import NOW
 
 USD = 1_000_000

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from billing.cards import add_test_card, set_default_card
+from billing.invoicing.period_close import close_periods
 from billing.models import (
     CreditGrant,
     EntryKind,
@@ -20,8 +20,8 @@ from billing.models import (
     TopUpKind,
     TopUpStatus,
 )
-from billing.period_close import close_periods
-from billing.recurring_credit import (
+from billing.payments.cards import add_test_card, set_default_card
+from billing.payments.recurring_credit import (
     RecurringCreditError,
     buy_recurring_credit,
     save_recurring_credit,

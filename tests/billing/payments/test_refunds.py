@@ -6,16 +6,16 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 
-from billing.ledger import post_entry
+from billing.ledger.posting import post_entry
 from billing.models import EntryKind, LedgerEntry, Refund, RefundStatus, TopUpStatus
-from billing.refunds import (
+from billing.payments.refunds import (
     RefundError,
     credit_back,
     refund_topup,
     refundable_micros,
     retry_pending_refunds,
 )
-from billing.topups import fulfil_topup, start_topup
+from billing.payments.topups import fulfil_topup, start_topup
 from tests.conftest import NOW
 
 USD = 1_000_000
@@ -182,7 +182,7 @@ def test_a_refund_stripe_refuses_puts_the_credit_back(stripe_account, stripe_key
 def test_a_refund_whose_request_died_is_asked_again_with_the_same_key(
     stripe_account, stripe_keys, fake_stripe, staff, monkeypatch
 ):
-    from billing import stripe_gateway
+    from billing.payments.gateway import stripe as stripe_gateway
     from tests.billing.payments import stripe_json
 
     account = stripe_account()
@@ -213,21 +213,21 @@ def test_a_refund_whose_request_died_is_asked_again_with_the_same_key(
 
 
 def test_platform_call_refund_goes_through_credit_back(make_account, monkeypatch):
-    """usage.calls.refund_call uses this module's credit-back: one REFUND entry per call."""
-    import usage.calls
+    """usage.ingest.calls.refund_call uses this module's credit-back: one REFUND entry per call."""
+    import usage.ingest.calls
     from tests.usage.metering import call
 
     account = make_account("voice-prepaid", credit_micros=20 * USD)
-    usage.calls.report_call(report=call(account, 83, call_id="c-refund"), now=NOW)
+    usage.ingest.calls.report_call(report=call(account, 83, call_id="c-refund"), now=NOW)
     seen = []
 
     def spy(**kwargs):
         seen.append(kwargs["idempotency_key"])
         return credit_back(**kwargs)
 
-    monkeypatch.setattr(usage.calls, "credit_back", spy)
-    usage.calls.refund_call(call_id="c-refund", now=NOW, reason="Platform fault")
-    usage.calls.refund_call(call_id="c-refund", now=NOW, reason="Platform fault")
+    monkeypatch.setattr(usage.ingest.calls, "credit_back", spy)
+    usage.ingest.calls.refund_call(call_id="c-refund", now=NOW, reason="Platform fault")
+    usage.ingest.calls.refund_call(call_id="c-refund", now=NOW, reason="Platform fault")
 
     assert len(seen) == 1 and seen[0].startswith("call-refund:")
     (entry,) = LedgerEntry.objects.filter(account=account, kind=EntryKind.REFUND)

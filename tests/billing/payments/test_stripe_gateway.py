@@ -2,11 +2,11 @@
 
 import pytest
 
-from billing import stripe_gateway
-from billing.collection import collect_invoice
 from billing.models import Invoice, InvoiceKind, InvoiceReason, InvoiceStatus, PaymentStatus
 from billing.money import MoneyError
-from billing.payment_gateway import get_gateway
+from billing.payments.collection import collect_invoice
+from billing.payments.gateway import get_gateway
+from billing.payments.gateway import stripe as stripe_gateway
 from tests.conftest import NOW
 
 USD = 1_000_000

@@ -7,7 +7,7 @@ import pytest
 from djstripe.models import Event, WebhookEventTrigger
 
 from billing.models import EntryKind, LedgerEntry, Notification, TopUpStatus
-from billing.topups import start_topup
+from billing.payments.topups import start_topup
 from tests.billing.payments import stripe_json
 from tests.conftest import NOW
 

@@ -1,9 +1,9 @@
 """Fixtures of the staff money-action tests (billing.staff; SPEC P4, S1, S2, I1, L2; issue 8).
 
-Usage is rated by the real services (`usage.calls.report_call`); invoices are cut and charged by
-`billing.invoicing` and `billing.collection`; top-ups are paid on the test-mode payment page.
-The autouse fixtures imported here (test-mode payments, a fresh test gateway, no ledger drift)
-apply to every test of the package.
+Usage is rated by the real services (`usage.ingest.calls.report_call`); invoices are cut and charged
+by `billing.invoicing.invoices` and `billing.payments.collection`; top-ups are paid on the test-mode
+payment page. The autouse fixtures imported here (test-mode payments, a fresh test gateway, no
+ledger drift) apply to every test of the package.
 """
 
 from datetime import timedelta
@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.invoicing import invoice_thresholds
+from billing.invoicing.invoices import invoice_thresholds
 from billing.models import Plan, Rate, RateComponent
 from tests.billing.staff.scenery import ISSUED, topup_of
 from tests.billing.staff_data import (

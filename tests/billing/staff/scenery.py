@@ -5,9 +5,9 @@ ledger rows, and every action by name (fixtures are in conftest.py).
 from datetime import timedelta
 
 from billing import staff
-from billing.collection import collect_invoice
-from billing.invoicing import invoice_thresholds
+from billing.invoicing.invoices import invoice_thresholds
 from billing.models import Invoice, LedgerEntry, Plan, TopUp
+from billing.payments.collection import collect_invoice
 from tests.billing.staff_data import USD
 from tests.billing.usage_reports import report_usage_of_458_usd
 from tests.conftest import NOW

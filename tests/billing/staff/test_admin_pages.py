@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.admin import ACTION_FORMS
-from billing.ledger import lock_account
+from billing.ledger.locks import lock_account
 from billing.models import (
     ApprovalStatus,
     AuditRecord,
@@ -33,7 +33,7 @@ from billing.models import (
     StaffAction,
 )
 from billing.money import format_usd
-from billing.topups import fulfil_topup, new_topup
+from billing.payments.topups import fulfil_topup, new_topup
 from tests.billing.staff_data import (
     USD,
     audit_records,
@@ -44,10 +44,10 @@ from tests.billing.staff_data import (
 from tests.billing.usage_reports import report_usage_of_458_usd
 from tests.conftest import NOW
 from tests.usage.metering import call, entries, sms
-from usage.calls import report_call
-from usage.events import ingest_events
+from usage.ingest.calls import report_call
+from usage.ingest.events import ingest_events
 from usage.models import Call
-from usage.reservations import place_hold
+from usage.spending.holds import place_hold
 
 ISSUED = NOW + timedelta(days=3)
 OUR_APPS = ("accounts", "billing", "usage")
@@ -68,7 +68,7 @@ def prepaid(make_account, make_user):
 @pytest.fixture
 def invoice(make_account):
     """A voice-payg account's 458 USD threshold invoice, open."""
-    from billing.invoicing import invoice_thresholds
+    from billing.invoicing.invoices import invoice_thresholds
 
     account = make_account("voice-payg", name="Payg Robotics")
     report_usage_of_458_usd(account, now=ISSUED)

@@ -26,7 +26,7 @@ from tests.billing.staff_data import (
 )
 from tests.conftest import NOW
 from tests.usage.metering import call, entries
-from usage.calls import report_call
+from usage.ingest.calls import report_call
 
 
 @pytest.fixture

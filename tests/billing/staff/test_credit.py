@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from billing import staff
-from billing.ledger import expire_credit
+from billing.ledger.expiry import expire_credit
 from billing.models import EntryKind, StaffAction
 from billing.staff import StaffActionError
 from tests.billing.staff_data import USD, audit_records, balance, everything_written, new_key

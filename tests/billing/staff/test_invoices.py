@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 
 from billing import staff
+from billing.invoicing.period_close import close_periods
 from billing.models import (
     EntryKind,
     Invoice,
@@ -15,7 +16,6 @@ from billing.models import (
 )
 from billing.models import TestCardBehaviour as Card
 from billing.money import format_usd
-from billing.period_close import close_periods
 from billing.staff import StaffActionError
 from tests.billing.staff.scenery import ISSUED, LATER, fresh_account, ledger_rows, past_due_invoice
 from tests.billing.staff_data import USD, everything_written, new_key

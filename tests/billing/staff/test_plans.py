@@ -6,15 +6,15 @@ from decimal import Decimal
 import pytest
 
 from billing import staff
-from billing.models import Rate, RateComponent, Subscription
-from billing.period_close import close_periods
+from billing.invoicing.period_close import close_periods
+from billing.models import Allowance, Rate, RateComponent, Subscription
 from billing.staff import StaffActionError
 from tests.billing.staff.scenery import ledger_rows
 from tests.billing.staff_data import USD, balance, new_key
 from tests.conftest import NOW
 from tests.usage.metering import call
-from usage.calls import report_call
-from usage.models import Allowance, Call
+from usage.ingest.calls import report_call
+from usage.models import Call
 
 
 def test_a_plan_change_for_the_next_period_waits_for_the_period_to_end(

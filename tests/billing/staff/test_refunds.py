@@ -4,13 +4,13 @@ import pytest
 
 from billing import staff
 from billing.models import EntryKind, Refund, RefundStatus, StaffAction, TopUpStatus
-from billing.refunds import refundable_micros
+from billing.payments.refunds import refundable_micros
 from billing.staff import StaffActionError
 from tests.billing.staff.scenery import topup_of
 from tests.billing.staff_data import USD, balance, everything_written, new_key
 from tests.conftest import NOW
 from tests.usage.metering import call, entries
-from usage.calls import report_call
+from usage.ingest.calls import report_call
 
 
 def test_a_partial_money_refund_goes_to_the_card_and_takes_the_credit_back(finance, prepaid):

@@ -1,0 +1,220 @@
+"""Saved cards: add, list, make default, remove (SPEC P2, P5, P6).
+
+With Stripe keys a card is added on Stripe Checkout in setup mode; Stripe tells us about it
+(checkout.session.completed, payment_method.attached / detached) and `save_stripe_card` /
+`card_detached` keep `billing.PaymentMethod` in step. Without keys the test-mode page adds a test
+card that succeeds, declines or needs authentication, like Stripe's test cards.
+
+A new or changed default card retries the account's unpaid invoices at once (P5) and re-arms
+auto-top-up; both run after commit, in a task (inline with PAYMENTS_SYNC).
+"""
+
+import secrets
+from datetime import datetime
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Account
+from billing.ledger.locks import lock_account
+from billing.models import PaymentMethod, TestCardBehaviour
+from billing.payments.gateway import stripe as stripe_gateway
+from billing.payments.topups import payments_test_mode
+from billing.task_queue import enqueue
+
+# What the test-mode cards look like, after Stripe's test card numbers.
+TEST_CARDS = {
+    TestCardBehaviour.SUCCEED: ("visa", "4242"),
+    TestCardBehaviour.DECLINE: ("visa", "0341"),
+    TestCardBehaviour.REQUIRE_ACTION: ("visa", "3155"),
+}
+
+
+_UNAVAILABLE = "The payment provider is not answering; please try again."
+
+
+class CardError(ValueError):
+    """A card operation was refused; the message is for the customer."""
+
+
+def active_cards(account: Account) -> list[PaymentMethod]:
+    return list(
+        PaymentMethod.objects.filter(account=account, removed_at__isnull=True).order_by(
+            "-is_default", "-created_at"
+        )
+    )
+
+
+def start_add_card(
+    *, account: Account, success_url: str, cancel_url: str, test_page_url: str
+) -> str:
+    """Return where the customer goes to add a card: Checkout (setup mode) or the test page."""
+    if payments_test_mode():
+        return test_page_url
+    try:
+        link = stripe_gateway.create_card_setup_checkout(
+            account=account,
+            # A setup session moves no money; a repeat only opens another session.
+            idempotency_key=f"meterline-setup-{account.public_id}-{secrets.token_hex(8)}",
+            success_url=success_url,
+            cancel_url=cancel_url,
+        )
+    except stripe_gateway.ProviderUnavailable:
+        raise CardError(_UNAVAILABLE) from None
+    return link.url
+
+
+def add_test_card(*, account: Account, behaviour: str, now: datetime) -> PaymentMethod:
+    """Save a test-mode card (no Stripe keys, P6)."""
+    if not payments_test_mode():
+        raise CardError("Test cards are only available in test mode.")
+    if behaviour not in TEST_CARDS:
+        raise CardError("Unknown test card.")
+    brand, last4 = TEST_CARDS[behaviour]
+    card = PaymentMethod.objects.create(
+        account=account,
+        gateway_id=f"test_pm_{secrets.token_hex(8)}",
+        brand=brand,
+        last4=last4,
+        exp_month=12,
+        exp_year=now.year + 3,
+        test_behaviour=behaviour,
+        created_at=now,
+    )
+    _card_added(account=account, card=card, now=now)
+    return card
+
+
+def save_stripe_card(*, details: stripe_gateway.CardDetails, now: datetime) -> PaymentMethod | None:
+    """Record (or update) a card Stripe attached to one of our customers. Idempotent."""
+    account = Account.objects.filter(stripe_customer_id=details.customer_id).first()
+    if account is None or not details.customer_id:
+        return None
+    with transaction.atomic():
+        lock_account(account.pk)
+        existing = PaymentMethod.objects.filter(gateway_id=details.payment_method_id).first()
+        card, _ = PaymentMethod.objects.update_or_create(
+            gateway_id=details.payment_method_id,
+            defaults={
+                "account": account,
+                "brand": details.brand[:20],
+                "last4": details.last4[-4:],
+                "exp_month": details.exp_month,
+                "exp_year": details.exp_year,
+                "removed_at": None,
+            },
+            create_defaults={
+                "account": account,
+                "brand": details.brand[:20],
+                "last4": details.last4[-4:],
+                "exp_month": details.exp_month,
+                "exp_year": details.exp_year,
+                "created_at": now,
+            },
+        )
+    if existing is None or existing.removed_at is not None:
+        _card_added(account=account, card=card, now=now)
+    return card
+
+
+def card_detached(*, payment_method_id: str, now: datetime) -> None:
+    """Stripe says the card is no longer the customer's (payment_method.detached)."""
+    card = PaymentMethod.objects.filter(gateway_id=payment_method_id).first()
+    if card is not None and card.removed_at is None:
+        _mark_removed(account=card.account, card_id=card.pk, now=now)
+
+
+def _card_added(*, account: Account, card: PaymentMethod, now: datetime) -> None:
+    with transaction.atomic():
+        lock_account(account.pk)
+        has_default = PaymentMethod.objects.filter(
+            account=account, is_default=True, removed_at__isnull=True
+        ).exists()
+        if not has_default:
+            PaymentMethod.objects.filter(pk=card.pk).update(is_default=True)
+            card.is_default = True
+    if card.is_default and not card.test_behaviour and not payments_test_mode():
+        stripe_gateway.set_default_payment_method(
+            account=account, payment_method_id=card.gateway_id
+        )
+    transaction.on_commit(partial(queue_card_changed, account.pk))
+
+
+def set_default_card(*, account: Account, card_id: int, now: datetime) -> PaymentMethod:
+    card = PaymentMethod.objects.filter(
+        account=account, pk=card_id, removed_at__isnull=True
+    ).first()
+    if card is None:
+        raise CardError("No such card.")
+    if not card.test_behaviour and not payments_test_mode():
+        try:
+            stripe_gateway.set_default_payment_method(
+                account=account, payment_method_id=card.gateway_id
+            )
+        except stripe_gateway.ProviderUnavailable:
+            raise CardError(_UNAVAILABLE) from None
+    with transaction.atomic():
+        lock_account(account.pk)
+        PaymentMethod.objects.filter(account=account, is_default=True).exclude(pk=card.pk).update(
+            is_default=False
+        )
+        PaymentMethod.objects.filter(pk=card.pk).update(is_default=True)
+    card.is_default = True
+    transaction.on_commit(partial(queue_card_changed, account.pk))
+    return card
+
+
+def remove_card(*, account: Account, card_id: int, now: datetime) -> None:
+    card = PaymentMethod.objects.filter(
+        account=account, pk=card_id, removed_at__isnull=True
+    ).first()
+    if card is None:
+        raise CardError("No such card.")
+    if not card.test_behaviour and not payments_test_mode():
+        try:
+            stripe_gateway.detach_payment_method(payment_method_id=card.gateway_id)
+        except stripe_gateway.ProviderUnavailable:
+            raise CardError(_UNAVAILABLE) from None
+    _mark_removed(account=account, card_id=card.pk, now=now)
+
+
+def _mark_removed(*, account: Account, card_id: int, now: datetime) -> None:
+    with transaction.atomic():
+        lock_account(account.pk)
+        card = PaymentMethod.objects.select_for_update().get(pk=card_id)
+        if card.removed_at is not None:
+            return
+        was_default = card.is_default
+        PaymentMethod.objects.filter(pk=card.pk).update(is_default=False, removed_at=now)
+        if was_default:
+            successor = (
+                PaymentMethod.objects.filter(account=account, removed_at__isnull=True)
+                .order_by("-created_at", "-pk")
+                .first()
+            )
+            if successor is not None:
+                PaymentMethod.objects.filter(pk=successor.pk).update(is_default=True)
+
+
+def queue_card_changed(account_id: int) -> None:
+    if getattr(settings, "PAYMENTS_SYNC", False):
+        card_changed(account_id)
+        return
+    if not enqueue("billing.payments.cards.card_changed", account_id):
+        # No job would pick this up again (re-arming auto-top-up, retrying unpaid invoices at
+        # once), so with the broker down it runs here; a card change is rare.
+        card_changed(account_id)
+
+
+def card_changed(account_id: int) -> str:
+    """The task after a card was added or made default: retry unpaid invoices, re-arm."""
+    from billing.payments.auto_topup import rearm
+    from billing.payments.collection import retry_account_invoices
+
+    now = timezone.now()
+    account = Account.objects.get(pk=account_id)
+    rearm(account=account, now=now)
+    retried = retry_account_invoices(account=account, now=now)
+    return f"{retried} invoice(s) retried"

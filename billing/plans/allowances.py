@@ -1,0 +1,94 @@
+"""A period's included allowance (SPEC U9): included minutes, their rollover, included credit."""
+
+from datetime import datetime
+
+from accounts.models import Account
+from billing.ledger.posting import Posting, apply_postings
+from billing.models import (
+    Allowance,
+    EntryKind,
+    Plan,
+    Subscription,
+)
+from billing.periods import period_containing
+
+
+def included_credit_posting(*, account: Account, plan: Plan, start: datetime, end: datetime):
+    """The posting of a period's included credit, expiring at the period's end (credits-monthly).
+
+    Unused included credit expires (written off by the ledger) when the period ends; it does
+    not carry over. The key makes a second grant for the same period fail.
+    """
+    return Posting(
+        amount_micros=plan.included_credit_micros,
+        kind=EntryKind.ALLOWANCE,
+        description=f"Included credit {start:%Y-%m-%d} to {end:%Y-%m-%d}",
+        idempotency_key=f"allowance:{account.public_id}:{start:%Y%m%d}",
+        grant_expires_at=end,
+        # Included credit is spent before anything bought.
+        grant_priority=100,
+    )
+
+
+def grant_included_credit(*, account: Account, plan, start: datetime, end: datetime, now) -> None:
+    """Grant one account a period's included credit (a new account); the caller locked it."""
+    apply_postings(
+        account=account,
+        postings=[included_credit_posting(account=account, plan=plan, start=start, end=end)],
+        now=now,
+    )
+
+
+def current_allowance(
+    *, account: Account, subscription: Subscription, now: datetime
+) -> Allowance | None:
+    """Return the period's allowance row, creating it (with any rollover) on first use.
+
+    Call with the account locked. Period close creates the rows eagerly; this covers usage that
+    arrives first. A row that exists is the period's allowance whatever the plan is now: an
+    immediate plan change leaves the period the minutes it began with (`keep_period_allowance`).
+    """
+    plan = subscription.plan
+    start, end = period_containing(anchor_day=subscription.anchor_day, moment=now)
+    allowance = Allowance.objects.filter(account=account, period_start=start).first()
+    if allowance is not None or not plan.included_minutes:
+        return allowance
+    rollover = 0
+    if subscription.rollover_enabled:
+        previous = (
+            Allowance.objects.filter(account=account, period_start__lt=start)
+            .order_by("-period_start")
+            .first()
+        )
+        if previous is not None and previous.period_end == start:
+            rollover = max(previous.remaining_seconds, 0)
+    return Allowance.objects.create(
+        account=account,
+        period_start=start,
+        period_end=end,
+        included_seconds=plan.included_minutes * 60,
+        rollover_seconds=rollover,
+    )
+
+
+def keep_period_allowance(
+    *, account: Account, subscription: Subscription, new_plan: Plan, now: datetime
+) -> None:
+    """Fix the allowance of the period containing `now` before an immediate change to
+    `new_plan` (S2).
+
+    Call with the account locked and the subscription still on the old plan. A period's
+    included minutes are those of the plan it began on; the new plan's allowance and rollover
+    setting start with the next period. Without a row made now, the new plan's first use would
+    make one from its own minutes (a free 6,000 minutes at once), and a plan without included
+    minutes would stop using what was left of the old plan's. A period that began without
+    included minutes gets a row of none, which the new plan's usage then finds.
+    """
+    if current_allowance(account=account, subscription=subscription, now=now) is not None:
+        return
+    if not new_plan.included_minutes:
+        return  # neither plan has included minutes: nothing to keep
+    start, end = period_containing(anchor_day=subscription.anchor_day, moment=now)
+    Allowance.objects.create(
+        account=account, period_start=start, period_end=end, included_seconds=0
+    )

@@ -1,0 +1,119 @@
+"""Opening accounts: the account, its owner, its subscription and its signup credit."""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db import transaction
+
+from accounts.models import Account, Membership, Role, User
+from billing.ledger.locks import lock_account
+from billing.ledger.posting import post_entry
+from billing.models import Allowance, EntryKind, Plan
+from billing.plans.allowances import grant_included_credit
+from billing.plans.subscriptions import subscribe
+
+logger = logging.getLogger(__name__)
+
+
+class OnboardingError(ValueError):
+    """Bad input for a new account; nothing was written."""
+
+
+def create_account(
+    *,
+    name: str,
+    email: str,
+    plan: Plan,
+    now: datetime,
+    owner: User | None = None,
+    parent: Account | None = None,
+    anchor_day: int | None = None,
+    credit_micros: int = 0,
+    actor: User | None = None,
+) -> Account:
+    """Open an account on a plan, grant the plan's signup credit (not to a subaccount) and any
+    extra credit."""
+    name = name.strip()
+    if not name:
+        raise OnboardingError("An account needs a name.")
+    if credit_micros < 0:
+        raise OnboardingError("Initial credit cannot be negative.")
+    if anchor_day is not None and not 1 <= anchor_day <= 31:
+        raise OnboardingError("The billing anchor day is a day of the month, 1 to 31.")
+    with transaction.atomic():
+        account = Account.objects.create(
+            name=name[:200],
+            email=email.strip().lower(),
+            parent=parent,
+            billing_mode=plan.billing_mode,
+            created_at=now,
+        )
+        subscription = subscribe(account=account, plan=plan, now=now, anchor_day=anchor_day)
+        start, end = subscription.current_period_start, subscription.current_period_end
+        if plan.included_minutes:
+            Allowance.objects.create(
+                account=account,
+                period_start=start,
+                period_end=end,
+                included_seconds=plan.included_minutes * 60,
+            )
+        if plan.included_credit_micros:
+            grant_included_credit(
+                account=lock_account(account.pk), plan=plan, start=start, end=end, now=now
+            )
+            account.refresh_from_db()
+        if owner is not None:
+            Membership.objects.create(user=owner, account=account, role=Role.OWNER, created_at=now)
+        # Signup credit welcomes a new customer once. A subaccount is an existing customer's
+        # (it can open dozens), so it gets none: otherwise every child would be free credit.
+        if plan.signup_credit_micros and parent is None:
+            expires_at = (
+                now + timedelta(days=plan.signup_credit_expiry_days)
+                if plan.signup_credit_expiry_days
+                else None
+            )
+            post_entry(
+                account=account,
+                amount_micros=plan.signup_credit_micros,
+                kind=EntryKind.SIGNUP_CREDIT,
+                now=now,
+                description=f"Signup credit on {plan.name}",
+                grant_expires_at=expires_at,
+                # Free credit is spent before purchased credit that never expires.
+                grant_priority=10,
+                idempotency_key=f"signup:{account.public_id}",
+            )
+        if credit_micros:
+            post_entry(
+                account=account,
+                amount_micros=credit_micros,
+                kind=EntryKind.PROMOTIONAL,
+                now=now,
+                actor=actor,
+                description="Initial credit",
+                reason="Granted when the account was created",
+            )
+    return account
+
+
+def open_account_for_new_user(*, user: User, now: datetime) -> Account | None:
+    """Give a user who just signed up their own account on the sign-up plan, as its owner.
+
+    The plan is `settings.SIGNUP_PLAN_CODE` (llm-api by default), so its signup credit is on
+    the balance at once. A site whose operator has not loaded that plan opens no account (the
+    user sees an empty dashboard and staff can attach them to one) rather than refusing the
+    sign-up.
+    """
+    from django.conf import settings
+
+    if Membership.objects.filter(user=user).exists():
+        return None
+    plan = Plan.objects.filter(code=settings.SIGNUP_PLAN_CODE).first()
+    if plan is None:
+        logger.warning(
+            "Sign-up plan %r does not exist: %s has no account", settings.SIGNUP_PLAN_CODE, user
+        )
+        return None
+    return create_account(
+        name=user.name or user.email, email=user.email, plan=plan, now=now, owner=user
+    )

@@ -1,0 +1,55 @@
+"""Subaccounts: child accounts with their own plan, balance and keys (SPEC A3, D4).
+
+The parent's members manage the children through the roles they hold on the parent
+(`accounts.permissions.role_for` walks up the tree), so a new child needs no membership.
+"""
+
+from datetime import datetime
+
+from accounts.models import Account, User
+from accounts.permissions import MAX_ACCOUNT_DEPTH
+from billing.models import Plan
+from billing.plans.onboarding import OnboardingError, create_account
+
+MAX_CHILDREN = 100
+
+
+class SubaccountError(ValueError):
+    """A refused subaccount; nothing was written."""
+
+
+def offered_plans() -> list[Plan]:
+    """Return the plans a customer may choose for a subaccount: the public ones."""
+    return list(Plan.objects.filter(is_public=True).order_by("name"))
+
+
+def _depth(account: Account) -> int:
+    depth, current = 1, account
+    while current.parent_id is not None and depth <= MAX_ACCOUNT_DEPTH:
+        current = Account.objects.only("parent_id").get(pk=current.parent_id)
+        depth += 1
+    return depth
+
+
+def create_subaccount(
+    *, parent: Account, name: str, plan_code: str, email: str, actor: User | None, now: datetime
+) -> Account:
+    """Open a child account of `parent` on a public plan (no signup credit: see create_account)."""
+    plan = Plan.objects.filter(code=plan_code, is_public=True).first()
+    if plan is None:
+        raise SubaccountError("Choose one of the plans.")
+    if _depth(parent) >= MAX_ACCOUNT_DEPTH:
+        raise SubaccountError("Subaccounts can be nested at most a few levels deep.")
+    if Account.objects.filter(parent=parent).count() >= MAX_CHILDREN:
+        raise SubaccountError(f"An account can have at most {MAX_CHILDREN} subaccounts.")
+    try:
+        return create_account(
+            name=name,
+            email=(email or "").strip() or parent.email,
+            plan=plan,
+            now=now,
+            parent=parent,
+            actor=actor,
+        )
+    except OnboardingError as error:
+        raise SubaccountError(str(error)) from None

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from billing.web import invoice_views as views
+
+app_name = "billing"
+
+urlpatterns = [
+    path("", views.invoice_list, name="invoice_list"),
+    path("<str:number>/", views.invoice_detail, name="invoice_detail"),
+    path("<str:number>/pdf/", views.invoice_pdf, name="invoice_pdf"),
+]

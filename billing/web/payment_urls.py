@@ -1,0 +1,22 @@
+"""Payment pages of an account: top-up, cards, auto-top-up, the test-mode payment pages."""
+
+from django.urls import path
+
+from billing.web import payment_views as views
+
+app_name = "payments"
+
+urlpatterns = [
+    path("", views.payments_home, name="home"),
+    path("topup/", views.start_topup, name="start_topup"),
+    path("topup/<str:topup_id>/done/", views.checkout_success, name="checkout_success"),
+    path("topup/<str:topup_id>/canceled/", views.checkout_cancel, name="checkout_cancel"),
+    path("topup/<str:topup_id>/test-pay/", views.test_checkout, name="test_checkout"),
+    path("topup/<str:topup_id>/complete/", views.resume_topup, name="resume_topup"),
+    path("cards/add/", views.add_card, name="add_card"),
+    path("cards/added/", views.card_added, name="card_added"),
+    path("cards/test/", views.test_card, name="test_card"),
+    path("cards/<int:card_id>/default/", views.set_default_card, name="set_default_card"),
+    path("cards/<int:card_id>/remove/", views.remove_card, name="remove_card"),
+    path("auto-topup/", views.save_auto_topup, name="save_auto_topup"),
+]

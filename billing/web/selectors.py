@@ -1,0 +1,108 @@
+"""What the dashboard's billing page shows (SPEC D3), as plain data: one selector.
+
+Top-up, saved cards and auto-top-up are the payments pages' (billing.web.payment_views) services;
+alert settings and budgets are billing.alerts' and usage.spending.budgets'. This module only reads.
+"""
+
+from datetime import datetime
+
+from accounts.models import Account, ApiKey, KeyKind
+from billing.alerts.balance import alert_settings_for, low_balance_threshold_micros
+from billing.invoicing.documents import invoice_summary, issued_invoices
+from billing.models import (
+    AutoTopUpSettings,
+    Budget,
+    RecurringCreditPurchase,
+    RecurringCreditSettings,
+    Subscription,
+    TopUp,
+)
+from billing.money import micros_to_api
+from billing.payments import cards, topups
+from billing.periods import current_period
+from usage.pages.runway import credit_runway_days, runway_sentence
+from usage.spending.budgets import budget_label, period_spend_micros
+
+AUTO_FIELDS = ("threshold", "amount", "target", "monthly_cap")
+
+
+def usd_text(micros: int | None) -> str:
+    """Return an amount as a form shows it: '20.00', or '' for none."""
+    if micros is None:
+        return ""
+    text = micros_to_api(micros).rstrip("0")
+    whole, _, cents = text.partition(".")
+    return f"{whole}.{cents.ljust(2, '0')}"
+
+
+def auto_topup_initial(account: Account) -> dict:
+    """Return the auto-top-up form's values as the account saved them."""
+    row = AutoTopUpSettings.objects.filter(account=account).first()
+    initial = {"enabled": bool(row and row.enabled)}
+    for name in AUTO_FIELDS:
+        initial[name] = usd_text(getattr(row, f"{name}_micros", None) if row else None)
+    return initial
+
+
+def recurring_credit_initial(account: Account) -> dict:
+    """Return the recurring credit form's values as the account saved them."""
+    row = RecurringCreditSettings.objects.filter(account=account).first()
+    return {
+        "enabled": bool(row and row.enabled),
+        "amount": usd_text(row.amount_micros if row else None),
+    }
+
+
+def alert_initial(account: Account) -> dict:
+    state = alert_settings_for(account=account)
+    initial = {"threshold": usd_text(state.low_balance_threshold_micros)}
+    for field in state._meta.fields:
+        if field.name.startswith("email_"):
+            initial[field.name] = getattr(state, field.name)
+    return initial
+
+
+def budgets_for(*, account: Account, now: datetime) -> dict:
+    """Return the account's budgets with the period's spend against each."""
+    subscription = Subscription.objects.get(account=account)
+    start, end = current_period(subscription=subscription, now=now)
+    spend = period_spend_micros(account=account, start=start, end=end)
+    budgets = list(Budget.objects.filter(account=account).select_related("api_key").order_by("pk"))
+    return {
+        "spend_micros": spend,
+        "period_end": end,
+        "budgets": [
+            {
+                "budget": b,
+                "label": budget_label(b),
+                "percent": min(round(spend * 100 / b.amount_micros), 100),
+                "reached": b.reached_period_start == start,
+            }
+            for b in budgets
+        ],
+        "keys": list(
+            ApiKey.objects.filter(
+                account=account, kind=KeyKind.CUSTOMER, revoked_at__isnull=True
+            ).order_by("name")
+        ),
+    }
+
+
+def billing_page(*, account: Account, now: datetime) -> dict:
+    """Return the billing page's figures: balance, top-up, cards, auto-top-up, alerts, budgets."""
+    plan = Subscription.objects.select_related("plan").get(account=account).plan
+    runway = credit_runway_days(account=account, now=now)
+    return {
+        "plan": plan,
+        "minimum_micros": topups.minimum_topup_micros(account),
+        "cards": cards.active_cards(account),
+        "topups": list(TopUp.objects.filter(account=account)[:10]),
+        "invoices": [invoice_summary(i) for i in issued_invoices(account=account)[:5]],
+        "threshold_micros": low_balance_threshold_micros(account=account),
+        "plan_threshold_micros": plan.low_balance_threshold_micros,
+        "runway_sentence": runway_sentence(runway),
+        "recurring_purchases": list(
+            RecurringCreditPurchase.objects.filter(account=account).select_related("topup")[:3]
+        ),
+        **budgets_for(account=account, now=now),
+    }

@@ -1,0 +1,18 @@
+"""The billing page of an account, mounted at app/a/<public_id>/billing/."""
+
+from django.urls import path
+
+from billing.web import views
+
+app_name = "billing_dashboard"
+
+urlpatterns = [
+    path("", views.billing_home, name="home"),
+    path("auto-topup/", views.save_auto_topup, name="auto_topup"),
+    path("recurring-credit/", views.save_recurring_credit, name="recurring_credit"),
+    path("alerts/", views.save_alerts, name="alerts"),
+    path("budgets/", views.add_budget, name="add_budget"),
+    path("budgets/<int:budget_id>/delete/", views.delete_budget, name="delete_budget"),
+    path("statement/", views.statement, name="statement"),
+    path("statement/export.csv", views.statement_csv, name="statement_csv"),
+]

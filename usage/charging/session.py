@@ -1,0 +1,349 @@
+"""Charging rated usage to an account while holding its row lock.
+
+A `ChargeSession` is opened inside a transaction for one locked account. It loads what rating
+needs once (plan, rate card, carries, the period's allowance), collects the ledger postings and
+rollup deltas of every item of the batch, and writes them all in `close()`: one balance update,
+one carry upsert, one rollup upsert, one bulk insert of ledger entries.
+
+Prepaid shortfall: usage that already happened is owed even when the balance cannot cover it.
+The charge takes what the balance holds and records the rest as `uncollected_micros` on the item,
+so a prepaid balance never goes below zero (SPEC L4) and the gap stays visible. Authorization
+and reservations (usage.spending.authorize) keep that gap rare.
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cached_property
+
+from django.db.models import F, Sum
+
+from accounts.models import Account
+from billing.alerts.allowance import usage_charged
+from billing.invoicing.unbilled import UnbilledDeltas
+from billing.ledger.posting import Posting, apply_postings
+from billing.models import Allowance, CreditGrant, Subscription
+from billing.periods import period_containing
+from billing.plans.allowances import current_allowance
+from billing.plans.rates import ModelCatalog, RateCard
+from usage.charging.lock import lock_state
+from usage.charging.rollups import RollupDeltas
+from usage.models import UsageCarry
+from usage.rating.rules import Rating, savings_micros
+
+
+@dataclass(frozen=True)
+class Charged:
+    charged_micros: int
+    uncollected_micros: int
+    posting: Posting | None
+
+
+class ChargeSession:
+    def __init__(
+        self,
+        *,
+        account: Account,
+        now: datetime,
+        catalog: ModelCatalog | None = None,
+        subscription: Subscription | None = None,
+        card: RateCard | None = None,
+    ):
+        """`subscription` (with its plan) and `card` may be read before the lock was taken,
+        to keep the lock short; rating state (carries, allowance) is read under it."""
+        self.account = account  # locked by the caller
+        self.now = now
+        if subscription is None:
+            subscription = Subscription.objects.select_related("plan").get(account=account)
+        self.subscription = subscription
+        self.plan = self.subscription.plan
+        self._card = card
+        self._catalog = catalog
+        self._carries: dict[tuple[str, str], int] | None = None
+        self._changed_carries: set[tuple[str, str]] = set()
+        self._allowance: Allowance | None = None
+        self._allowance_used = 0
+        self.postings: list[Posting] = []
+        self.rollups = RollupDeltas()
+        self.unbilled = UnbilledDeltas()
+        self._pending_debit = 0
+
+    @property
+    def card(self) -> RateCard:
+        """The account's rates, read on first use (token events need only the catalog)."""
+        if self._card is None:
+            self._card = RateCard(plan=self.plan, account=self.account)
+        return self._card
+
+    @property
+    def loaded_card(self) -> RateCard | None:
+        """The rate card if something read it already, else None."""
+        return self._card
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        if self._catalog is None:
+            self._catalog = ModelCatalog()
+        return self._catalog
+
+    # Carries (U4, U5) --------------------------------------------------------------------
+
+    @property
+    def carries(self) -> dict[tuple[str, str], int]:
+        if self._carries is None:
+            self._carries = {
+                (c.component, c.key): c.units
+                for c in UsageCarry.objects.filter(account=self.account)
+            }
+        return self._carries
+
+    def set_carries(self, carries: dict[tuple[str, str], int]) -> None:
+        for ident, units in carries.items():
+            if self.carries.get(ident, 0) != units:
+                self.carries[ident] = units
+                self._changed_carries.add(ident)
+
+    # Allowance (U9) ----------------------------------------------------------------------
+
+    @property
+    def allowance(self) -> Allowance | None:
+        """The allowance the last item rated used (the one `close()` writes and alerts on)."""
+        return self._allowance
+
+    def allowance_remaining_seconds(self, *, at: datetime) -> int:
+        """Return what is left of the allowance of the period `at` (the item's time) is in.
+
+        An item uses its own period's included minutes, not those of the period it is
+        reported in (items may come 35 days late, U10), while that allowance is open.
+        """
+        start, _ = period_containing(anchor_day=self.subscription.anchor_day, moment=at)
+        if not self.plan.included_minutes:
+            # A plan without included minutes makes no allowance rows. The one row it may
+            # still use is that of the period an immediate change away from included minutes
+            # was made in: the period keeps the minutes it began with (S2), and that row is
+            # the account's latest.
+            latest = self._latest_allowance
+            if latest is None or latest.period_start != start:
+                return 0
+        if start < self._allowance_open_from:
+            return 0  # a late item of a settled period is paid usage
+        if self._allowance is None or self._allowance.period_start != start:
+            # A batch that spans two periods: write what it used of the first before switching.
+            self._write_allowance_used()
+            self._allowance = current_allowance(
+                account=self.account, subscription=self.subscription, now=at
+            )
+            self._allowance_open_from = max(self._allowance_open_from, start)
+        return self._allowance.remaining_seconds - self._allowance_used
+
+    @cached_property
+    def _latest_allowance(self) -> Allowance | None:
+        """Return the account's allowance row of the latest period (read under the lock)."""
+        return Allowance.objects.filter(account=self.account).order_by("-period_start").first()
+
+    @cached_property
+    def _allowance_open_from(self) -> datetime:
+        """Return the start of the earliest period whose allowance items may still use.
+
+        A period's allowance is settled once the next period's row is made (by period close,
+        or by the next period's first usage or authorization if that comes first): the new
+        row took over what was left as rollover, or let it expire, so using it afterwards
+        would count those minutes twice. Rows are made under the account lock, so reading
+        the latest here is exact; the subscription's current period (maybe read before the
+        lock) keeps out periods that have no row: before it began, or closed on another plan.
+        """
+        latest = self._latest_allowance
+        current = self.subscription.current_period_start
+        return max(latest.period_start, current) if latest else current
+
+    def _write_allowance_used(self) -> None:
+        if self._allowance_used:
+            Allowance.objects.filter(pk=self._allowance.pk).update(
+                used_seconds=self._allowance.used_seconds + self._allowance_used
+            )
+            self._allowance.used_seconds += self._allowance_used
+            self._allowance_used = 0
+
+    def use_allowance(self, seconds: int) -> None:
+        self._allowance_used += seconds
+
+    # Charges -----------------------------------------------------------------------------
+
+    @cached_property
+    def _expired_micros(self) -> int:
+        """Credit past its expiry that the expiry job has not written off yet."""
+        read_with_lock = lock_state(self.account, now=self.now)
+        if read_with_lock is not None:
+            return read_with_lock.expired_micros
+        return (
+            CreditGrant.objects.filter(
+                account=self.account, remaining_micros__gt=0, expires_at__lte=self.now
+            ).aggregate(total=Sum("remaining_micros"))["total"]
+            or 0
+        )
+
+    def spendable_micros(self) -> int:
+        """What the balance can still pay in this session (prepaid), ignoring holds.
+
+        Expired credit is not spendable even while it is still in the cached balance: posting
+        the debit writes it off first (billing.ledger), so counting it here would make that
+        debit overdraw the prepaid balance and fail instead of recording the shortfall.
+        """
+        return self.account.balance_micros - self._expired_micros - self._pending_debit
+
+    def charge(
+        self,
+        *,
+        rating: Rating,
+        kind: str,
+        cause,
+        description: str,
+        day: date,
+        component: str,
+        provider: str = "",
+        model: str = "",
+        output_tokens: int = 0,
+    ) -> Charged:
+        """Queue the debit of a rated item and its rollups; return what was (not) charged."""
+        cost = rating.cost_micros
+        if self.account.is_prepaid:
+            charged = max(min(cost, self.spendable_micros()), 0)
+        else:
+            charged = cost
+        self._pending_debit += charged
+        self.use_allowance(rating.allowance_seconds)
+        self.set_carries(rating.carries)
+        posting = None
+        if charged:
+            posting = Posting(
+                amount_micros=-charged, kind=kind, cause=cause, description=description
+            )
+            self.postings.append(posting)
+        self._count(rating, cost - charged, day, component, provider, model, output_tokens)
+        return Charged(charged_micros=charged, uncollected_micros=cost - charged, posting=posting)
+
+    def _count(self, rating, uncollected, day, component, provider, model, output_tokens):
+        account_id = self.account.pk
+        savings = savings_micros(rating)
+        self.rollups.add(
+            account_id=account_id,
+            day=day,
+            component=component,
+            provider=provider,
+            model=model,
+            items=1,
+            quantity=rating.billable_quantity,
+            output_tokens=output_tokens,
+            allowance_seconds=rating.allowance_seconds,
+            cost_micros=rating.cost_micros,
+            savings_micros=savings,
+        )
+        for line in rating.lines:
+            self.rollups.add(
+                account_id=account_id,
+                day=day,
+                component=line.component,
+                is_line=True,
+                provider=provider,
+                model=line.key,
+                items=1,
+                quantity=line.base_quantity,
+                cost_micros=line.amount_micros,
+            )
+            self.unbilled.add(
+                account_id=account_id,
+                component=line.component,
+                provider=provider,
+                model=line.key,
+                items=1,
+                quantity=line.base_quantity,
+                amount_micros=line.amount_micros,
+                savings_micros=savings,
+            )
+        if rating.allowance_seconds:
+            self.unbilled.add(
+                account_id=account_id,
+                component="allowance",
+                items=1,
+                quantity=rating.allowance_seconds,
+            )
+        if uncollected:
+            self.unbilled.add(
+                account_id=account_id, component="uncollected", items=1, amount_micros=-uncollected
+            )
+
+    def close(self) -> None:
+        """Write carries, allowance, rollups and ledger entries; call once, still locked."""
+        if self._changed_carries:
+            for component, key in sorted(self._changed_carries):
+                UsageCarry.objects.update_or_create(
+                    account=self.account,
+                    component=component,
+                    key=key,
+                    defaults={"units": self.carries[(component, key)]},
+                )
+        self._write_allowance_used()
+        if not self.account.is_prepaid:
+            # Postpaid usage is paid by any credit grants first (billing.ledger); that part
+            # is not owed on the invoice. Only credit still valid now pays: posting the debit
+            # writes off credit past its expiry first, even before the expiry job has run,
+            # and the usage it would have paid becomes debt that must be invoiced.
+            credit = max(self.account.balance_micros, 0)
+            if credit:  # a balance at or below zero holds no grant: no query
+                credit = max(credit - self._expired_micros, 0)
+            covered = min(self._pending_debit, credit)
+            if covered:
+                self.unbilled.add(
+                    account_id=self.account.pk, component="credits_applied", amount_micros=-covered
+                )
+        self.rollups.write()
+        unbilled = self.unbilled.total_micros()
+        self.unbilled.write()
+        if self.postings:
+            merged, merged_of = merge_postings(self.postings)
+            # The unbilled total changes in the same statement as the balance.
+            apply_postings(
+                account=self.account,
+                postings=merged,
+                now=self.now,
+                unbilled_delta_micros=unbilled,
+            )
+            for posting, into in zip(self.postings, merged_of, strict=True):
+                posting.entry = into.entry
+        elif unbilled:
+            Account.objects.filter(pk=self.account.pk).update(
+                unbilled_micros=F("unbilled_micros") + unbilled
+            )
+            self.account.unbilled_micros += unbilled
+        usage_charged(
+            account=self.account,
+            subscription=self.subscription,
+            allowance=self._allowance,
+            charged_micros=self._pending_debit,
+            now=self.now,
+        )
+        self._pending_debit = 0
+
+
+def merge_postings(postings: list[Posting]) -> tuple[list[Posting], list[Posting]]:
+    """Return one posting per kind for the usage items of a batch, in order of first use, and
+    for each of `postings` the merged posting that took it in.
+
+    A batch of 100 requests is one ledger entry of their total, not 100 entries: the ledger
+    explains the balance, and each item keeps its own cost, explanation and a link to the entry
+    (U11). A kind with a single item keeps that item's posting, and so its cause link.
+    """
+    groups: dict[str, list[Posting]] = {}
+    for posting in postings:
+        groups.setdefault(posting.kind, []).append(posting)
+    merged_of_kind: dict[str, Posting] = {}
+    for kind, group in groups.items():
+        if len(group) == 1:
+            merged_of_kind[kind] = group[0]
+            continue
+        first, last = group[0].description, group[-1].description
+        merged_of_kind[kind] = Posting(
+            amount_micros=sum(p.amount_micros for p in group),
+            kind=kind,
+            description=f"{len(group)} items: {first} ... {last}",
+        )
+    return list(merged_of_kind.values()), [merged_of_kind[p.kind] for p in postings]
