@@ -58,27 +58,6 @@ def issue_api_key(
     return IssuedKey(api_key=api_key, token=f"{key_id}:{secret}")
 
 
-def issue_customer_key(
-    *, account: Account, name: str, now: datetime, created_by: User | None = None
-) -> IssuedKey:
-    """Create a key for the account at its plan's default rate-limit tier (the dashboard's)."""
-    from billing.models import Subscription  # billing depends on accounts, not the other way
-
-    tier = (
-        Subscription.objects.filter(account=account)
-        .values_list("plan__default_rate_tier", flat=True)
-        .first()
-    )
-    return issue_api_key(
-        kind=KeyKind.CUSTOMER,
-        name=name,
-        now=now,
-        account=account,
-        tier=tier or RateTier.FREE,
-        created_by=created_by,
-    )
-
-
 def split_token(token: str) -> tuple[str, str]:
     """Return the key id and secret of a `KEY_ID:KEY_SECRET` token or raise InvalidApiKey."""
     key_id, sep, secret = (token or "").strip().partition(":")

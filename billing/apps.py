@@ -6,6 +6,12 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self):
-        # Connect the Stripe webhook receivers (dj-stripe event signals).
-        from billing import checks  # noqa: F401
-        from billing.payments import webhooks  # noqa: F401
+        from billing import checks  # noqa: F401 - registers the system checks
+        from billing.alerts import balance as balance_alerts
+        from billing.ledger import watchers
+        from billing.payments import auto_topup, webhooks  # noqa: F401 - connects the receivers
+
+        # The ledger tells these of every balance change, in this order: the low-balance
+        # email is recorded before the auto-top-up that answers it.
+        watchers.register(balance_alerts)
+        watchers.register(auto_topup)

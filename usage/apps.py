@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class UsageConfig(AppConfig):
     name = "usage"
     verbose_name = "Usage"
+
+    def ready(self):
+        from billing.notifications import sending
+        from usage.pages.runway import RUNWAY_KINDS, runway_email_context
+
+        # billing's emails cannot read usage's rollups themselves (usage sits above billing).
+        sending.add_context(kinds=RUNWAY_KINDS, provider=runway_email_context)

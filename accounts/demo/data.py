@@ -28,7 +28,7 @@ from billing.invoicing.invoices import invoice_thresholds
 from billing.invoicing.period_close import close_periods
 from billing.ledger.expiry import expire_credit
 from billing.ledger.locks import lock_account
-from billing.models import EntryKind, Plan, TestCardBehaviour
+from billing.models import EntryKind, Plan, Subscription, TestCardBehaviour
 from billing.payments import auto_topup, cards, topups
 from billing.payments.collection import collect_due_invoices, collect_invoice
 from billing.periods import period_containing
@@ -36,7 +36,7 @@ from billing.plans.example_plans import load_example_plans
 from billing.plans.onboarding import create_account
 from usage.api.ratelimit import hit
 from usage.charging.rollups import rollup_day
-from usage.charging.session import ChargeSession
+from usage.charging.session import ChargeSession, Pricing
 from usage.ingest.calls import refund_call, report_hash
 from usage.ingest.events import ingest_events
 from usage.models import Call
@@ -477,8 +477,10 @@ def charge_final_calls(*, account_id: int, reports: list[CallReport]) -> None:
     """
     now = max(r.ended_at for r in reports)
     with transaction.atomic():
-        account = lock_account(account_id)
-        session = ChargeSession(account=account, now=now)
+        locked = lock_account(account_id)
+        account = locked.account
+        subscription = Subscription.objects.select_related("plan").get(account=account)
+        session = ChargeSession(locked=locked, now=now, pricing=Pricing(subscription=subscription))
         pending = []
         for report in reports:
             at = report.connected_at or report.ended_at

@@ -23,6 +23,7 @@ from accounts.web.forms import NewKeyForm, SubaccountForm, TierRequestForm
 from accounts.web.selectors import keys_overview, subaccount_rows
 from accounts.web.shell import account_page
 from billing.plans.subaccounts import SubaccountError, create_subaccount, offered_plans
+from billing.plans.subscriptions import issue_customer_key
 from usage.pages.overview import overview
 
 
@@ -85,7 +86,7 @@ def create_key(request, account):
     form = NewKeyForm(request.POST)
     if not form.is_valid():
         return _keys_page(request, account, form=form, status=400)
-    issued = key_service.issue_customer_key(
+    issued = issue_customer_key(
         account=account, name=form.cleaned_data["name"], now=timezone.now(), created_by=request.user
     )
     return _keys_page(request, account, new_token=issued.token)

@@ -2,10 +2,11 @@
 
 from datetime import datetime
 
-from accounts.models import Account
-from billing.alerts.balance import locked_alert_settings
+from billing.alerts.balance import alert_state
+from billing.ledger.locks import LockedAccount
 from billing.models import (
     AlertSettings,
+    Allowance,
     CreditGrant,
     EntryKind,
     Subscription,
@@ -22,18 +23,20 @@ ALLOWANCE_LEVELS = (80, 100)  # percent of the period's allowance
 
 def usage_charged(
     *,
-    account: Account,
+    locked: LockedAccount,
     subscription: Subscription,
-    allowance,
+    allowance: Allowance | None,
     charged_micros: int,
     now: datetime,
-) -> None:
-    """Check allowance alerts and budgets after a batch of usage was written (account locked).
+) -> AlertSettings:
+    """Send the allowance alerts a batch of usage reached (the account is locked).
 
-    `allowance` is the period's billing.models.Allowance if the batch used included minutes
-    (else None); `charged_micros` is what the batch took from the balance.
+    `allowance` is the period's allowance if the batch used included minutes (else None);
+    `charged_micros` is what the batch took from the balance. Return the account's alert
+    settings (usage charging then checks budgets if the account has any).
     """
-    state = locked_alert_settings(account, before_micros=account.balance_micros)
+    account = locked.account
+    state = alert_state(locked=locked, before_micros=account.balance_micros).settings
     plan = subscription.plan
     if allowance is not None:
         _allowance_alert(
@@ -64,10 +67,7 @@ def usage_charged(
                     describe=format_usd,
                     now=now,
                 )
-    if state.has_budgets:
-        from usage.spending.budgets import budgets_after_usage
-
-        budgets_after_usage(account=account, subscription=subscription, now=now)
+    return state
 
 
 def allowance_level(*, used: int, total: int) -> int:

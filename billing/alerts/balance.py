@@ -12,19 +12,20 @@ that moved the balance or recorded the usage:
 - `usage_charged` (called by usage.charging when a batch is written) emails at 80% and 100% of
   the period's included minutes or included credit, once per period each, and checks budgets.
 
-Cost when nothing crosses: one query per batch, which loads the account's `AlertSettings` with
-its plan's defaults (joined) and leaves it in the account's related-object cache, so the second
-hook of the same batch reads it from there. Postpaid balances are not watched (they go below
-zero as a matter of course and are invoiced), so `balance_changed` costs them nothing.
+Cost when nothing crosses: nothing on the usage hot path, where the settings and the plan's
+defaults are read with the account's lock (`LockedAccount.watch`); one query elsewhere.
+Postpaid balances are not watched (they go below zero as a matter of course and are
+invoiced), so `balance_changed` costs them nothing.
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 
 from accounts.models import Account
-from billing.ledger.locks import lock_account
+from billing.ledger.locks import LockedAccount, lock_account
 from billing.models import (
     AlertSettings,
     Notification,
@@ -87,44 +88,76 @@ def update_alert_settings(
         raise ValueError("A low-balance threshold cannot be negative.")
     with transaction.atomic():
         locked = lock_account(account.pk)
-        state = locked_alert_settings(locked, before_micros=locked.balance_micros)
+        balance = locked.account.balance_micros
+        state = alert_state(locked=locked, before_micros=balance)
+        settings = state.settings
         if use_plan_threshold:
-            state.low_balance_threshold_micros = None
+            settings.low_balance_threshold_micros = None
         elif low_balance_threshold_micros is not None:
-            state.low_balance_threshold_micros = low_balance_threshold_micros
-        if locked.balance_micros >= _threshold(state):
-            state.low_balance_armed = True
+            settings.low_balance_threshold_micros = low_balance_threshold_micros
+        if balance >= state.threshold_micros:
+            settings.low_balance_armed = True
         for field, value in email_choices.items():
-            setattr(state, field, bool(value))
-        state.updated_at = now
-        state.save()
-    return state
+            setattr(settings, field, bool(value))
+        settings.updated_at = now
+        settings.save()
+    return settings
 
 
-def locked_alert_settings(account: Account, *, before_micros: int) -> AlertSettings:
-    """Return the locked account's settings with its plan's defaults, creating them if needed.
+@dataclass(frozen=True)
+class AlertState:
+    """A locked account's alert settings (the row, changed in place as alerts fire) and the
+    defaults of its plan, which apply where the customer set nothing."""
 
-    Cached in the account's related-object cache for the rest of the locked transaction: the
-    account instance comes from `lock_account` and lives as long as the lock.
+    settings: AlertSettings
+    plan_threshold_micros: int
+    plan_zero_balance_alert: bool
+
+    @property
+    def threshold_micros(self) -> int:
+        """The low-balance threshold in force: the customer's own, else the plan's."""
+        own = self.settings.low_balance_threshold_micros
+        return own if own is not None else self.plan_threshold_micros
+
+
+def alert_state(*, locked: LockedAccount, before_micros: int) -> AlertState:
+    """Return the locked account's alert state, creating its settings row if it has none.
+
+    Read with the lock when the lock holder did (`locked.watch`, the usage hot path: no query),
+    else with one query that joins the plan's defaults.
     """
-    cached = Account.alert_settings.related.get_cached_value(account, default=None)
-    if cached is not None and hasattr(cached, "plan_threshold_micros"):
-        return cached
-    state = (
-        AlertSettings.objects.filter(account_id=account.pk)
-        .annotate(
-            plan_threshold_micros=F("account__subscription__plan__low_balance_threshold_micros"),
-            plan_zero_balance_alert=F("account__subscription__plan__zero_balance_alert"),
+    account = locked.account
+    watch = locked.watch
+    if watch is not None and watch.alert_settings is not None:
+        return AlertState(
+            settings=watch.alert_settings,
+            plan_threshold_micros=watch.plan_low_balance_threshold_micros,
+            plan_zero_balance_alert=watch.plan_zero_balance_alert,
         )
-        .first()
+    if watch is None:
+        row = _with_plan_defaults(AlertSettings.objects.filter(account_id=account.pk)).first()
+        if row is not None:
+            return _state_of(row)
+    return _create_state(account, before_micros=before_micros)
+
+
+def _with_plan_defaults(settings: QuerySet) -> QuerySet:
+    return settings.annotate(
+        plan_threshold=F("account__subscription__plan__low_balance_threshold_micros"),
+        plan_zero_alert=F("account__subscription__plan__zero_balance_alert"),
     )
-    if state is None:
-        state = _create_state(account, before_micros=before_micros)
-    account.alert_settings = state
-    return state
 
 
-def _create_state(account: Account, *, before_micros: int) -> AlertSettings:
+def _state_of(row: AlertSettings) -> AlertState:
+    # The plan's defaults are read off the annotated row here, once; they travel in the state.
+    return AlertState(
+        settings=row,
+        plan_threshold_micros=row.plan_threshold or 0,
+        plan_zero_balance_alert=bool(row.plan_zero_alert),
+    )
+
+
+def _create_state(account: Account, *, before_micros: int) -> AlertState:
     plan = (
         Plan.objects.filter(subscriptions__account=account)
         .values("low_balance_threshold_micros", "zero_balance_alert")
@@ -133,94 +166,94 @@ def _create_state(account: Account, *, before_micros: int) -> AlertSettings:
     threshold = plan["low_balance_threshold_micros"]
     # Armed only if the balance was at or above the line before this change: an account that
     # never had more than its threshold has not crossed it.
-    state, _ = AlertSettings.objects.get_or_create(
+    settings, _ = AlertSettings.objects.get_or_create(
         account=account,
         defaults={
             "low_balance_armed": before_micros >= threshold,
             "zero_balance_armed": before_micros > 0,
         },
     )
-    state.plan_threshold_micros = threshold
-    state.plan_zero_balance_alert = plan["zero_balance_alert"]
-    return state
+    return AlertState(
+        settings=settings,
+        plan_threshold_micros=threshold,
+        plan_zero_balance_alert=plan["zero_balance_alert"],
+    )
 
 
-def _threshold(state: AlertSettings) -> int:
-    if state.low_balance_threshold_micros is not None:
-        return state.low_balance_threshold_micros
-    return getattr(state, "plan_threshold_micros", None) or 0
+# Low balance and zero balance (N1): a balance watcher (billing.ledger.watchers) ---------------
 
 
-# Low balance and zero balance (N1) -------------------------------------------------------------
-
-
-def balance_changed(*, account: Account, before_micros: int, now: datetime) -> None:
+def balance_changed(*, locked: LockedAccount, before_micros: int, now: datetime) -> None:
     """Send the low-balance alert once per crossing; re-arm when the balance rises again."""
-    if not account.is_prepaid:
+    if not locked.account.is_prepaid:
         return
-    after = account.balance_micros
-    state = locked_alert_settings(account, before_micros=before_micros)
-    threshold = _threshold(state)
-    changed: list[str] = []
-    if after < before_micros:
-        reaches_zero = bool(state.plan_zero_balance_alert) and state.zero_balance_armed
-        reaches_zero = reaches_zero and after <= 0
-        goes_low = threshold > 0 and state.low_balance_armed and after < threshold
-        if reaches_zero:
-            state.zero_balance_armed = False
-            state.zero_balance_crossings += 1
-            changed += ["zero_balance_armed", "zero_balance_crossings"]
-            _notify_zero(account, state, now)
-        if goes_low:
-            state.low_balance_armed = False
-            state.low_balance_crossings += 1
-            changed += ["low_balance_armed", "low_balance_crossings"]
-            # Straight from above the threshold to nothing: the out-of-credit email says it
-            # all, unless the customer turned that one off.
-            if not (reaches_zero and state.email_zero_balance):
-                _notify_low(account, state, threshold, now)
-    else:
-        if not state.low_balance_armed and after >= threshold:
-            state.low_balance_armed = True
-            changed.append("low_balance_armed")
-        if not state.zero_balance_armed and after > 0:
-            state.zero_balance_armed = True
-            changed.append("zero_balance_armed")
-        if changed:
-            _retract_same_instant_alerts(account, now)
-    if changed:
-        AlertSettings.objects.filter(pk=state.pk).update(
-            **{field: getattr(state, field) for field in changed}
-        )
+    state = alert_state(locked=locked, before_micros=before_micros)
+    _balance_moved(locked.account, state, before_micros=before_micros, now=now)
 
 
 def balances_changed(*, changes, now: datetime) -> None:
     """`balance_changed` for many locked accounts, their settings read in one query.
 
-    `changes` holds (account, balance before). An account without settings whose balance
+    `changes` holds (LockedAccount, balance before). An account without settings whose balance
     rose is left without them: created now, its alerts would be armed exactly as they will be
     when its next change creates them (armed if the balance is at or above the line), so
     nothing is lost and the insert is saved.
     """
-    watched = [(a, before) for a, before in changes if a.is_prepaid and a.balance_micros != before]
+    watched = [
+        (locked.account, before)
+        for locked, before in changes
+        if locked.account.is_prepaid and locked.account.balance_micros != before
+    ]
     if not watched:
         return
-    states = {
-        state.account_id: state
-        for state in AlertSettings.objects.filter(
-            account_id__in=[a.pk for a, _ in watched]
-        ).annotate(
-            plan_threshold_micros=F("account__subscription__plan__low_balance_threshold_micros"),
-            plan_zero_balance_alert=F("account__subscription__plan__zero_balance_alert"),
-        )
-    }
+    rows = _with_plan_defaults(
+        AlertSettings.objects.filter(account_id__in=[a.pk for a, _ in watched])
+    )
+    states = {row.account_id: _state_of(row) for row in rows}
     for account, before in watched:
         state = states.get(account.pk)
-        if state is not None:
-            account.alert_settings = state  # what locked_alert_settings would have loaded
-        elif account.balance_micros > before:
-            continue
-        balance_changed(account=account, before_micros=before, now=now)
+        if state is None:
+            if account.balance_micros > before:
+                continue
+            state = _create_state(account, before_micros=before)
+        _balance_moved(account, state, before_micros=before, now=now)
+
+
+def _balance_moved(account: Account, state: AlertState, *, before_micros: int, now) -> None:
+    settings = state.settings
+    after = account.balance_micros
+    threshold = state.threshold_micros
+    changed: list[str] = []
+    if after < before_micros:
+        reaches_zero = state.plan_zero_balance_alert and settings.zero_balance_armed
+        reaches_zero = reaches_zero and after <= 0
+        goes_low = threshold > 0 and settings.low_balance_armed and after < threshold
+        if reaches_zero:
+            settings.zero_balance_armed = False
+            settings.zero_balance_crossings += 1
+            changed += ["zero_balance_armed", "zero_balance_crossings"]
+            _notify_zero(account, settings, now)
+        if goes_low:
+            settings.low_balance_armed = False
+            settings.low_balance_crossings += 1
+            changed += ["low_balance_armed", "low_balance_crossings"]
+            # Straight from above the threshold to nothing: the out-of-credit email says it
+            # all, unless the customer turned that one off.
+            if not (reaches_zero and settings.email_zero_balance):
+                _notify_low(account, settings, threshold, now)
+    else:
+        if not settings.low_balance_armed and after >= threshold:
+            settings.low_balance_armed = True
+            changed.append("low_balance_armed")
+        if not settings.zero_balance_armed and after > 0:
+            settings.zero_balance_armed = True
+            changed.append("zero_balance_armed")
+        if changed:
+            _retract_same_instant_alerts(account, now)
+    if changed:
+        AlertSettings.objects.filter(pk=settings.pk).update(
+            **{field: getattr(settings, field) for field in changed}
+        )
 
 
 def _retract_same_instant_alerts(account: Account, now: datetime) -> None:

@@ -346,7 +346,7 @@ def invoice_thresholds(*, now: datetime, chunk: int = THRESHOLD_CHUNK) -> list[I
 
 def _invoice_threshold_chunk(account_ids: list[int], *, now: datetime) -> list[Invoice]:
     with transaction.atomic():
-        accounts = lock_accounts(account_ids)
+        accounts = {pk: locked.account for pk, locked in lock_accounts(account_ids).items()}
         subscriptions = {
             s.account_id: s
             for s in Subscription.objects.select_related("plan").filter(account_id__in=accounts)

@@ -86,7 +86,8 @@ def close_periods(*, now: datetime, chunk: int = CHUNK) -> int:
 def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
     with transaction.atomic():
         _forget_cached_plans()
-        accounts = lock_accounts(account_ids)
+        locked = lock_accounts(account_ids)
+        accounts = {pk: lock.account for pk, lock in locked.items()}
         # Plain rows, not model instances: period close reads thousands and writes them back
         # with a few grouped updates.
         subscriptions = list(
@@ -99,7 +100,7 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
         # A handful of plans for thousands of subscriptions: read each once, not once per row.
         plans = {plan.pk: plan for plan in Plan.objects.all()}
         ids = [s.account_id for s in subscriptions]
-        balances = BalanceBatch(accounts=accounts, now=now)
+        balances = BalanceBatch(accounts=locked, now=now)
         # Credit that expired with the period is written off before it is stated.
         balances.expire_due_credit(ids)
         unbilled = unbilled_by_account(ids)

@@ -1,8 +1,9 @@
 """Ledger postings for many locked accounts at once, written set-wise (period close).
 
-The same rules as `billing.ledger` (append-only entries, grants spent and expired in spending
-order, a credit repays debt first, cached balance equal to the sum of the entries), applied to a
-whole chunk of accounts with a handful of statements instead of a handful per account.
+The same rules as billing.ledger.posting (append-only entries, grants expired in spending
+order, a credit repays debt first, cached balance equal to the sum of the entries), from the
+same homes (billing.ledger.grants), applied to a whole chunk of accounts with a handful of
+statements instead of a handful per account.
 
 WARNING (locking): the caller locks every account of the batch first, in primary-key order
 (`billing.ledger.locks.lock_accounts`), and keeps the lock until `finish()` has run, in one
@@ -14,53 +15,51 @@ it triggers no out-of-credit email and no auto-top-up.
 
 from datetime import datetime
 
-from django.db.models import F
-
 from accounts.models import Account
 from billing.db.row_updates import update_by_pk
+from billing.ledger.grants import SPENDING_ORDER, expiry_entry, new_grant, spendable_part
+from billing.ledger.locks import LockedAccount
 from billing.ledger.posting import Posting, entry_for
 from billing.ledger.watchers import balances_changed
-from billing.models import CreditGrant, EntryKind, LedgerEntry
-from billing.models.ledger import cause_fields
+from billing.models import CreditGrant, LedgerEntry
 
 
 class BalanceBatch:
     """Balance changes of many locked accounts, in one transaction."""
 
-    def __init__(self, *, accounts: dict[int, Account], now: datetime):
-        self.accounts = accounts
+    def __init__(self, *, accounts: dict[int, LockedAccount], now: datetime):
+        self.locked = accounts
         self.now = now
-        self._before = {pk: account.balance_micros for pk, account in accounts.items()}
+        self._before = {pk: locked.account.balance_micros for pk, locked in accounts.items()}
+        for locked in accounts.values():
+            # The batch writes grants set-wise, past the accounts' grant books: none of them
+            # may be used in this transaction with what it had in memory.
+            locked.grants.forget()
 
     def expire_due_credit(self, account_ids) -> int:
         """Write off the credit of these accounts whose expiry has passed; return the entries.
 
-        Each account's expired grants are written off in spending order (as
-        `billing.ledger.expiry.expire_account_credit` does), one `expiry` entry per grant.
+        Each account's expired grants are written off in spending order, one `expiry` entry per
+        grant, as a posting does before it spends.
         """
         expired = list(
             CreditGrant.objects.filter(
                 account_id__in=list(account_ids), remaining_micros__gt=0, expires_at__lte=self.now
-            ).order_by(
-                "account_id", F("expires_at").asc(nulls_last=True), "-priority", "created_at", "pk"
-            )
+            ).order_by("account_id", *SPENDING_ORDER)
         )
         if not expired:
             return 0
         entries = []
         for grant in expired:
-            account = self.accounts[grant.account_id]
+            account = self.locked[grant.account_id].account
             account.balance_micros -= grant.remaining_micros
             entries.append(
-                LedgerEntry(
+                expiry_entry(
                     account=account,
-                    kind=EntryKind.EXPIRY,
-                    amount_micros=-grant.remaining_micros,
-                    balance_after_micros=account.balance_micros,
-                    created_at=self.now,
                     grant=grant,
-                    description=f"{grant.get_kind_display()} expired",
-                    **cause_fields(None),
+                    amount_micros=grant.remaining_micros,
+                    balance_after_micros=account.balance_micros,
+                    now=self.now,
                 )
             )
         # Every written-off grant ends the same way, so one statement settles them all.
@@ -73,27 +72,26 @@ class BalanceBatch:
     def credit(self, postings: list[tuple[Account, Posting]]) -> None:
         """Post one credit (a positive amount) to each of these accounts.
 
-        As in `billing.ledger.posting.apply_postings`, a credit first repays a negative balance;
-        only what remains becomes a grant the account can spend. An idempotency key already used
-        makes the insert fail and the whole transaction roll back.
+        As in a single posting, a credit first repays a negative balance; only what remains
+        becomes a grant the account can spend. An idempotency key already used makes the
+        insert fail and the whole transaction roll back.
         """
         grants, entries = [], []
         for account, posting in postings:
             amount = posting.amount_micros
             if amount <= 0:
                 raise ValueError("BalanceBatch.credit posts credits only.")
-            spendable = amount - min(amount, max(-account.balance_micros, 0))
+            spendable = spendable_part(amount_micros=amount, balance_micros=account.balance_micros)
             account.balance_micros += amount
             grant = None
             if spendable:
-                grant = CreditGrant(
+                grant = new_grant(
                     account=account,
                     kind=posting.kind,
                     amount_micros=spendable,
-                    remaining_micros=spendable,
-                    priority=posting.grant_priority,
                     expires_at=posting.grant_expires_at,
-                    created_at=self.now,
+                    priority=posting.grant_priority,
+                    now=self.now,
                 )
                 grants.append(grant)
             entries.append(
@@ -112,12 +110,12 @@ class BalanceBatch:
     def finish(self) -> None:
         """Write the changed cached balances and run the balance watchers on the net changes."""
         changed = {
-            pk: account.balance_micros
-            for pk, account in self.accounts.items()
-            if account.balance_micros != self._before[pk]
+            pk: locked.account.balance_micros
+            for pk, locked in self.locked.items()
+            if locked.account.balance_micros != self._before[pk]
         }
         update_by_pk(Account, "balance_micros", changed)
         balances_changed(
-            changes=[(self.accounts[pk], self._before[pk]) for pk in sorted(changed)],
+            changes=[(self.locked[pk], self._before[pk]) for pk in sorted(changed)],
             now=self.now,
         )

@@ -1,14 +1,12 @@
-"""Writing off credit whose expiry has passed (SPEC L5): the hourly job, and one locked account."""
+"""The hourly job that writes off credit whose expiry has passed (SPEC L5)."""
 
 from datetime import datetime
 
 from django.db import transaction
 
-from accounts.models import Account
 from billing.ledger.locks import lock_account
-from billing.ledger.posting import _GrantBook
-from billing.ledger.watchers import balance_changed
-from billing.models import CreditGrant, LedgerEntry
+from billing.ledger.posting import expire_account_credit
+from billing.models import CreditGrant
 
 
 def expire_credit(*, now: datetime) -> int:
@@ -25,21 +23,5 @@ def expire_credit(*, now: datetime) -> int:
     touched = 0
     for account_id in sorted(set(account_ids)):
         with transaction.atomic():
-            touched += expire_account_credit(account=lock_account(account_id), now=now)
+            touched += expire_account_credit(locked=lock_account(account_id), now=now)
     return touched
-
-
-def expire_account_credit(*, account: Account, now: datetime) -> bool:
-    """Write off the locked account's credit whose expiry has passed; return whether any did."""
-    book = _GrantBook(account=account, now=now)
-    entries: list[LedgerEntry] = []
-    balance = book.expire_due(balance=account.balance_micros, entries=entries)
-    if not entries:
-        return False
-    book.save()
-    LedgerEntry.objects.bulk_create(entries)
-    Account.objects.filter(pk=account.pk).update(balance_micros=balance)
-    before = account.balance_micros
-    account.balance_micros = balance
-    balance_changed(account=account, before_micros=before, now=now)
-    return True

@@ -1,6 +1,7 @@
 """Sending recorded notifications (SPEC N3): render, send once, retry what failed."""
 
 import logging
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -30,10 +31,6 @@ OPTIONAL_KINDS = {
     "topup_receipt": "email_receipts",
     "auto_topup_succeeded": "email_receipts",
 }
-
-
-# Kinds whose email says how long the credit lasts at the recent rate of spending.
-RUNWAY_KINDS = frozenset({"low_balance", "topup_receipt", "auto_topup_succeeded"})
 
 
 MAX_ATTEMPTS = 5
@@ -120,10 +117,23 @@ def wants_email(*, account: Account, kind: str) -> bool:
     return choice is None or choice  # no settings yet: every email is on
 
 
+# What some kinds of email add to their context, from data billing does not read itself:
+# registered by the app that owns the data when Django starts (usage: the run-out estimate of
+# low-balance and receipt emails, from its daily rollups). billing sits below usage.
+ContextProvider = Callable[[Notification], dict]
+_context_providers: dict[str, list[ContextProvider]] = {}
+
+
+def add_context(*, kinds: Iterable[str], provider: ContextProvider) -> None:
+    """Have `provider(notification)` add to the context of these kinds of email."""
+    for kind in kinds:
+        providers = _context_providers.setdefault(kind, [])
+        if provider not in providers:
+            providers.append(provider)
+
+
 def build_message(notification: Notification) -> EmailMultiAlternatives:
     """Render a notification's subject, text and HTML parts for the account's billing contacts."""
-    from usage.pages.runway import credit_runway_days, runway_sentence
-
     account = notification.account
     context = {
         **notification.context,
@@ -134,10 +144,8 @@ def build_message(notification: Notification) -> EmailMultiAlternatives:
         "billing_url": billing_page_url(account),
         "preferences_url": f"{billing_page_url(account)}#alerts",
     }
-    if notification.kind in RUNWAY_KINDS:
-        # As of the event, not of the (possibly delayed) send.
-        days = credit_runway_days(account=account, now=notification.created_at)
-        context["runway"] = runway_sentence(days)
+    for provider in _context_providers.get(notification.kind, ()):
+        context.update(provider(notification))
     base = f"billing/email/{notification.kind}"
     # A subject is one line: a newline in it is a header injection, refused by Django.
     subject = " ".join(render_to_string(f"{base}_subject.txt", context).split())

@@ -34,7 +34,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Account
-from billing.ledger.locks import lock_account
+from billing.ledger.locks import LockedAccount, lock_account
 from billing.models import (
     OFF_SESSION_KINDS,
     AutoTopUpSettings,
@@ -137,16 +137,18 @@ def rearm(*, account: Account, now: datetime) -> None:
         ).update(status=TopUpStatus.CANCELED, error="Replaced by a new card.", completed_at=now)
 
 
-def balance_changed(*, account: Account, before_micros: int, now: datetime) -> None:
+def balance_changed(*, locked: LockedAccount, before_micros: int, now: datetime) -> None:
     """Start one off-session charge per crossing of the auto-top-up threshold.
 
-    Called with the account locked, inside the transaction that changed the balance.
+    A balance watcher (billing.ledger.watchers): called with the account locked, inside the
+    transaction that changed the balance.
     """
+    account = locked.account
     if not account.is_prepaid:
         return
-    if Account.auto_topup_settings.related.is_cached(account):
-        # Read with the account's lock (usage.charging.lock.lock_for_charge): no query.
-        row = Account.auto_topup_settings.related.get_cached_value(account)
+    if locked.watch is not None:
+        # Read with the account's lock (usage.charging.lock): no query.
+        row = locked.watch.auto_topup
         row = row if row is not None and row.enabled else None
     else:
         row = AutoTopUpSettings.objects.filter(account_id=account.pk, enabled=True).first()
@@ -155,8 +157,8 @@ def balance_changed(*, account: Account, before_micros: int, now: datetime) -> N
 
 
 def balances_changed(*, changes, now: datetime) -> None:
-    """`balance_changed` for many locked accounts: (account, before) pairs, one query."""
-    watched = [(a, before) for a, before in changes if a.is_prepaid]
+    """`balance_changed` for many locked accounts: (LockedAccount, before) pairs, one query."""
+    watched = [(locked.account, before) for locked, before in changes if locked.account.is_prepaid]
     if not watched:
         return
     rows = {
@@ -311,7 +313,7 @@ def _retry_state(topup: TopUp):
 
 def _lock_waiting_topup(topup_id: int) -> tuple[Account, TopUp] | None:
     account_id = TopUp.objects.values_list("account_id", flat=True).get(pk=topup_id)
-    account = lock_account(account_id)
+    account = lock_account(account_id).account
     topup = TopUp.objects.select_for_update().get(pk=topup_id)
     if topup.status not in WAITING_STATUSES:
         return None
@@ -402,7 +404,7 @@ def retry_auto_topups(*, now: datetime) -> int:
     )
     for account_id in sorted(due):
         with transaction.atomic():
-            account = lock_account(account_id)
+            account = lock_account(account_id).account
             row = AutoTopUpSettings.objects.filter(account=account, enabled=True).first()
             if (
                 row is not None

@@ -13,7 +13,7 @@ from django.db import transaction
 from accounts.models import Account
 from billing.invoicing.emails import invoice_paid, invoice_payment_failed
 from billing.invoicing.invoices import transition
-from billing.ledger.locks import lock_account
+from billing.ledger.locks import LockedAccount, lock_account
 from billing.ledger.posting import post_entry
 from billing.models import (
     EntryKind,
@@ -95,7 +95,7 @@ def record_outcome(*, payment_id: int, outcome: ChargeOutcome, now: datetime) ->
     """Apply a gateway answer to the attempt, the invoice and the account. Idempotent."""
     with transaction.atomic():
         payment = InvoicePayment.objects.select_related("invoice").get(pk=payment_id)
-        account = lock_account(payment.invoice.account_id)
+        locked = lock_account(payment.invoice.account_id)
         payment = InvoicePayment.objects.select_for_update().get(pk=payment_id)
         if payment.status != PaymentStatus.PENDING:
             return payment
@@ -112,13 +112,14 @@ def record_outcome(*, payment_id: int, outcome: ChargeOutcome, now: datetime) ->
         payment.completed_at = now
         payment.save(update_fields=["status", "gateway_reference", "error", "completed_at"])
         if outcome.status == PaymentStatus.SUCCEEDED:
-            _mark_paid(invoice=invoice, account=account, now=now)
+            _mark_paid(invoice=invoice, locked=locked, now=now)
         else:
-            _mark_failed(invoice=invoice, account=account, now=now)
+            _mark_failed(invoice=invoice, account=locked.account, now=now)
     return payment
 
 
-def _mark_paid(*, invoice: Invoice, account: Account, now: datetime) -> None:
+def _mark_paid(*, invoice: Invoice, locked: LockedAccount, now: datetime) -> None:
+    account = locked.account
     if invoice.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
         transition(invoice=invoice, to=InvoiceStatus.PAID, now=now)
         invoice_paid(invoice=invoice, now=now)
@@ -126,7 +127,7 @@ def _mark_paid(*, invoice: Invoice, account: Account, now: datetime) -> None:
     # The payment clears exactly what the invoice billed; sub-cent rounding is forgiven.
     if invoice.total_micros > 0:
         post_entry(
-            account=account,
+            locked=locked,
             amount_micros=invoice.total_micros,
             kind=EntryKind.INVOICE_PAYMENT,
             now=now,

@@ -73,7 +73,7 @@ def save_recurring_credit(
     ):
         raise RecurringCreditError("Add a card first: recurring credit charges your saved card.")
     with transaction.atomic():
-        account = lock_account(account.pk)
+        account = lock_account(account.pk).account
         row, _ = RecurringCreditSettings.objects.update_or_create(
             account=account,
             defaults={"enabled": enabled, "amount_micros": amount_micros, "updated_at": now},
@@ -101,7 +101,7 @@ def buy_recurring_credit(*, now: datetime) -> int:
     started = 0
     for account_id in sorted(accounts):
         with transaction.atomic():
-            account = lock_account(account_id)
+            account = lock_account(account_id).account
             row = RecurringCreditSettings.objects.filter(account=account, enabled=True).first()
             if row is not None and _buy_period(account=account, settings_row=row, now=now):
                 started += 1

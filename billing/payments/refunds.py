@@ -24,9 +24,10 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Sum
 
-from accounts.models import Account, User
-from billing.ledger.locks import lock_account
-from billing.ledger.posting import DuplicatePosting, Posting, post_entries, post_entry
+from accounts.models import User
+from billing.ledger.errors import DuplicatePosting
+from billing.ledger.locks import LockedAccount, lock_account
+from billing.ledger.posting import Posting, post_entries, post_entry
 from billing.models import EntryKind, LedgerEntry, Refund, RefundStatus, TopUp, TopUpStatus
 from billing.money import MoneyError, format_usd, micros_to_cents
 from billing.payments.gateway import stripe as stripe_gateway
@@ -47,7 +48,7 @@ def _require(actor: User | None, permission: str) -> None:
 
 def credit_back(
     *,
-    account: Account,
+    locked: LockedAccount,
     amount_micros: int,
     reason: str,
     idempotency_key: str,
@@ -64,7 +65,7 @@ def credit_back(
         raise RefundError("Give a reason for the refund.")
     try:
         return post_entry(
-            account=account,
+            locked=locked,
             amount_micros=amount_micros,
             kind=EntryKind.REFUND,
             now=now,
@@ -125,7 +126,7 @@ def _reserve(
     with transaction.atomic():
         account_id = TopUp.objects.values_list("account_id", flat=True).get(pk=topup_id)
         # WARNING (locking order): the account, then the top-up, like every balance change.
-        account = lock_account(account_id)
+        locked = lock_account(account_id)
         topup = (
             TopUp.objects.select_for_update(of=("self",)).select_related("grant").get(pk=topup_id)
         )
@@ -156,7 +157,7 @@ def _reserve(
             attempted_at=now,
         )
         post_entry(
-            account=account,
+            locked=locked,
             amount_micros=-amount_micros,
             kind=EntryKind.TOPUP_REFUND,
             now=now,
@@ -204,7 +205,7 @@ def record_refund_outcome(
         topup_id, account_id = Refund.objects.values_list("topup_id", "topup__account_id").get(
             pk=refund_id
         )
-        account = lock_account(account_id)
+        locked = lock_account(account_id)
         topup = TopUp.objects.select_for_update().get(pk=topup_id)
         refund = Refund.objects.select_for_update().get(pk=refund_id)
         if refund.status != RefundStatus.PENDING:
@@ -220,7 +221,7 @@ def record_refund_outcome(
         else:
             refund.status = RefundStatus.FAILED
             post_entry(
-                account=account,
+                locked=locked,
                 amount_micros=refund.amount_micros,
                 kind=EntryKind.ADJUSTMENT,
                 now=now,
@@ -261,7 +262,7 @@ def reconcile_stripe_refunds(*, payment_intent_id: str, amount_refunded_micros: 
     if topup is None or not topup.is_paid:
         return None
     with transaction.atomic():
-        account = lock_account(topup.account_id)
+        locked = lock_account(topup.account_id)
         topup = (
             TopUp.objects.select_for_update(of=("self",)).select_related("grant").get(pk=topup.pk)
         )
@@ -307,7 +308,7 @@ def reconcile_stripe_refunds(*, payment_intent_id: str, amount_refunded_micros: 
                     idempotency_key=f"refund:{refund.pk}:spent",
                 )
             )
-        post_entries(account=account, postings=postings, now=now, allow_overdraft=True)
+        post_entries(locked=locked, postings=postings, now=now, allow_overdraft=True)
         topup.refunded_micros += extra
         if topup.refunded_micros >= topup.amount_micros:
             topup.status = TopUpStatus.REFUNDED

@@ -17,8 +17,9 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import Account, User, new_public_id
+from billing.ledger.errors import DuplicatePosting
 from billing.ledger.locks import lock_account
-from billing.ledger.posting import DuplicatePosting, post_entry
+from billing.ledger.posting import post_entry
 from billing.models import OFF_SESSION_KINDS, EntryKind, TopUp, TopUpKind, TopUpStatus
 from billing.money import MICROS_PER_USD, MoneyError, format_usd, micros_to_cents
 from billing.notifications.outbox import notify
@@ -138,7 +139,8 @@ def fulfil_topup(
     with transaction.atomic():
         account_id = TopUp.objects.values_list("account_id", flat=True).get(pk=topup_id)
         # WARNING (locking order): the account first, then the top-up, like every balance change.
-        account = lock_account(account_id)
+        locked = lock_account(account_id)
+        account = locked.account
         topup = TopUp.objects.select_for_update().get(pk=topup_id)
         _remember_stripe_ids(topup, payment_intent_id, checkout_session_id)
         if topup.is_paid:
@@ -152,7 +154,7 @@ def fulfil_topup(
         off_session = topup.kind in OFF_SESSION_KINDS
         try:
             entry = post_entry(
-                account=account,
+                locked=locked,
                 amount_micros=topup.amount_micros,
                 kind=ENTRY_KINDS[topup.kind],
                 now=now,

@@ -3,6 +3,7 @@
 from datetime import datetime
 
 from accounts.models import Account
+from billing.ledger.locks import LockedAccount
 from billing.ledger.posting import Posting, apply_postings
 from billing.models import (
     Allowance,
@@ -30,13 +31,12 @@ def included_credit_posting(*, account: Account, plan: Plan, start: datetime, en
     )
 
 
-def grant_included_credit(*, account: Account, plan, start: datetime, end: datetime, now) -> None:
-    """Grant one account a period's included credit (a new account); the caller locked it."""
-    apply_postings(
-        account=account,
-        postings=[included_credit_posting(account=account, plan=plan, start=start, end=end)],
-        now=now,
-    )
+def grant_included_credit(
+    *, locked: LockedAccount, plan: Plan, start: datetime, end: datetime, now: datetime
+) -> None:
+    """Grant one locked account a period's included credit (a new account)."""
+    posting = included_credit_posting(account=locked.account, plan=plan, start=start, end=end)
+    apply_postings(locked=locked, postings=[posting], now=now)
 
 
 def current_allowance(

@@ -3,6 +3,7 @@
 import logging
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 
 from accounts.models import Account, Membership, Role, User
@@ -49,6 +50,9 @@ def create_account(
             created_at=now,
         )
         subscription = subscribe(account=account, plan=plan, now=now, anchor_day=anchor_day)
+        # Locked like any account whose balance changes, though no one else can see it yet.
+        locked = lock_account(account.pk)
+        account = locked.account
         start, end = subscription.current_period_start, subscription.current_period_end
         if plan.included_minutes:
             Allowance.objects.create(
@@ -58,10 +62,7 @@ def create_account(
                 included_seconds=plan.included_minutes * 60,
             )
         if plan.included_credit_micros:
-            grant_included_credit(
-                account=lock_account(account.pk), plan=plan, start=start, end=end, now=now
-            )
-            account.refresh_from_db()
+            grant_included_credit(locked=locked, plan=plan, start=start, end=end, now=now)
         if owner is not None:
             Membership.objects.create(user=owner, account=account, role=Role.OWNER, created_at=now)
         # Signup credit welcomes a new customer once. A subaccount is an existing customer's
@@ -73,7 +74,7 @@ def create_account(
                 else None
             )
             post_entry(
-                account=account,
+                locked=locked,
                 amount_micros=plan.signup_credit_micros,
                 kind=EntryKind.SIGNUP_CREDIT,
                 now=now,
@@ -85,7 +86,7 @@ def create_account(
             )
         if credit_micros:
             post_entry(
-                account=account,
+                locked=locked,
                 amount_micros=credit_micros,
                 kind=EntryKind.PROMOTIONAL,
                 now=now,
@@ -104,8 +105,6 @@ def open_account_for_new_user(*, user: User, now: datetime) -> Account | None:
     user sees an empty dashboard and staff can attach them to one) rather than refusing the
     sign-up.
     """
-    from django.conf import settings
-
     if Membership.objects.filter(user=user).exists():
         return None
     plan = Plan.objects.filter(code=settings.SIGNUP_PLAN_CODE).first()

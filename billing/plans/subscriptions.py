@@ -1,8 +1,9 @@
-"""Subscribing accounts to plans (SPEC S2)."""
+"""Subscribing accounts to plans (SPEC S2), and what the plan decides for their API keys."""
 
 from datetime import datetime
 
-from accounts.models import Account
+from accounts.keys import IssuedKey, issue_api_key
+from accounts.models import Account, KeyKind, RateTier, User
 from billing.models import Plan, Subscription
 from billing.periods import period_containing
 
@@ -25,4 +26,23 @@ def subscribe(
         current_period_end=end,
         rollover_enabled=plan.rollover_available,
         created_at=now,
+    )
+
+
+def issue_customer_key(
+    *, account: Account, name: str, now: datetime, created_by: User | None = None
+) -> IssuedKey:
+    """Create a key for the account at its plan's default rate-limit tier (the dashboard's)."""
+    tier = (
+        Subscription.objects.filter(account=account)
+        .values_list("plan__default_rate_tier", flat=True)
+        .first()
+    )
+    return issue_api_key(
+        kind=KeyKind.CUSTOMER,
+        name=name,
+        now=now,
+        account=account,
+        tier=tier or RateTier.FREE,
+        created_by=created_by,
     )

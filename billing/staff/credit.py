@@ -9,8 +9,9 @@ from datetime import datetime
 from django.db import transaction
 
 from accounts.models import Account, User
+from billing.ledger.errors import DuplicatePosting, InsufficientCredit
 from billing.ledger.locks import lock_account
-from billing.ledger.posting import DuplicatePosting, InsufficientCredit, post_entry
+from billing.ledger.posting import post_entry
 from billing.models import EntryKind, StaffAction
 from billing.money import format_usd
 from billing.payments import refunds
@@ -53,9 +54,9 @@ def carry_out_credit_back(
         # caller looked, and then the ledger entry is found but the audit insert would fail.
         if repeat := audit.repeated():
             return repeat
-        before = balance_state(locked)
+        before = balance_state(locked.account)
         entry = refunds.credit_back(
-            account=locked,
+            locked=locked,
             amount_micros=amount_micros,
             reason=reason,
             idempotency_key=f"staff:{key}"[:120],
@@ -63,11 +64,10 @@ def carry_out_credit_back(
             actor=actor,
             description="Credit-back by staff",
         )
-        locked.refresh_from_db(fields=["balance_micros"])
         record = audit.write(
             account=account,
             before=before,
-            after={**balance_state(locked), "amount_micros": amount_micros},
+            after={**balance_state(locked.account), "amount_micros": amount_micros},
             target=entry,
         )
     return Outcome(f"Credited {format_usd(amount_micros)} back.", record)
@@ -127,9 +127,9 @@ def _post(
     try:
         with transaction.atomic():
             locked = lock_account(account.pk)
-            before = balance_state(locked)
+            before = balance_state(locked.account)
             entry = post_entry(
-                account=locked,
+                locked=locked,
                 amount_micros=amount_micros,
                 kind=kind,
                 now=audit.now,
@@ -142,7 +142,7 @@ def _post(
             record = audit.write(
                 account=account,
                 before=before,
-                after={**balance_state(locked), "amount_micros": amount_micros},
+                after={**balance_state(locked.account), "amount_micros": amount_micros},
                 target=entry,
             )
     except InsufficientCredit:

@@ -8,10 +8,12 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account, User
+from billing.invoicing.emails import INVOICE_ISSUED, invoice_context
 from billing.invoicing.invoices import InvoiceError, transition
 from billing.ledger.locks import lock_account
 from billing.ledger.posting import post_entry
 from billing.models import EntryKind, Invoice, InvoiceKind, InvoiceStatus, StaffAction
+from billing.notifications.outbox import notify
 from billing.payments.collection import invoices_keeping_past_due
 from billing.staff.audit import Audit, Outcome, balance_state
 from billing.staff.checks import StaffActionError, clean_reason, require_permission
@@ -37,11 +39,11 @@ def void_invoice(*, invoice: Invoice, reason: str, actor: User, key: str, now: d
         if repeat := audit.repeated():
             return repeat
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
-        before = {"status": invoice.status, **balance_state(locked)}
+        before = {"status": invoice.status, **balance_state(locked.account)}
         _transition(invoice=invoice, to=InvoiceStatus.VOID, now=now, reason=reason)
         if invoice.total_micros > 0 and invoice.amount_paid_micros == 0:
             post_entry(
-                account=locked,
+                locked=locked,
                 amount_micros=invoice.total_micros,
                 kind=EntryKind.ADJUSTMENT,
                 now=now,
@@ -51,11 +53,11 @@ def void_invoice(*, invoice: Invoice, reason: str, actor: User, key: str, now: d
                 description=f"Invoice {invoice.number} voided",
                 idempotency_key=f"void:{invoice.pk}",
             )
-        _lift_past_due_if_settled(locked)
+        _lift_past_due_if_settled(locked.account)
         record = audit.write(
-            account=locked,
+            account=locked.account,
             before=before,
-            after={"status": invoice.status, **balance_state(locked)},
+            after={"status": invoice.status, **balance_state(locked.account)},
             target=invoice,
         )
     return Outcome(f"Invoice {invoice.number} voided.", record)
@@ -90,9 +92,6 @@ def mark_uncollectible(
 
 def resend_invoice(*, invoice: Invoice, actor: User, key: str, now: datetime) -> Outcome:
     """Send the invoice email again to the billing contacts."""
-    from billing.invoicing.emails import INVOICE_ISSUED, invoice_context
-    from billing.notifications.outbox import notify
-
     # Anyone who may look at the invoice may send it again; without this check any staff
     # member, even in no group, could email any account.
     require_permission(actor, "billing.view_invoice")

@@ -32,7 +32,7 @@ def change_plan(
     if repeat := audit.repeated():
         return repeat
     with transaction.atomic():
-        locked = lock_account(account.pk)
+        locked = lock_account(account.pk).account
         # Asked again under the lock, for a double click's twin that committed meanwhile.
         if repeat := audit.repeated():
             return repeat

@@ -2,7 +2,7 @@
 
 from django import forms
 
-from billing.models import AlertSettings
+from billing.models import AlertSettings, EntryKind
 from billing.money import MoneyError, usd_to_micros
 
 
@@ -125,8 +125,6 @@ class StatementFilterForm(forms.Form):
     after = forms.CharField(required=False, max_length=80, widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs):
-        from billing.models import EntryKind
-
         super().__init__(*args, **kwargs)
         self.fields["kind"].choices = [("", "Any"), *EntryKind.choices]
 

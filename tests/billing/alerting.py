@@ -12,9 +12,9 @@ import pytest
 
 from accounts.models import Account
 from billing.ledger.drift import ledger_drift
-from billing.ledger.posting import post_entry
 from billing.models import EntryKind, Notification
 from billing.money import usd_to_micros
+from tests.billing.postings import post_entry
 from tests.conftest import NOW
 from usage.ingest.calls import report_call
 from usage.ingest.events import ingest_events

@@ -21,6 +21,7 @@ from tests.billing.alerting import (
     top_up,
 )
 from tests.conftest import NOW
+from usage.charging.lock import lock_for_charge
 
 committed = alerting.committed  # fixtures
 no_ledger_drift = alerting.no_ledger_drift
@@ -216,23 +217,36 @@ def test_period_close_replacing_the_included_credit_is_no_crossing(
 # Hot-path cost --------------------------------------------------------------------------------
 
 
-def test_the_balance_check_costs_one_query_and_nothing_for_the_second_hook_of_a_batch(voice):
+def test_the_balance_check_costs_one_query_outside_the_usage_path(voice):
     with transaction.atomic():
         locked = lock_account(voice.pk)
         with CaptureQueriesContext(connection) as balance_check:
-            alerts.balance_changed(account=locked, before_micros=locked.balance_micros + 1, now=NOW)
+            alerts.balance_changed(
+                locked=locked, before_micros=locked.account.balance_micros + 1, now=NOW
+            )
+
+    assert len(balance_check) == 1
+
+
+def test_both_alert_hooks_of_a_usage_batch_cost_no_query_when_nothing_crosses(voice):
+    # Settings exist, as after an account's first charge.
+    AlertSettings.objects.get_or_create(account=voice)
+    with transaction.atomic():
+        locked = lock_for_charge(voice.pk).locked
         subscription = Subscription.objects.select_related("plan").get(account=voice)
-        with CaptureQueriesContext(connection) as usage_check:
+        with CaptureQueriesContext(connection) as hooks:
+            alerts.balance_changed(
+                locked=locked, before_micros=locked.account.balance_micros + 1, now=NOW
+            )
             allowance_alerts.usage_charged(
-                account=locked,
+                locked=locked,
                 subscription=subscription,
                 allowance=None,
                 charged_micros=1,
                 now=NOW,
             )
 
-    assert len(balance_check) == 1
-    assert len(usage_check) == 0
+    assert len(hooks) == 0
 
 
 def test_a_batch_of_usage_that_crosses_nothing_adds_no_query(make_account, monkeypatch):
@@ -246,7 +260,9 @@ def test_a_batch_of_usage_that_crosses_nothing_adds_no_query(make_account, monke
 
     with_alerts = count_queries()
     monkeypatch.setattr("billing.alerts.balance.balance_changed", lambda **kwargs: None)
-    monkeypatch.setattr("usage.charging.session.usage_charged", lambda **kwargs: None)
+    monkeypatch.setattr(
+        "usage.charging.session.usage_charged", lambda **kwargs: AlertSettings(has_budgets=False)
+    )
     without_alerts = count_queries()
 
     # The alert settings are read with the account's lock (usage.charging.lock), not by the alerts.

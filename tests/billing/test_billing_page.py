@@ -276,7 +276,7 @@ def test_recurring_credit_saved_without_javascript_buys_this_period(
 
 
 def test_the_statement_lists_entries_newest_first_and_pages(client, owner, account):
-    from billing.ledger.posting import post_entry
+    from tests.billing.postings import post_entry
 
     for n in range(55):
         post_entry(

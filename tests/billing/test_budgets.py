@@ -21,6 +21,7 @@ from tests.billing.alerting import (
 from tests.conftest import NOW
 from usage.ingest.calls import refund_call
 from usage.ingest.events import ingest_events
+from usage.reads.keys import load_key
 from usage.reports import EventReport, PaymentRequired
 from usage.spending import budgets
 from usage.spending.authorize import authorize
@@ -51,7 +52,7 @@ def testing(account, make_key):
 
 def ask(key, *, now=NOW, feature="llm", **fields):
     return authorize(
-        api_key=key.api_key,
+        key=load_key(key.api_key.key_id),
         feature=feature,
         model=fields.get("model", "gpt-4o"),
         provider=fields.get("provider", "openai"),
@@ -157,23 +158,30 @@ def report_flex_request(account):
     assert result.cost_micros == 14_400
 
 
-def test_raising_a_reached_budget_lets_usage_through_and_it_can_be_reached_again(
+def test_replacing_a_reached_budget_with_a_higher_one_lets_usage_through_until_reached_again(
     account, production, committed
 ):
+    # The billing page changes a budget by deleting it and adding the new amount.
     budget = budgets.create_budget(
         account=account, name="Cap", amount_micros=2 * USD, hard=True, now=NOW
     )
     committed(spend_usd, account, 2)
 
+    committed(budgets.delete_budget, budget=budget)
     committed(
-        budgets.update_budget, budget=budget, name="Cap", amount_micros=5 * USD, hard=True, now=NOW
+        budgets.create_budget,
+        account=account,
+        name="Cap",
+        amount_micros=5 * USD,
+        hard=True,
+        now=NOW,
     )
     assert ask(production).allowed
     committed(spend_usd, account, 3)
 
     with pytest.raises(PaymentRequired, match=re.escape("Cap: 5.00 USD")):
         ask(production)
-    assert len(notices(account, "budget_reached")) == 2  # once per period and amount
+    assert len(notices(account, "budget_reached")) == 2  # once per budget, period and amount
 
 
 def test_a_budget_set_below_this_periods_spend_is_reached_at_once(

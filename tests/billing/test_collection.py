@@ -45,6 +45,7 @@ from tests.billing.usage_reports import (
     report_usage_of_458_usd,
 )
 from tests.conftest import NOW
+from usage.reads.keys import load_key
 from usage.reports import PaymentRequired
 from usage.spending.authorize import authorize
 
@@ -101,7 +102,7 @@ def may_spend(account, make_key, feature="call", **request) -> bool:
     key = ApiKey.objects.select_related("account").get(pk=make_key(account).api_key.pk)
     try:
         authorize(
-            api_key=key,
+            key=load_key(key.key_id),
             feature=feature,
             model=request.get("model", "gpt-4o"),
             provider=request.get("provider", "openai"),

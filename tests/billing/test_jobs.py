@@ -17,7 +17,6 @@ from django_q.models import Schedule
 
 from accounts.models import Account
 from billing import jobs
-from billing.ledger.posting import post_entry
 from billing.models import (
     EntryKind,
     Invoice,
@@ -28,6 +27,7 @@ from billing.models import (
 from billing.models import (
     TestCardBehaviour as Card,
 )
+from tests.billing.postings import post_entry
 from tests.billing.usage_reports import (
     USD,
     add_card,
@@ -39,6 +39,7 @@ from tests.billing.usage_reports import (
     report_usage_of_458_usd,
 )
 from tests.conftest import NOW
+from usage.reads.keys import load_key
 from usage.spending.authorize import authorize
 
 LATER = NOW + timedelta(days=3)
@@ -77,7 +78,7 @@ def held_account(make_account, make_key):
     """A prepaid account with credit held by an authorized call that never reported."""
     account = make_account("voice-prepaid", credit_micros=20 * USD)
     authorize(
-        api_key=make_key(account).api_key,
+        key=load_key(make_key(account).api_key.key_id),
         feature="call",
         model="",
         provider="",

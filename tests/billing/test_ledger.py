@@ -6,16 +6,11 @@ from datetime import timedelta
 import pytest
 
 from billing.ledger.drift import ledger_drift
+from billing.ledger.errors import DuplicatePosting, InsufficientCredit, LedgerError
 from billing.ledger.expiry import expire_credit
-from billing.ledger.posting import (
-    DuplicatePosting,
-    InsufficientCredit,
-    LedgerError,
-    Posting,
-    post_entries,
-    post_entry,
-)
+from billing.ledger.posting import Posting
 from billing.models import CreditGrant, EntryKind, LedgerEntry
+from tests.billing.postings import post_entries, post_entry
 
 USD = 1_000_000
 

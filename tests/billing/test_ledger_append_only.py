@@ -7,8 +7,8 @@ from django.db import DatabaseError, connection, transaction
 
 from accounts.models import Account
 from billing.ledger.drift import ledger_drift
-from billing.ledger.posting import post_entry
 from billing.models import AppendOnlyError, EntryKind, LedgerEntry
+from tests.billing.postings import post_entry
 
 USD = 1_000_000
 

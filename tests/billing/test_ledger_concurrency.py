@@ -17,8 +17,9 @@ from django.db.models import Sum
 
 from accounts.models import Account
 from billing.ledger.drift import ledger_drift
-from billing.ledger.posting import InsufficientCredit, post_entry
+from billing.ledger.errors import InsufficientCredit
 from billing.models import EntryKind, LedgerEntry
+from tests.billing.postings import post_entry
 
 USD = 1_000_000
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)

@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.ledger.drift import ledger_drift
+from billing.ledger.errors import InsufficientCredit
 from billing.ledger.expiry import expire_credit
-from billing.ledger.posting import InsufficientCredit, post_entry
 from billing.models import CreditGrant, EntryKind, LedgerEntry
+from tests.billing.postings import post_entry
 
 NEVER = None
 

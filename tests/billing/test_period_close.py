@@ -11,7 +11,6 @@ from itertools import pairwise
 import pytest
 
 from billing.invoicing.period_close import close_periods
-from billing.ledger.posting import post_entry
 from billing.models import (
     Allowance,
     CreditGrant,
@@ -26,7 +25,7 @@ from billing.models import (
     UnbilledLine,
 )
 from billing.payments.collection import collect_due_invoices
-from billing.payments.refunds import credit_back
+from tests.billing.postings import credit_back, post_entry
 from tests.billing.usage_reports import (
     USD,
     add_card,

@@ -12,7 +12,6 @@ from django.test.utils import CaptureQueriesContext
 
 from billing.invoicing import period_close
 from billing.invoicing.period_close import close_periods
-from billing.ledger.posting import post_entry
 from billing.models import (
     AlertSettings,
     Allowance,
@@ -26,6 +25,7 @@ from billing.models import (
     UnbilledLine,
 )
 from billing.payments.auto_topup import save_auto_topup_settings
+from tests.billing.postings import post_entry
 from tests.billing.usage_reports import (
     USD,
     add_card,

@@ -23,11 +23,11 @@ from django.core.cache import caches
 from django_q.conf import Conf
 
 from billing.ledger.drift import ledger_drift
-from billing.ledger.posting import post_entry
 from billing.models import EntryKind, LedgerEntry, Notification, TopUp, TopUpStatus
 from billing.notifications.sending import send_pending_notifications
 from billing.payments.auto_topup import retry_auto_topups, save_auto_topup_settings
 from billing.payments.cards import add_test_card
+from tests.billing.postings import post_entry
 from tests.conftest import NOW
 from tests.usage.metering import concurrent
 from usage.api import ratelimit

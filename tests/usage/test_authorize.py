@@ -6,9 +6,9 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import Account
-from billing.ledger.posting import post_entry
 from billing.models import EntryKind, Rate, RateComponent
 from billing.plans.example_plans import EXAMPLES_EFFECTIVE_FROM
+from tests.billing.postings import post_entry
 from tests.conftest import NOW
 from tests.usage.metering import (
     USD,
@@ -18,13 +18,14 @@ from tests.usage.metering import (
     tokens,
 )
 from usage.ingest.events import ingest_events
+from usage.reads.keys import load_key
 from usage.reports import PaymentRequired, UsageError
 from usage.spending.authorize import MAX_CALL_SECONDS, authorize
 
 
 def ask(key, feature="llm", *, model="", provider="", start_within="", call_id="", now=NOW):
     return authorize(
-        api_key=key,
+        key=load_key(key.key_id),
         feature=feature,
         model=model,
         provider=provider,

@@ -14,11 +14,13 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from billing.ledger import posting
 from billing.ledger.locks import lock_account
-from billing.ledger.posting import LOCKED_GRANTS_ATTR, Posting, post_entries, post_entry
+from billing.ledger.posting import Posting
 from billing.models import AlertSettings, CreditGrant, EntryKind, TopUp, TopUpKind
 from billing.payments.auto_topup import save_auto_topup_settings
 from billing.payments.cards import add_test_card
+from tests.billing.postings import post_entry
 from tests.conftest import NOW
 from tests.usage.metering import (
     USD,
@@ -27,7 +29,7 @@ from tests.usage.metering import (
     entries,
     no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
 )
-from usage.charging.lock import lock_for_charge, lock_state
+from usage.charging.lock import lock_for_charge
 from usage.ingest.calls import report_call
 from usage.models import Call, Reservation
 from usage.reports import Conflict
@@ -99,8 +101,8 @@ def test_the_locking_statement_reads_expired_credit_and_open_holds(prepaid):
         grant_expires_at=NOW - timedelta(minutes=1),
     )
     with transaction.atomic():
-        state = lock_state(lock_for_charge(prepaid.pk, now=NOW), now=NOW)
-    assert (state.expired_micros, state.has_open_holds) == (USD, False)
+        lock = lock_for_charge(prepaid.pk)
+    assert (lock.locked.grants.expired_micros(now=NOW), lock.has_open_holds) == (USD, False)
 
     Reservation.objects.create(
         public_id="hold_test",
@@ -112,10 +114,7 @@ def test_the_locking_statement_reads_expired_credit_and_open_holds(prepaid):
         expires_at=NOW + timedelta(hours=1),
     )
     with transaction.atomic():
-        account = lock_for_charge(prepaid.pk, now=NOW)
-    assert lock_state(account, now=NOW).has_open_holds
-    # Read as of one moment: another moment reads afresh.
-    assert lock_state(account, now=NOW + timedelta(seconds=1)) is None
+        assert lock_for_charge(prepaid.pk).has_open_holds
 
 
 def test_a_call_report_reads_settings_grants_and_holds_only_in_the_locking_statement(prepaid):
@@ -243,8 +242,8 @@ def test_what_is_read_with_the_lock_is_what_the_previous_holder_committed(
     def holder():
         try:
             with transaction.atomic():
-                post_entries(
-                    account=lock_account(account.pk),
+                posting.post_entries(
+                    locked=lock_account(account.pk),
                     postings=[Posting(amount_micros=-1_000, kind=EntryKind.USAGE)],
                     now=NOW,
                 )
@@ -256,11 +255,9 @@ def test_what_is_read_with_the_lock_is_what_the_previous_holder_committed(
     def waiter():
         try:
             with transaction.atomic():
-                locked = lock_for_charge(account.pk, now=NOW)
-                seen["balance"] = locked.balance_micros
-                seen["grants"] = sum(
-                    g.remaining_micros for g in getattr(locked, LOCKED_GRANTS_ATTR)
-                )
+                locked = lock_for_charge(account.pk).locked
+                seen["balance"] = locked.account.balance_micros
+                seen["grants"] = sum(g.remaining_micros for g in locked.grants.grants)
         finally:
             connection.close()
 

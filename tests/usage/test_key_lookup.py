@@ -14,7 +14,7 @@ from accounts.models import ApiKey
 from billing.models import Budget, Plan, Subscription
 from tests.conftest import NOW
 from usage.reads import keys as key_lookup
-from usage.reads.keys import context_of, load_key
+from usage.reads.keys import load_key
 
 
 @pytest.fixture
@@ -28,14 +28,13 @@ def key(make_account, make_key):
     return make_key(make_account("llm-api", credit_micros=5_000_000), tier="paid").api_key
 
 
-def snapshot(api_key):
+def snapshot(loaded):
     """The field values load_key gave the key, its account, subscription and plan."""
-    context = context_of(api_key)
-    subscription = context.subscription
+    api_key, subscription = loaded.api_key, loaded.subscription
     return [
         {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
         for obj in (api_key, api_key.account, subscription, subscription.plan)
-    ] + [context.last_hard_budget_period]
+    ] + [loaded.last_hard_budget_period]
 
 
 def forget_statement():
@@ -93,7 +92,7 @@ def test_the_key_query_is_prepared_once_per_connection(postgres_only, key):
 
     with CaptureQueriesContext(connection) as queries:
         for _ in range(3):
-            assert load_key(key.key_id).pk == key.pk
+            assert load_key(key.key_id).api_key.pk == key.pk
 
     statements = [q["sql"].split(" ", 1)[0] for q in queries.captured_queries]
     assert statements == ["PREPARE", "EXECUTE", "EXECUTE", "EXECUTE"]
@@ -113,7 +112,7 @@ def test_a_prepared_statement_reads_fresh_rows_every_time(postgres_only, key):
     load_key(key.key_id)
     revoke_api_key(api_key=key, now=NOW)
 
-    assert load_key(key.key_id).revoked_at == NOW
+    assert load_key(key.key_id).api_key.revoked_at == NOW
 
 
 @pytest.mark.django_db(transaction=True)
@@ -122,8 +121,8 @@ def test_a_lost_statement_is_prepared_again_outside_a_transaction(postgres_only,
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")  # as DISCARD ALL or a pooler would
 
-    assert load_key(key.key_id).pk == key.pk
-    assert load_key(key.key_id).pk == key.pk
+    assert load_key(key.key_id).api_key.pk == key.pk
+    assert load_key(key.key_id).api_key.pk == key.pk
 
 
 @pytest.mark.django_db(transaction=True)
@@ -133,7 +132,7 @@ def test_a_column_type_changed_by_a_migration_is_survived(postgres_only, key):
     with connection.cursor() as cursor:
         cursor.execute("ALTER TABLE accounts_apikey ALTER COLUMN name TYPE varchar(101)")
     try:
-        assert load_key(key.key_id).name == key.name
+        assert load_key(key.key_id).api_key.name == key.name
     finally:
         with connection.cursor() as cursor:
             cursor.execute("ALTER TABLE accounts_apikey ALTER COLUMN name TYPE varchar(100)")
@@ -148,7 +147,7 @@ def test_a_lost_statement_inside_a_transaction_fails_once_then_recovers(postgres
     with pytest.raises(ProgrammingError), transaction.atomic():
         load_key(key.key_id)
 
-    assert load_key(key.key_id).pk == key.pk
+    assert load_key(key.key_id).api_key.pk == key.pk
 
 
 @pytest.mark.django_db(transaction=True)
@@ -159,7 +158,7 @@ def test_a_new_connection_prepares_its_own_statement(postgres_only, key):
     connection.connect()
 
     assert connection.connection is not first
-    assert load_key(key.key_id).pk == key.pk
+    assert load_key(key.key_id).api_key.pk == key.pk
 
 
 # Django's health check of a reused connection -------------------------------------------------
@@ -191,7 +190,7 @@ def test_the_key_query_is_the_health_check_of_a_reused_connection(postgres_only,
     checks = []
     monkeypatch.setattr(connection, "is_usable", lambda: checks.append("SELECT 1") or True)
 
-    assert load_key(key.key_id).pk == key.pk
+    assert load_key(key.key_id).api_key.pk == key.pk
     assert checks == []  # no extra round trip
     assert connection.health_check_done
 
@@ -203,7 +202,7 @@ def test_a_connection_that_died_between_requests_is_replaced(postgres_only, key)
     start_request(connection)
     terminate_backend(connection)
 
-    assert load_key(key.key_id).pk == key.pk
+    assert load_key(key.key_id).api_key.pk == key.pk
     assert connection.connection is not dead
 
 

@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from billing.ledger.posting import post_entry
 from billing.models import CreditGrant, EntryKind, Plan, Rate, RateComponent, UnbilledLine
 from billing.plans.example_plans import EXAMPLES_EFFECTIVE_FROM
+from tests.billing.postings import post_entry
 from tests.conftest import NOW
 from tests.usage.metering import (
     CONNECTED_AT,

@@ -20,6 +20,7 @@ from tests.usage.metering import (
 )
 from usage.ingest.calls import report_call
 from usage.models import Call, Reservation, ReservationStatus
+from usage.reads.keys import load_key
 from usage.reports import PaymentRequired
 from usage.spending.authorize import MAX_CALL_SECONDS, authorize
 from usage.spending.holds import HOLD_GRACE, release_expired_holds
@@ -31,7 +32,7 @@ HOLD_MICROS = 19_200_000
 
 def authorize_call(key, call_id, now=NOW):
     return authorize(
-        api_key=key,
+        key=load_key(key.key_id),
         feature="call",
         model="",
         provider="",

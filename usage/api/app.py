@@ -232,7 +232,7 @@ def _call_json(call: Call, account_public_id: str) -> dict:
 def authorize(request: HttpRequest, payload: AuthorizeIn):
     """Ask whether the key's account may start a call or request now (G1, G3)."""
     answer = gateway.authorize(
-        api_key=request.auth,
+        key=request.auth,
         feature=payload.feature,
         model=payload.model,
         provider=payload.provider,

@@ -16,7 +16,7 @@ from accounts.keys import InvalidApiKey, check_secret, split_token
 from accounts.models import ApiKey, KeyKind
 from usage.api import ratelimit
 from usage.api.errors import ApiError
-from usage.reads.keys import context_of, load_key
+from usage.reads.keys import LoadedKey, load_key
 
 # last_used_at is for people ("used 3 minutes ago"), so a write per minute per key is plenty;
 # a write per request would put a row lock on the hottest path of the API.
@@ -34,7 +34,7 @@ def touch_last_used(api_key: ApiKey, now) -> None:
     api_key.last_used_at = now
 
 
-def key_from_request(request: HttpRequest) -> ApiKey:
+def key_from_request(request: HttpRequest) -> LoadedKey:
     """Return the active key the request presents, or raise a 401 ApiError."""
     header = request.headers.get("Authorization", "")
     if not header:
@@ -45,29 +45,31 @@ def key_from_request(request: HttpRequest) -> ApiKey:
     try:
         key_id, secret = split_token(token.strip())
         # One query for the key, its account, subscription and plan (usage.reads.keys).
-        return check_secret(load_key(key_id), secret)
+        loaded = load_key(key_id)
+        check_secret(loaded.api_key if loaded is not None else None, secret)
+        return loaded
     except InvalidApiKey as exc:
         raise ApiError(401, str(exc)) from None
 
 
-def admit_key(request: HttpRequest) -> ApiKey:
+def admit_key(request: HttpRequest) -> LoadedKey:
     """Return the request's key after recording its use and, for a customer key, counting the
     request against the key's rate limit; the limit's status goes on the request (RATE_LIMIT_ATTR).
 
     Raise a 401 ApiError for a missing or invalid key, a 429 one over the limit. Nothing is
     counted before the secret checks out, so no caller spends another key's limit.
     """
-    api_key = key_from_request(request)
+    loaded = key_from_request(request)
+    api_key = loaded.api_key
     now = timezone.now()
     touch_last_used(api_key, now)
     if api_key.kind == KeyKind.CUSTOMER:
         # Every request of a customer key counts, whatever its fate, and every answer to
         # one carries the limit headers (api.py adds them from this attribute).
-        context = context_of(api_key)
         limit = None
-        if context is not None and context.subscription is not None:
+        if loaded.subscription is not None:
             limit = ratelimit.limit_from(
-                plan_limits=context.subscription.plan.rate_limits, tier=api_key.tier
+                plan_limits=loaded.subscription.plan.rate_limits, tier=api_key.tier
             )
         status = ratelimit.hit(api_key=api_key, now=now, limit=limit)
         setattr(request, RATE_LIMIT_ATTR, status)
@@ -78,20 +80,21 @@ def admit_key(request: HttpRequest) -> ApiKey:
                 f"retry in {status.retry_after_seconds} s.",
                 headers={"Retry-After": str(status.retry_after_seconds)},
             )
-    return api_key
+    return loaded
 
 
 class _KeyAuth(HttpBearer):
     kind: str
     openapi_bearerFormat = "KEY_ID:KEY_SECRET"
 
-    def __call__(self, request: HttpRequest) -> ApiKey:
-        api_key = admit_key(request)
-        if api_key.kind != self.kind:
+    def __call__(self, request: HttpRequest) -> LoadedKey:
+        """Admit the request's key; ninja puts what this returns in `request.auth`."""
+        loaded = admit_key(request)
+        if loaded.api_key.kind != self.kind:
             raise ApiError(403, self.wrong_kind_message)
-        return api_key
+        return loaded
 
-    def authenticate(self, request: HttpRequest, token: str) -> ApiKey:  # pragma: no cover
+    def authenticate(self, request: HttpRequest, token: str) -> LoadedKey:  # pragma: no cover
         raise NotImplementedError("__call__ authenticates; ninja's hook is unused.")
 
 

@@ -4,12 +4,13 @@ WARNING (locking): the account's row lock is the bottleneck of one busy account.
 it waits for the lock, so each statement run while the lock is held costs every waiting report,
 and one call report ran fifteen of them. One statement right after the lock therefore reads what
 the charge used to read one query at a time:
-- the spendable credit grants, which billing.ledger's grant book then puts in spending order,
-  and from which the expired credit not yet written off follows;
-- the alert settings with the plan's defaults (billing.alerts.balance.locked_alert_settings);
-- the auto-top-up settings (billing.payments.auto_topup.balance_changed);
+- the spendable credit grants, the lock's grant book (billing.ledger.grants), from which the
+  expired credit not yet written off also follows;
+- the alert settings with the plan's defaults, and the auto-top-up settings: what the balance
+  watchers would otherwise read (billing.ledger.locks.BalanceWatch);
 - whether any call holds credit (usage.spending.holds.settle_hold is skipped when none does).
-Each of these changes only under the same lock.
+Each of these changes only under the same lock. All of it is returned as a value, `ChargeLock`,
+that the charge passes on as a parameter.
 
 WARNING (PostgreSQL, READ COMMITTED): they are NOT read in the locking statement itself. A
 SELECT ... FOR UPDATE that waited for the lock returns the newest version of the locked row but
@@ -22,19 +23,16 @@ Rows are read with raw SQL and turned into model instances the way the ORM does
 """
 
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cache
 
 from django.db import connection
 
 from accounts.models import Account
 from billing.db.raw_rows import Columns
-from billing.ledger.posting import LOCKED_GRANTS_ATTR
+from billing.ledger.grants import GrantBook
+from billing.ledger.locks import BalanceWatch, LockedAccount
 from billing.models import AlertSettings, AutoTopUpSettings, CreditGrant, Plan, Subscription
 from usage.models import Reservation, ReservationStatus
-
-# Attribute of an account locked by `lock_for_charge` that holds what was read with the lock.
-LOCK_STATE_ATTR = "charge_lock_state"
 
 _ACCOUNT = Columns(Account, "a")
 _ALERTS = Columns(AlertSettings, "al")
@@ -43,13 +41,12 @@ _GRANT = Columns(CreditGrant, "g")
 
 
 @dataclass(frozen=True)
-class LockState:
-    """What `lock_for_charge` read right after taking the lock, as of `now`."""
+class ChargeLock:
+    """An account locked to charge usage to it, with what was read right after the lock."""
 
-    now: datetime
-    # Credit past its expiry that the expiry job has not written off yet.
-    expired_micros: int
-    # Whether any call holds credit or included seconds (usage.spending.holds).
+    locked: LockedAccount
+    # Whether any call holds credit or included seconds (usage.spending.holds): a report that
+    # settles no hold skips looking for one.
     has_open_holds: bool
 
 
@@ -80,51 +77,42 @@ def _state_sql() -> str:
     )
 
 
-def lock_for_charge(account_id: int, *, now: datetime) -> Account:
-    """Lock and return the account (as billing.ledger.locks.lock_account does), with what a usage
-    charge reads under the lock already read; call inside transaction.atomic().
+def lock_for_charge(account_id: int) -> ChargeLock:
+    """Lock the account (as billing.ledger.locks.lock_account does) and read what a usage
+    charge needs under the lock; call inside transaction.atomic().
 
     Raise Account.DoesNotExist for an unknown id.
     """
     lock_clause = "FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
         cursor.execute(_lock_sql(lock_clause), [account_id])
-        locked = cursor.fetchone()
-        if locked is None:
+        row = cursor.fetchone()
+        if row is None:
             raise Account.DoesNotExist(f"No account {account_id}.")
         # A new statement, so a new snapshot: taken once the lock is ours (see above).
         cursor.execute(_state_sql(), [ReservationStatus.HELD, account_id])
         rows = cursor.fetchall()
-    account = _ACCOUNT.build(locked)
+    account = _ACCOUNT.build(row)
     spans = _ALERTS.spans(_AUTO_TOPUP, _GRANT)
     first = rows[0]
     alerts = _ALERTS.build_or_none(first[spans[0]])
     if alerts is not None:
-        # What billing.alerts.balance.locked_alert_settings annotates its settings with.
-        alerts.plan_threshold_micros = first[-3]
-        alerts.plan_zero_balance_alert = first[-2]
         AlertSettings.account.field.set_cached_value(alerts, account)
-    Account.alert_settings.related.set_cached_value(account, alerts)
     auto_topup = _AUTO_TOPUP.build_or_none(first[spans[1]])
     if auto_topup is not None:
         AutoTopUpSettings.account.field.set_cached_value(auto_topup, account)
-    Account.auto_topup_settings.related.set_cached_value(account, auto_topup)
     grants = [g for g in (_GRANT.build_or_none(row[spans[2]]) for row in rows) if g is not None]
     for grant in grants:
         CreditGrant.account.field.set_cached_value(grant, account)
-    setattr(account, LOCKED_GRANTS_ATTR, grants)
-    expired = sum(
-        g.remaining_micros for g in grants if g.expires_at is not None and g.expires_at <= now
+    watch = BalanceWatch(
+        alert_settings=alerts,
+        auto_topup=auto_topup,
+        plan_low_balance_threshold_micros=first[-3] or 0,
+        plan_zero_balance_alert=bool(first[-2]),
     )
-    setattr(
-        account,
-        LOCK_STATE_ATTR,
-        LockState(now=now, expired_micros=expired, has_open_holds=bool(first[-1])),
+    return ChargeLock(
+        locked=LockedAccount(
+            account=account, grants=GrantBook(account=account, grants=grants), watch=watch
+        ),
+        has_open_holds=bool(first[-1]),
     )
-    return account
-
-
-def lock_state(account: Account, *, now: datetime) -> LockState | None:
-    """Return what `lock_for_charge` read with the account as of `now`, else None."""
-    state = getattr(account, LOCK_STATE_ATTR, None)
-    return state if state is not None and state.now == now else None

@@ -15,20 +15,21 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
 
-from django.db.models import F, Sum
+from django.db.models import F
 
 from accounts.models import Account
 from billing.alerts.allowance import usage_charged
 from billing.invoicing.unbilled import UnbilledDeltas
+from billing.ledger.locks import LockedAccount
 from billing.ledger.posting import Posting, apply_postings
-from billing.models import Allowance, CreditGrant, Subscription
+from billing.models import Allowance, Subscription
 from billing.periods import period_containing
 from billing.plans.allowances import current_allowance
 from billing.plans.rates import ModelCatalog, RateCard
-from usage.charging.lock import lock_state
 from usage.charging.rollups import RollupDeltas
 from usage.models import UsageCarry
 from usage.rating.rules import Rating, savings_micros
+from usage.spending.budgets import budgets_after_usage
 
 
 @dataclass(frozen=True)
@@ -38,40 +39,31 @@ class Charged:
     posting: Posting | None
 
 
-class ChargeSession:
+class Pricing:
+    """The prices rating reads for one account: its plan, its rate card (read on first use:
+    token events need only the model catalog) and the model catalog.
+
+    Read before the account's lock where a report can, to keep the lock short: a plan or rate
+    change committed while a report waits for the lock is not seen by it, as if the report had
+    arrived a moment earlier.
+    """
+
     def __init__(
         self,
         *,
-        account: Account,
-        now: datetime,
+        subscription: Subscription,
         catalog: ModelCatalog | None = None,
-        subscription: Subscription | None = None,
         card: RateCard | None = None,
     ):
-        """`subscription` (with its plan) and `card` may be read before the lock was taken,
-        to keep the lock short; rating state (carries, allowance) is read under it."""
-        self.account = account  # locked by the caller
-        self.now = now
-        if subscription is None:
-            subscription = Subscription.objects.select_related("plan").get(account=account)
         self.subscription = subscription
-        self.plan = self.subscription.plan
+        self.plan = subscription.plan
         self._card = card
         self._catalog = catalog
-        self._carries: dict[tuple[str, str], int] | None = None
-        self._changed_carries: set[tuple[str, str]] = set()
-        self._allowance: Allowance | None = None
-        self._allowance_used = 0
-        self.postings: list[Posting] = []
-        self.rollups = RollupDeltas()
-        self.unbilled = UnbilledDeltas()
-        self._pending_debit = 0
 
     @property
     def card(self) -> RateCard:
-        """The account's rates, read on first use (token events need only the catalog)."""
         if self._card is None:
-            self._card = RateCard(plan=self.plan, account=self.account)
+            self._card = RateCard(plan=self.plan, account=self.subscription.account)
         return self._card
 
     @property
@@ -84,6 +76,34 @@ class ChargeSession:
         if self._catalog is None:
             self._catalog = ModelCatalog()
         return self._catalog
+
+
+class ChargeSession:
+    def __init__(self, *, locked: LockedAccount, now: datetime, pricing: Pricing):
+        """Charge usage to a locked account; rating state (carries, allowance) is read under
+        the lock, prices may have been read before it."""
+        self.locked = locked
+        self.account = locked.account
+        self.now = now
+        self.pricing = pricing
+        self.subscription = pricing.subscription
+        self.plan = pricing.plan
+        self._carries: dict[tuple[str, str], int] | None = None
+        self._changed_carries: set[tuple[str, str]] = set()
+        self._allowance: Allowance | None = None
+        self._allowance_used = 0
+        self.postings: list[Posting] = []
+        self.rollups = RollupDeltas()
+        self.unbilled = UnbilledDeltas()
+        self._pending_debit = 0
+
+    @property
+    def card(self) -> RateCard:
+        return self.pricing.card
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        return self.pricing.catalog
 
     # Carries (U4, U5) --------------------------------------------------------------------
 
@@ -171,15 +191,7 @@ class ChargeSession:
     @cached_property
     def _expired_micros(self) -> int:
         """Credit past its expiry that the expiry job has not written off yet."""
-        read_with_lock = lock_state(self.account, now=self.now)
-        if read_with_lock is not None:
-            return read_with_lock.expired_micros
-        return (
-            CreditGrant.objects.filter(
-                account=self.account, remaining_micros__gt=0, expires_at__lte=self.now
-            ).aggregate(total=Sum("remaining_micros"))["total"]
-            or 0
-        )
+        return self.locked.grants.expired_micros(now=self.now)
 
     def spendable_micros(self) -> int:
         """What the balance can still pay in this session (prepaid), ignoring holds.
@@ -302,7 +314,7 @@ class ChargeSession:
             merged, merged_of = merge_postings(self.postings)
             # The unbilled total changes in the same statement as the balance.
             apply_postings(
-                account=self.account,
+                locked=self.locked,
                 postings=merged,
                 now=self.now,
                 unbilled_delta_micros=unbilled,
@@ -314,13 +326,15 @@ class ChargeSession:
                 unbilled_micros=F("unbilled_micros") + unbilled
             )
             self.account.unbilled_micros += unbilled
-        usage_charged(
-            account=self.account,
+        alert_settings = usage_charged(
+            locked=self.locked,
             subscription=self.subscription,
             allowance=self._allowance,
             charged_micros=self._pending_debit,
             now=self.now,
         )
+        if alert_settings.has_budgets:
+            budgets_after_usage(locked=self.locked, subscription=self.subscription, now=self.now)
         self._pending_debit = 0
 
 

@@ -7,15 +7,13 @@ from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 
-from accounts.models import Account
 from billing.ledger.locks import lock_account
 from billing.models import EntryKind, Subscription
 from billing.payments.refunds import credit_back
-from billing.plans.rates import RateCard
-from usage.charging.lock import lock_for_charge, lock_state
+from usage.charging.lock import ChargeLock, lock_for_charge
 from usage.charging.refunds import record_refund
 from usage.charging.rollups import rollup_day
-from usage.charging.session import ChargeSession
+from usage.charging.session import ChargeSession, Pricing
 from usage.models import FINAL_CALL_STATUSES, Call, CallStatus, Direction
 from usage.rating.rules import Rating, rate_call
 from usage.reads.calls import read_before_lock
@@ -118,9 +116,8 @@ def _report_call(*, report: CallReport, now: datetime, first_try: bool) -> tuple
         now=now,
     )
     with transaction.atomic():
-        account = lock_for_charge(account_id, now=now)
         return _report_locked(
-            account=account,
+            lock=lock_for_charge(account_id),
             report=report,
             now=now,
             prepared=prepared,
@@ -136,8 +133,7 @@ def _report_call(*, report: CallReport, now: datetime, first_try: bool) -> tuple
 class _Prepared:
     """What a final report's charge needs that can be read or computed before the lock."""
 
-    subscription: Subscription | None
-    card: RateCard | None
+    pricing: Pricing | None
     # The rating, when it depends on nothing that carries from call to call (no minute
     # aggregation, no included allowance); else None and the call is rated under the lock.
     rating: Rating | None
@@ -162,12 +158,14 @@ def _prepare(
 ) -> _Prepared:
     """Read and rate what can be before the lock (`allowance_at_call`: see call_reads)."""
     at = _charged_at(report, now)
-    if report.status not in FINAL_CALL_STATUSES or subscription is None:
-        return _Prepared(subscription, None, None, at, None)
+    if report.status not in FINAL_CALL_STATUSES:
+        return _Prepared(None, None, at, None)
+    if subscription is None:
+        raise Subscription.DoesNotExist(f"Account {report.account} has no subscription.")
     # Read before the lock: a plan or rate change committed while this report waits for the
     # lock is not seen by it, as if the report had arrived a moment earlier.
-    plan = subscription.plan
-    card = RateCard(plan=plan, account=subscription.account)
+    pricing = Pricing(subscription=subscription)
+    plan, card = pricing.plan, pricing.card
     rating = None
     if (
         not plan.minute_aggregation
@@ -179,7 +177,7 @@ def _prepare(
         rating = rate_call(
             report=report, plan=plan, card=card, carries={}, allowance_remaining_seconds=0, at=at
         )
-    return _Prepared(subscription, card, rating, at, new_call_pk)
+    return _Prepared(pricing, rating, at, new_call_pk)
 
 
 def _check_repeat(*, call: Call, account_id: int, report: CallReport, final_hash: str) -> None:
@@ -192,13 +190,14 @@ def _check_repeat(*, call: Call, account_id: int, report: CallReport, final_hash
 
 def _report_locked(
     *,
-    account: Account,
+    lock: ChargeLock,
     report: CallReport,
     now: datetime,
     prepared: _Prepared,
     final_hash: str,
     known_new: bool,
 ) -> tuple[Call, bool]:
+    account = lock.locked.account
     call = None if known_new else Call.objects.filter(call_id=report.call_id).first()
     if call is not None and call.account_id != account.pk:
         raise Conflict(f"Call '{report.call_id}' was reported for another account.")
@@ -221,9 +220,7 @@ def _report_locked(
         call.save()
         return call, True
 
-    session = ChargeSession(
-        account=account, now=now, subscription=prepared.subscription, card=prepared.card
-    )
+    session = ChargeSession(locked=lock.locked, now=now, pricing=prepared.pricing)
     at = prepared.at
     rating = prepared.rating
     if rating is None:
@@ -235,10 +232,12 @@ def _report_locked(
             allowance_remaining_seconds=session.allowance_remaining_seconds(at=at),
             at=at,
         )
-    read_with_lock = lock_state(account, now=now)
-    if read_with_lock is None or read_with_lock.has_open_holds:
+    if lock.has_open_holds:
         settle_hold(
-            account=account, call_id=report.call_id, reservation_id=report.reservation_id, now=now
+            locked=lock.locked,
+            call_id=report.call_id,
+            reservation_id=report.reservation_id,
+            now=now,
         )
     call.final_hash = final_hash
     call.billable_seconds = rating.billable_quantity
@@ -281,12 +280,12 @@ def refund_call(*, call_id: str, now: datetime, reason: str = "") -> Call:
     if not call.charged_micros:
         raise UsageError("This call was not charged; there is nothing to refund.")
     with transaction.atomic():
-        account = lock_account(call.account_id)
+        locked = lock_account(call.account_id)
         call = Call.objects.get(pk=call.pk)
         if call.refunded_micros:
             return call
         entry = credit_back(
-            account=account,
+            locked=locked,
             amount_micros=call.charged_micros,
             now=now,
             cause=call,
@@ -296,7 +295,7 @@ def refund_call(*, call_id: str, now: datetime, reason: str = "") -> Call:
         )
         Call.objects.filter(pk=call.pk).update(refunded_micros=call.charged_micros, refunded_at=now)
         record_refund(
-            account=account,
+            account=locked.account,
             day=rollup_day(call.connected_at or call.ended_at or call.charged_at),
             component="call",
             model=call.llm,

@@ -21,7 +21,7 @@ from billing.money import round_micros
 from billing.plans.rates import ModelCatalog
 from usage.charging.lock import lock_for_charge
 from usage.charging.rollups import rollup_day
-from usage.charging.session import ChargeSession
+from usage.charging.session import ChargeSession, Pricing
 from usage.ingest.calls import CLOCK_SKEW, LATE_LIMIT
 from usage.models import EventType, UsageEvent
 from usage.rating.rules import Rating, rate_chat, rate_commission, rate_sms, rate_tokens
@@ -171,20 +171,28 @@ def ingest_events(*, reports: list[EventReport], now: datetime) -> list[EventRes
     return ordered
 
 
-def _rate(report: EventReport, session: ChargeSession) -> tuple[Rating, str, str]:
-    """Return the rating, the ledger kind and the rollup component of one event."""
-    plan = session.plan
+def _rate(
+    report: EventReport, pricing: Pricing, session: ChargeSession | None
+) -> tuple[Rating, str, str]:
+    """Return the rating, the ledger kind and the rollup component of one event.
+
+    Chat messages carry from event to event and use the allowance, so they are rated in the
+    charge `session` (under the lock); every other type needs only the prices.
+    """
+    plan = pricing.plan
     if report.type == EventType.CHAT:
+        if session is None:
+            raise ValueError("Chat is rated under the account's lock, in its charge session.")
         rating = rate_chat(
             report=report,
             plan=plan,
-            card=session.card,
+            card=pricing.card,
             carries=session.carries,
             allowance_remaining_seconds=session.allowance_remaining_seconds(at=report.occurred_at),
         )
         return rating, EntryKind.USAGE, "chat"
     if report.type == EventType.SMS:
-        return rate_sms(report=report, card=session.card), EntryKind.USAGE, "sms"
+        return rate_sms(report=report, card=pricing.card), EntryKind.USAGE, "sms"
     if report.type == EventType.LLM and plan.commission_percent is not None:
         return rate_commission(report=report, plan=plan), EntryKind.COMMISSION, "flex"
     if plan.commission_percent is not None:
@@ -198,7 +206,7 @@ def _rate(report: EventReport, session: ChargeSession) -> tuple[Rating, str, str
             },
         )
         return free, EntryKind.USAGE, report.type
-    return rate_tokens(report=report, catalog=session.catalog), EntryKind.USAGE, report.type
+    return rate_tokens(report=report, catalog=pricing.catalog), EntryKind.USAGE, report.type
 
 
 def _subscription(account: Account, subscription: Subscription | None) -> Subscription:
@@ -217,30 +225,22 @@ def _ingest_for_account(
     account_id = subscription.account_id
     # Rating that depends on nothing the account lock protects (tokens, commission, SMS: not
     # chat, whose messages carry and use the allowance) is done before taking the lock, so
-    # concurrent batches of one account rate in parallel and queue only to charge. This
-    # session is used for its plan, rate card and catalog only; it charges nothing.
-    rater = ChargeSession(
-        account=subscription.account, now=now, catalog=catalog, subscription=subscription
-    )
+    # concurrent batches of one account rate in parallel and queue only to charge.
+    pricing = Pricing(subscription=subscription, catalog=catalog)
     prerated: dict[int, tuple[Rating, str, str] | UsageError] = {}
     for index, report, _ in items:
         if report.type != EventType.CHAT:
             try:
-                prerated[index] = _rate(report, rater)
+                prerated[index] = _rate(report, pricing, None)
             except UsageError as exc:
                 prerated[index] = exc
 
     # The statement after the lock also reads grants, alert and auto-top-up settings and holds.
-    account = lock_for_charge(account_id, now=now)
+    locked = lock_for_charge(account_id).locked
+    account = locked.account
     existing = stored_events([r.id for _, r, _ in items])
     results: dict[int, EventResult] = {}
-    session = ChargeSession(
-        account=account,
-        now=now,
-        catalog=catalog,
-        subscription=subscription,
-        card=rater.loaded_card,
-    )
+    session = ChargeSession(locked=locked, now=now, pricing=pricing)
     # Rows as {attname: value}, not model instances: a UsageEvent() costs more than rating it.
     rows: list[dict] = []
     postings: list[Posting | None] = []
@@ -257,7 +257,7 @@ def _ingest_for_account(
         outcome = prerated.get(index)
         if outcome is None:
             try:
-                outcome = _rate(report, session)
+                outcome = _rate(report, pricing, session)
             except UsageError as exc:
                 outcome = exc
         if isinstance(outcome, UsageError):

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from django.db.models import Sum
 
 from accounts.models import Account
+from billing.models import Notification
 
 WINDOW_DAYS = 14
 
@@ -50,3 +51,13 @@ def runway_sentence(days: int | None) -> str:
     if days == 1:
         return "At your recent usage, your credit lasts about 1 day."
     return f"At your recent usage, your credit lasts about {days:,} days."
+
+
+# Emails that say how long the credit lasts at the recent rate of spending.
+RUNWAY_KINDS = frozenset({"low_balance", "topup_receipt", "auto_topup_succeeded"})
+
+
+def runway_email_context(notification: Notification) -> dict:
+    """The run-out estimate of an email, as of the event, not of the (possibly delayed) send."""
+    days = credit_runway_days(account=notification.account, now=notification.created_at)
+    return {"runway": runway_sentence(days)}

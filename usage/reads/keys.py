@@ -40,20 +40,23 @@ from accounts.models import Account, ApiKey
 from billing.db.raw_rows import Columns
 from billing.models import Budget, Plan, Subscription
 
-# Attribute of an ApiKey loaded here that holds its KeyContext.
-CONTEXT_ATTR = "gateway_context"
-
 
 @dataclass(frozen=True)
-class KeyContext:
-    """What the key's query read beside the key, in the same statement as its account."""
+class LoadedKey:
+    """A presented key and what the gateway needs about its account, read in one statement."""
 
+    # The key, with its account as select_related would have loaded it (None: a platform key).
+    api_key: ApiKey
     # The account's subscription with its plan; None for platform keys.
     subscription: Subscription | None
     # The latest period in which a hard budget of the account (or of this key) was reached,
     # None if none ever was. Earlier than the current period: no hard budget stops the key now,
     # and authorize skips usage.spending.budgets.reached_hard_budget's query.
     last_hard_budget_period: datetime | None
+
+    @property
+    def account(self) -> Account | None:
+        return self.api_key.account if self.api_key.account_id is not None else None
 
     def hard_budget_possible(self, *, period_start: datetime) -> bool:
         """Return whether a hard budget may have been reached in the period starting then."""
@@ -223,7 +226,7 @@ def _column_ranges() -> list[tuple[int, int]]:
     return ranges
 
 
-def load_key(key_id: str) -> ApiKey | None:
+def load_key(key_id: str) -> LoadedKey | None:
     """Return the key with the id, its account, subscription and plan, or None if unknown."""
     conn = connections[DEFAULT_DB_ALIAS]  # the connection itself, not the proxy: read often
     row = _fetch_row(conn, key_id)
@@ -240,15 +243,8 @@ def load_key(key_id: str) -> ApiKey | None:
             Subscription.plan.field.set_cached_value(subscription, _PLAN.build(row[p0:p1], conn))
             Subscription.account.field.set_cached_value(subscription, account)
             Account.subscription.related.set_cached_value(account, subscription)
-    last_hard_budget_period = _BUDGET_PERIOD.read(row[-1], conn)
-    setattr(
-        api_key,
-        CONTEXT_ATTR,
-        KeyContext(subscription=subscription, last_hard_budget_period=last_hard_budget_period),
+    return LoadedKey(
+        api_key=api_key,
+        subscription=subscription,
+        last_hard_budget_period=_BUDGET_PERIOD.read(row[-1], conn),
     )
-    return api_key
-
-
-def context_of(api_key: ApiKey) -> KeyContext | None:
-    """Return what `load_key` read with this key in this request, None if it did not load it."""
-    return getattr(api_key, CONTEXT_ATTR, None)

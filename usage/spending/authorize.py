@@ -8,14 +8,14 @@ from fractions import Fraction
 from django.conf import settings
 from django.db import transaction
 
-from accounts.models import Account, ApiKey
+from accounts.models import Account
 from billing.ledger.locks import lock_account
 from billing.models import Allowance, Plan, RateComponent, Subscription
 from billing.periods import current_period, period_containing
 from billing.plans.allowances import current_allowance
 from billing.plans.rates import RateCard
 from usage.rating.rules import FLEX_DURATION, FREE_ROUTING
-from usage.reads.keys import context_of
+from usage.reads.keys import LoadedKey
 from usage.reports import Authorization, PaymentRequired, UsageError
 from usage.spending.budgets import budget_refusal, reached_hard_budget
 from usage.spending.holds import held_allowance_seconds, open_hold, place_hold
@@ -92,7 +92,7 @@ def call_price_per_minute(*, card: RateCard, model: str, at) -> Decimal:
 
 def authorize(
     *,
-    api_key: ApiKey,
+    key: LoadedKey,
     feature: str,
     model: str,
     provider: str,
@@ -100,16 +100,16 @@ def authorize(
     call_id: str,
     now: datetime,
 ) -> Authorization:
-    """Answer whether the key's account may start a call or request; hold credit for calls."""
+    """Answer whether the key's account may start a call or request; hold credit for calls.
+
+    `key` is the customer key as this request's key query read it (usage.reads.keys), with
+    its account, subscription and plan, all fresh.
+    """
     if feature not in FEATURES:
         raise UsageError(f"feature is one of {', '.join(FEATURES)}.", param="feature")
-    account = api_key.account
-    # Fresh from this request's key query (usage.reads.keys) when the API asked; else read.
-    context = context_of(api_key)
-    if context is not None and context.subscription is not None:
-        subscription = context.subscription
-    else:
-        subscription = Subscription.objects.select_related("plan").get(account=account)
+    api_key, account, subscription = key.api_key, key.account, key.subscription
+    if subscription is None:
+        raise Subscription.DoesNotExist(f"Account {account.public_id} has no subscription.")
     plan = subscription.plan
     # Rates are read only for the features whose answer depends on them (SMS, calls).
     card = _LazyRateCard(plan=plan, account=account)
@@ -118,9 +118,7 @@ def authorize(
     )
     if not billable:
         return Authorization(allowed=True, balance_micros=account.balance_micros, billable=False)
-    if context is None or context.hard_budget_possible(
-        period_start=current_period(subscription=subscription, now=now)[0]
-    ):
+    if key.hard_budget_possible(period_start=current_period(subscription=subscription, now=now)[0]):
         budget = reached_hard_budget(
             account=account, api_key=api_key, subscription=subscription, now=now
         )
@@ -135,13 +133,8 @@ def authorize(
         max_seconds = MAX_CALL_SECONDS if feature == "call" else None
         return Authorization(True, account.balance_micros, max_seconds=max_seconds)
     if feature != "call":
-        # Nothing is held for a request, so no lock is needed: a plain read of the balance
-        # answers (the key query's, when it read the account in this request), and the charge
-        # itself never overdraws (usage.charging).
-        if context is None:
-            account.balance_micros, account.held_micros = Account.objects.values_list(
-                "balance_micros", "held_micros"
-            ).get(pk=account.pk)
+        # Nothing is held for a request, so no lock is needed: the balance the key query read
+        # in this request answers, and the charge itself never overdraws (usage.charging).
         if account.balance_micros - account.held_micros > 0:
             return Authorization(True, account.balance_micros)
         if feature == "chat" and _allowance_left(
@@ -150,7 +143,8 @@ def authorize(
             return Authorization(True, account.balance_micros)
         raise PaymentRequired(_no_credit_message(account))
     with transaction.atomic():
-        account = lock_account(account.pk)
+        locked = lock_account(account.pk)
+        account = locked.account
         existing = open_hold(account=account, call_id=call_id)
         if existing is not None:
             # A repeated authorization of the call: its hold already covers this promise, and
@@ -188,7 +182,7 @@ def authorize(
         covered_seconds = min(allowance_seconds, max_seconds)
         paid_seconds = max_seconds - covered_seconds
         reservation = place_hold(
-            account=account,
+            locked=locked,
             amount_micros=math.ceil(paid_seconds * micros_per_second),
             max_seconds=max_seconds,
             allowance_seconds=covered_seconds,

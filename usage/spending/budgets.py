@@ -19,8 +19,8 @@ from django.db import transaction
 from django.db.models import Q, Sum
 
 from accounts.models import Account, ApiKey, KeyKind
-from billing.alerts.balance import locked_alert_settings
-from billing.ledger.locks import lock_account
+from billing.alerts.balance import alert_state
+from billing.ledger.locks import LockedAccount, lock_account
 from billing.models import AlertSettings, Budget, Subscription
 from billing.money import format_usd
 from billing.notifications.links import billing_page_url
@@ -78,10 +78,11 @@ def create_budget(
         raise BudgetError("That API key does not belong to this account.")
     with transaction.atomic():
         locked = lock_account(account.pk)
-        if Budget.objects.filter(account=locked).count() >= MAX_BUDGETS_PER_ACCOUNT:
+        account = locked.account
+        if Budget.objects.filter(account=account).count() >= MAX_BUDGETS_PER_ACCOUNT:
             raise BudgetError(f"An account can have at most {MAX_BUDGETS_PER_ACCOUNT} budgets.")
         budget = Budget.objects.create(
-            account=locked,
+            account=account,
             api_key=api_key,
             name=name,
             amount_micros=amount_micros,
@@ -89,39 +90,20 @@ def create_budget(
             created_at=now,
             updated_at=now,
         )
-        state = locked_alert_settings(locked, before_micros=locked.balance_micros)
-        if not state.has_budgets:
-            AlertSettings.objects.filter(pk=state.pk).update(has_budgets=True)
-            state.has_budgets = True
-        _evaluate(account=locked, budgets=[budget], now=now)
-    return budget
-
-
-def update_budget(
-    *, budget: Budget, name: str, amount_micros: int, hard: bool, now: datetime
-) -> Budget:
-    """Change a budget. A new amount is measured again: raised above the spend, it is no
-    longer reached (a hard budget lets usage through at once); still reached, it emails again
-    for the new amount."""
-    name = _clean(name=name, amount_micros=amount_micros)
-    with transaction.atomic():
-        locked = lock_account(budget.account_id)
-        budget = Budget.objects.select_for_update().get(pk=budget.pk)
-        if budget.amount_micros != amount_micros:
-            budget.reached_period_start = None
-        budget.name, budget.amount_micros, budget.hard = name, amount_micros, hard
-        budget.updated_at = now
-        budget.save()
-        _evaluate(account=locked, budgets=[budget], now=now)
+        settings = alert_state(locked=locked, before_micros=account.balance_micros).settings
+        if not settings.has_budgets:
+            AlertSettings.objects.filter(pk=settings.pk).update(has_budgets=True)
+            settings.has_budgets = True
+        _evaluate(account=account, budgets=[budget], now=now)
     return budget
 
 
 def delete_budget(*, budget: Budget) -> None:
     with transaction.atomic():
-        locked = lock_account(budget.account_id)
+        account = lock_account(budget.account_id).account
         Budget.objects.filter(pk=budget.pk).delete()
-        if not Budget.objects.filter(account=locked).exists():
-            AlertSettings.objects.filter(account=locked).update(has_budgets=False)
+        if not Budget.objects.filter(account=account).exists():
+            AlertSettings.objects.filter(account=account).update(has_budgets=False)
 
 
 def _clean(*, name: str, amount_micros: int) -> str:
@@ -136,8 +118,11 @@ def _clean(*, name: str, amount_micros: int) -> str:
 # Usage side ---------------------------------------------------------------------------------------
 
 
-def budgets_after_usage(*, account: Account, subscription: Subscription, now: datetime) -> None:
-    """Mark and announce the budgets the period's spend reached (account locked by caller)."""
+def budgets_after_usage(
+    *, locked: LockedAccount, subscription: Subscription, now: datetime
+) -> None:
+    """Mark and announce the budgets the period's spend reached (the account is locked)."""
+    account = locked.account
     start, _ = current_period(subscription=subscription, now=now)
     open_budgets = list(
         Budget.objects.filter(account=account)

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import F, Q, Sum
 
 from accounts.models import Account, ApiKey, new_public_id
-from billing.ledger.locks import lock_account
+from billing.ledger.locks import LockedAccount, lock_account
 from usage.models import Reservation, ReservationStatus
 
 # A hold outlives the seconds it covers by this much before the expiry job releases it.
@@ -39,7 +39,7 @@ def held_allowance_seconds(*, account: Account) -> int:
 
 def place_hold(
     *,
-    account: Account,
+    locked: LockedAccount,
     amount_micros: int,
     max_seconds: int,
     call_id: str,
@@ -51,6 +51,7 @@ def place_hold(
 
     A call id holds at most once: a repeat returns its open hold.
     """
+    account = locked.account
     existing = open_hold(account=account, call_id=call_id)
     if existing is not None:
         return existing
@@ -72,9 +73,10 @@ def place_hold(
 
 
 def settle_hold(
-    *, account: Account, call_id: str, reservation_id: str, now: datetime
+    *, locked: LockedAccount, call_id: str, reservation_id: str, now: datetime
 ) -> Reservation | None:
-    """Close the hold of a call that reported its final state (account locked by caller)."""
+    """Close the hold of a call that reported its final state (the account is locked)."""
+    account = locked.account
     match = Q()
     if call_id:
         match |= Q(call_id=call_id)
@@ -114,7 +116,7 @@ def release_expired_holds(*, now: datetime) -> int:
     released = 0
     for account_id in account_ids:
         with transaction.atomic():
-            account = lock_account(account_id)
+            account = lock_account(account_id).account
             for reservation in Reservation.objects.filter(
                 account=account, status=ReservationStatus.HELD, expires_at__lte=now
             ):

@@ -6,7 +6,6 @@ import pytest
 import time_machine
 from django.test import TestCase
 
-from billing.ledger.posting import post_entry
 from billing.models import (
     AutoTopUpSettings,
     EntryKind,
@@ -25,6 +24,7 @@ from billing.payments.auto_topup import (
 from billing.payments.cards import add_test_card
 from billing.payments.topups import complete_test_topup
 from tests.billing.payments import stripe_json
+from tests.billing.postings import post_entry
 from tests.conftest import NOW
 
 USD = 1_000_000

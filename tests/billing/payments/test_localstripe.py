@@ -12,7 +12,6 @@ from django.db import connections
 from django.test import TestCase
 
 from accounts.models import Account
-from billing.ledger.posting import post_entry
 from billing.models import (
     EntryKind,
     LedgerEntry,
@@ -26,6 +25,7 @@ from billing.payments import cards
 from billing.payments.auto_topup import save_auto_topup_settings
 from billing.payments.gateway import stripe as stripe_gateway
 from billing.payments.refunds import STALE_ATTEMPT, RefundError, refund_topup, retry_pending_refunds
+from tests.billing.postings import post_entry
 from tests.conftest import NOW
 
 USD = 1_000_000

@@ -6,16 +6,15 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 
-from billing.ledger.posting import post_entry
 from billing.models import EntryKind, LedgerEntry, Refund, RefundStatus, TopUpStatus
 from billing.payments.refunds import (
     RefundError,
-    credit_back,
     refund_topup,
     refundable_micros,
     retry_pending_refunds,
 )
 from billing.payments.topups import fulfil_topup, start_topup
+from tests.billing.postings import credit_back, post_entry
 from tests.conftest import NOW
 
 USD = 1_000_000
@@ -215,6 +214,7 @@ def test_a_refund_whose_request_died_is_asked_again_with_the_same_key(
 def test_platform_call_refund_goes_through_credit_back(make_account, monkeypatch):
     """usage.ingest.calls.refund_call uses this module's credit-back: one REFUND entry per call."""
     import usage.ingest.calls
+    from billing.payments import refunds
     from tests.usage.metering import call
 
     account = make_account("voice-prepaid", credit_micros=20 * USD)
@@ -223,7 +223,7 @@ def test_platform_call_refund_goes_through_credit_back(make_account, monkeypatch
 
     def spy(**kwargs):
         seen.append(kwargs["idempotency_key"])
-        return credit_back(**kwargs)
+        return refunds.credit_back(**kwargs)
 
     monkeypatch.setattr(usage.ingest.calls, "credit_back", spy)
     usage.ingest.calls.refund_call(call_id="c-refund", now=NOW, reason="Platform fault")

@@ -439,7 +439,7 @@ def test_every_page_of_our_apps_renders_for_finance(finance, prepaid, invoice, a
     ingest_events(reports=[sms(prepaid)], now=NOW)
     with transaction.atomic():
         place_hold(
-            account=lock_account(prepaid.pk),
+            locked=lock_account(prepaid.pk),
             amount_micros=USD,
             max_seconds=750,
             call_id="call-held",
