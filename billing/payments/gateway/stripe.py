@@ -299,19 +299,6 @@ def current_card(*, payment_method_id: str) -> CardDetails | None:
     return card_details(payment_method)
 
 
-def attach_payment_method(*, account: Account, payment_method_id: str) -> CardDetails:
-    """Attach a card (e.g. one saved by Stripe.js elsewhere) to the account's customer."""
-    customer_id = ensure_customer(account=account)
-    try:
-        payment_method = stripe.PaymentMethod.attach(
-            payment_method_id, customer=customer_id, **_options()
-        )
-    except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as error:
-        raise _unavailable(error) from error
-    _mirror("PaymentMethod", payment_method)
-    return card_details(payment_method)
-
-
 def set_default_payment_method(*, account: Account, payment_method_id: str) -> None:
     customer_id = ensure_customer(account=account)
     try:
