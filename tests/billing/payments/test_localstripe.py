@@ -25,7 +25,7 @@ from billing.models import (
 )
 from billing.payments import webhooks
 from billing.payments.auto_topup import save_auto_topup_settings
-from billing.payments.gateway import stripe as stripe_gateway
+from billing.payments.gateway.stripe import StripeGateway
 from billing.payments.refunds import STALE_ATTEMPT, RefundError, refund_topup, retry_pending_refunds
 from tests.conftest import NOW
 
@@ -36,7 +36,7 @@ def save_card(account, payment_method_id="pm_card_visa"):
     """Save a card as production learns of one: Stripe attaches it to the customer (Checkout in
     setup mode does; here the test attaches it) and the `payment_method.attached` receiver
     records the card Stripe holds."""
-    customer_id = stripe_gateway.ensure_customer(account=account)
+    customer_id = StripeGateway().ensure_customer(account=account)
     card = stripe.PaymentMethod.attach(
         payment_method_id, customer=customer_id, api_key=settings.STRIPE_SECRET_KEY
     )
