@@ -4,6 +4,7 @@
 import inspect
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.urls import reverse
 
 from billing.models import (
@@ -47,6 +48,17 @@ def test_with_stripe_keys_the_gateway_takes_real_payments(stripe_keys):
 
     assert isinstance(gateway, StripeGateway)
     assert gateway.simulated is False
+
+
+@pytest.mark.parametrize("value", ["", None])
+def test_a_missing_gateway_setting_is_an_error_not_test_mode(settings, value):
+    if value is None:
+        del settings.PAYMENT_GATEWAY
+    else:
+        settings.PAYMENT_GATEWAY = value
+
+    with pytest.raises(ImproperlyConfigured, match="PAYMENT_GATEWAY"):
+        get_gateway()
 
 
 def test_the_protocol_names_every_operation_services_use():
