@@ -3,10 +3,12 @@
 from django.conf import settings
 from django.core.checks import Tags, Warning, register
 
+from billing.payments.gateway import get_gateway
+
 
 @register(Tags.security, deploy=True)
 def simulated_payments_in_production(app_configs, **kwargs):
-    if settings.PAYMENTS_TEST_MODE and not settings.DEBUG:
+    if get_gateway().simulated and not settings.DEBUG:
         return [
             Warning(
                 "Payments are simulated (PAYMENTS_TEST_MODE): customers can add credit without "

@@ -228,11 +228,13 @@ if PAYMENTS_TEST_MODE and not DEBUG and not env.bool("PAYMENTS_TEST_MODE", defau
         "or PAYMENTS_TEST_MODE=true to run with simulated payments (no real money: customers can "
         "add credit without paying)."
     )
-# Who charges saved cards off-session (auto-top-up, invoices): Stripe with keys, else test cards.
+# The one place that chooses the payment gateway (billing.payments.gateway.get_gateway): Stripe
+# with keys, else the test-mode gateway, allowed just above. Code asks the gateway whether
+# payments are simulated, never PAYMENTS_TEST_MODE.
 PAYMENT_GATEWAY = (
-    "billing.payments.gateway.stripe.StripeGateway"
-    if STRIPE_SECRET_KEY
-    else "billing.payments.gateway.test_mode.TestModeGateway"
+    "billing.payments.gateway.test_mode.TestModeGateway"
+    if PAYMENTS_TEST_MODE
+    else "billing.payments.gateway.stripe.StripeGateway"
 )
 # Charge auto-top-ups and react to card changes inline instead of in the task worker (tests).
 PAYMENTS_SYNC = env.bool("PAYMENTS_SYNC", default=False)

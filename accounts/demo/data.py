@@ -409,7 +409,6 @@ class History:
             now=moment,
             success_url="/",
             cancel_url="/",
-            test_page_url="/{TOPUP}",
         )
         topups.complete_test_topup(
             account=account,

@@ -87,9 +87,9 @@ def _page_account(request):
 
 def sidebar(request) -> dict:
     """Context for the base layout: the account switcher and the current period at a glance."""
-    from django.conf import settings
+    from billing.payments.gateway import get_gateway
 
-    shared = {"payments_test_mode": settings.PAYMENTS_TEST_MODE}
+    shared = {"payments_test_mode": get_gateway().simulated}
     if not request.user.is_authenticated:
         return shared
     account = _page_account(request)

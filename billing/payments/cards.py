@@ -1,9 +1,10 @@
 """Saved cards: add, list, make default, remove (SPEC P2, P5, P6).
 
-With Stripe keys a card is added on Stripe Checkout in setup mode; Stripe tells us about it
-(checkout.session.completed, payment_method.attached / detached) and `save_stripe_card` /
-`card_detached` keep `billing.PaymentMethod` in step. Without keys the test-mode page adds a test
-card that succeeds, declines or needs authentication, like Stripe's test cards.
+A card is added on the payment gateway's card-setup page. With Stripe that is Checkout in setup
+mode; Stripe tells us about the card (checkout.session.completed, payment_method.attached /
+detached) and `save_stripe_card` / `card_detached` keep `billing.PaymentMethod` in step. In test
+mode it is the test-card page, which adds a test card that succeeds, declines or needs
+authentication, like Stripe's test cards.
 
 A new or changed default card retries the account's unpaid invoices at once (P5) and re-arms
 auto-top-up; both run after commit, in a task (inline with PAYMENTS_SYNC).
@@ -20,8 +21,8 @@ from django.utils import timezone
 from accounts.models import Account
 from billing.ledger.locks import lock_account
 from billing.models import PaymentMethod, TestCardBehaviour
-from billing.payments.gateway import stripe as stripe_gateway
-from billing.payments.topups import payments_test_mode
+from billing.payments.gateway import get_gateway
+from billing.payments.gateway.protocol import CardDetails, ProviderUnavailable
 from billing.task_queue import enqueue
 
 # What the test-mode cards look like, after Stripe's test card numbers.
@@ -47,28 +48,24 @@ def active_cards(account: Account) -> list[PaymentMethod]:
     )
 
 
-def start_add_card(
-    *, account: Account, success_url: str, cancel_url: str, test_page_url: str
-) -> str:
-    """Return where the customer goes to add a card: Checkout (setup mode) or the test page."""
-    if payments_test_mode():
-        return test_page_url
+def start_add_card(*, account: Account, success_url: str, cancel_url: str) -> str:
+    """Return where the customer goes to add a card: the gateway's card-setup page."""
     try:
-        link = stripe_gateway.create_card_setup_checkout(
+        link = get_gateway().start_card_setup(
             account=account,
             # A setup session moves no money; a repeat only opens another session.
             idempotency_key=f"meterline-setup-{account.public_id}-{secrets.token_hex(8)}",
             success_url=success_url,
             cancel_url=cancel_url,
         )
-    except stripe_gateway.ProviderUnavailable:
+    except ProviderUnavailable:
         raise CardError(_UNAVAILABLE) from None
     return link.url
 
 
 def add_test_card(*, account: Account, behaviour: str, now: datetime) -> PaymentMethod:
     """Save a test-mode card (no Stripe keys, P6)."""
-    if not payments_test_mode():
+    if not get_gateway().simulated:
         raise CardError("Test cards are only available in test mode.")
     if behaviour not in TEST_CARDS:
         raise CardError("Unknown test card.")
@@ -87,7 +84,7 @@ def add_test_card(*, account: Account, behaviour: str, now: datetime) -> Payment
     return card
 
 
-def save_stripe_card(*, details: stripe_gateway.CardDetails, now: datetime) -> PaymentMethod | None:
+def save_stripe_card(*, details: CardDetails, now: datetime) -> PaymentMethod | None:
     """Record (or update) a card Stripe attached to one of our customers. Idempotent."""
     account = Account.objects.filter(stripe_customer_id=details.customer_id).first()
     if account is None or not details.customer_id:
@@ -135,10 +132,8 @@ def _card_added(*, account: Account, card: PaymentMethod, now: datetime) -> None
         if not has_default:
             PaymentMethod.objects.filter(pk=card.pk).update(is_default=True)
             card.is_default = True
-    if card.is_default and not card.test_behaviour and not payments_test_mode():
-        stripe_gateway.set_default_payment_method(
-            account=account, payment_method_id=card.gateway_id
-        )
+    if card.is_default:
+        get_gateway().make_default_card(account=account, card=card)
     transaction.on_commit(partial(queue_card_changed, account.pk))
 
 
@@ -148,13 +143,10 @@ def set_default_card(*, account: Account, card_id: int, now: datetime) -> Paymen
     ).first()
     if card is None:
         raise CardError("No such card.")
-    if not card.test_behaviour and not payments_test_mode():
-        try:
-            stripe_gateway.set_default_payment_method(
-                account=account, payment_method_id=card.gateway_id
-            )
-        except stripe_gateway.ProviderUnavailable:
-            raise CardError(_UNAVAILABLE) from None
+    try:
+        get_gateway().make_default_card(account=account, card=card)
+    except ProviderUnavailable:
+        raise CardError(_UNAVAILABLE) from None
     with transaction.atomic():
         lock_account(account.pk)
         PaymentMethod.objects.filter(account=account, is_default=True).exclude(pk=card.pk).update(
@@ -172,11 +164,10 @@ def remove_card(*, account: Account, card_id: int, now: datetime) -> None:
     ).first()
     if card is None:
         raise CardError("No such card.")
-    if not card.test_behaviour and not payments_test_mode():
-        try:
-            stripe_gateway.detach_payment_method(payment_method_id=card.gateway_id)
-        except stripe_gateway.ProviderUnavailable:
-            raise CardError(_UNAVAILABLE) from None
+    try:
+        get_gateway().detach_card(card=card)
+    except ProviderUnavailable:
+        raise CardError(_UNAVAILABLE) from None
     _mark_removed(account=account, card_id=card.pk, now=now)
 
 

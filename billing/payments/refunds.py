@@ -10,7 +10,7 @@ is safe against double clicks and retries:
 1. under the account's lock, a `Refund` row is inserted in status pending with a unique key (the
    form's request key), and the credit is taken back from the top-up's grant in the same
    transaction (ledger TOPUP_REFUND via `from_grant`), so usage can no longer spend it;
-2. Stripe is asked, with the row's key as idempotency key;
+2. the payment gateway is asked, with the row's key as idempotency key;
 3. its answer is recorded; a refusal puts the credit back.
 
 A second request with the same key finds the row: it returns it while the first is in flight,
@@ -30,8 +30,8 @@ from billing.ledger.locks import LockedAccount, lock_account
 from billing.ledger.posting import Posting, post_entries, post_entry
 from billing.models import EntryKind, LedgerEntry, Refund, RefundStatus, TopUp, TopUpStatus
 from billing.money import MoneyError, format_usd, micros_to_cents
-from billing.payments.gateway import stripe as stripe_gateway
-from billing.payments.topups import payments_test_mode
+from billing.payments.gateway import get_gateway
+from billing.payments.gateway.protocol import ProviderUnavailable, RefundOutcome
 
 # A pending refund asked this long ago without an answer is asked again (same key).
 STALE_ATTEMPT = timedelta(minutes=5)
@@ -179,28 +179,21 @@ def send_refund(*, refund_id: int, now: datetime) -> Refund:
     if refund.status != RefundStatus.PENDING:
         return refund
     topup = refund.topup
-    if payments_test_mode() or (topup.payment_intent_id or "").startswith("test_"):
-        outcome = stripe_gateway.RefundOutcome("succeeded", reference=f"test_re_{refund.pk}")
-    elif not topup.payment_intent_id:
-        outcome = stripe_gateway.RefundOutcome("failed", error="The payment is not known.")
-    else:
-        try:
-            outcome = stripe_gateway.refund_payment(
-                payment_intent_id=topup.payment_intent_id,
-                amount_micros=refund.amount_micros,
-                idempotency_key=refund.key,
-                metadata={"refund": refund.key, "topup": topup.public_id},
-            )
-        except stripe_gateway.ProviderUnavailable as error:
-            Refund.objects.filter(pk=refund.pk).update(error=str(error))
-            refund.error = str(error)
-            return refund  # still pending: the retry job asks again with the same key
+    try:
+        outcome = get_gateway().refund_payment(
+            payment_intent_id=topup.payment_intent_id or "",
+            amount_micros=refund.amount_micros,
+            idempotency_key=refund.key,
+            metadata={"refund": refund.key, "topup": topup.public_id},
+        )
+    except ProviderUnavailable as error:
+        Refund.objects.filter(pk=refund.pk).update(error=str(error))
+        refund.error = str(error)
+        return refund  # still pending: the retry job asks again with the same key
     return record_refund_outcome(refund_id=refund.pk, outcome=outcome, now=now)
 
 
-def record_refund_outcome(
-    *, refund_id: int, outcome: stripe_gateway.RefundOutcome, now: datetime
-) -> Refund:
+def record_refund_outcome(*, refund_id: int, outcome: RefundOutcome, now: datetime) -> Refund:
     with transaction.atomic():
         topup_id, account_id = Refund.objects.values_list("topup_id", "topup__account_id").get(
             pk=refund_id

@@ -1,19 +1,18 @@
 """Buying credit: manual top-ups and the one function that credits any paid top-up (SPEC P1, P6).
 
-A top-up is a row first (status pending, with the key Stripe gets as idempotency key), then a
-Checkout Session (with Stripe keys) or the test-mode payment page (without). Credit is added only
-when the payment is confirmed, by `fulfil_topup`: from the webhook (checkout.session.completed,
-payment_intent.succeeded, charge.succeeded, in any order and any number of times), from the
-off-session charge of an auto-top-up, or from the test-mode page. It credits exactly once: it
-locks the account and the top-up, and the ledger entry's idempotency key `topup:<pk>` is unique.
-The browser's return from Checkout only shows the state.
+A top-up is a row first (status pending, with the key Stripe gets as idempotency key), then the
+payment gateway's checkout page: Stripe Checkout, or the test-mode payment page. Credit is added
+only when the payment is confirmed, by `fulfil_topup`: from the webhook
+(checkout.session.completed, payment_intent.succeeded, charge.succeeded, in any order and any
+number of times), from the off-session charge of an auto-top-up, or from the test-mode page. It
+credits exactly once: it locks the account and the top-up, and the ledger entry's idempotency key
+`topup:<pk>` is unique. The browser's return from Checkout only shows the state.
 """
 
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
 
 from accounts.models import Account, User, new_public_id
@@ -23,7 +22,8 @@ from billing.ledger.posting import post_entry
 from billing.models import OFF_SESSION_KINDS, EntryKind, TopUp, TopUpKind, TopUpStatus
 from billing.money import MICROS_PER_USD, MoneyError, format_usd, micros_to_cents
 from billing.notifications.outbox import notify
-from billing.payments.gateway import stripe as stripe_gateway
+from billing.payments.gateway import get_gateway
+from billing.payments.gateway.protocol import ProviderUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +46,6 @@ class TopUpError(ValueError):
 class TopUpStart:
     topup: TopUp
     redirect_url: str
-
-
-def payments_test_mode() -> bool:
-    """Without Stripe keys the test-mode pages stand in for Stripe (P6)."""
-    return bool(getattr(settings, "PAYMENTS_TEST_MODE", True))
 
 
 def minimum_topup_micros(account: Account) -> int:
@@ -90,13 +85,11 @@ def start_topup(
     now: datetime,
     success_url: str,
     cancel_url: str,
-    test_page_url: str = "",
     actor: User | None = None,
 ) -> TopUpStart:
     """Record a pending top-up and return where to send the customer to pay for it.
 
-    `success_url` may contain `{TOPUP}`, replaced by the top-up's public id. `test_page_url`
-    (with `{TOPUP}` too) is the test-mode payment page used when there are no Stripe keys.
+    `success_url` and `cancel_url` may contain `{TOPUP}`, replaced by the top-up's public id.
     """
     validate_topup_amount(account=account, amount_micros=amount_micros)
     topup = new_topup(
@@ -106,10 +99,8 @@ def start_topup(
         now=now,
         created_by=actor,
     )
-    if payments_test_mode():
-        return TopUpStart(topup, test_page_url.replace("{TOPUP}", topup.public_id))
     try:
-        link = stripe_gateway.create_topup_checkout(
+        link = get_gateway().start_topup_checkout(
             account=account,
             amount_micros=amount_micros,
             topup_public_id=topup.public_id,
@@ -117,13 +108,14 @@ def start_topup(
             success_url=success_url.replace("{TOPUP}", topup.public_id),
             cancel_url=cancel_url.replace("{TOPUP}", topup.public_id),
         )
-    except stripe_gateway.ProviderUnavailable as error:
+    except ProviderUnavailable as error:
         TopUp.objects.filter(pk=topup.pk).update(
             status=TopUpStatus.FAILED, error=str(error), completed_at=now
         )
         raise TopUpError("The payment provider is not answering; please try again.") from None
-    TopUp.objects.filter(pk=topup.pk).update(checkout_session_id=link.session_id)
-    topup.checkout_session_id = link.session_id
+    if link.session_id:
+        TopUp.objects.filter(pk=topup.pk).update(checkout_session_id=link.session_id)
+        topup.checkout_session_id = link.session_id
     return TopUpStart(topup, link.url)
 
 
@@ -244,7 +236,7 @@ def complete_test_topup(*, account: Account, topup_public_id: str, pay: bool, no
     Drives the same code as the webhook: `fulfil_topup` for a payment, the auto-top-up's
     decline handling or `fail_topup` for a decline.
     """
-    if not payments_test_mode():
+    if not get_gateway().simulated:
         raise TopUpError("The test-mode payment page is off: this site takes real payments.")
     topup = TopUp.objects.filter(account=account, public_id=topup_public_id).first()
     if topup is None:
@@ -263,25 +255,25 @@ def complete_test_topup(*, account: Account, topup_public_id: str, pay: bool, no
 
 
 def resume_topup(
-    *, account: Account, topup_public_id: str, success_url: str, cancel_url: str, test_page_url: str
+    *, account: Account, topup_public_id: str, success_url: str, cancel_url: str
 ) -> str:
     """Let the customer pay, on-session, a top-up whose card needed authentication.
 
-    Return where to send them: a Checkout Session for the same top-up (Stripe asks for the
-    authentication there), or the test-mode payment page.
+    Return where to send them: the gateway's checkout page for the same top-up (Stripe asks for
+    the authentication there).
     """
     topup = TopUp.objects.filter(account=account, public_id=topup_public_id).first()
     if topup is None or topup.status != TopUpStatus.REQUIRES_ACTION:
         raise TopUpError("This top-up does not need anything from you.")
-    if payments_test_mode():
-        return test_page_url.replace("{TOPUP}", topup.public_id)
-    if topup.payment_intent_id:
-        # The off-session intent is dropped; Checkout makes the one that pays, and its id is
-        # recorded when the payment is confirmed.
-        stripe_gateway.cancel_payment_intent(payment_intent_id=topup.payment_intent_id)
+    gateway = get_gateway()
+    if topup.payment_intent_id and gateway.cancel_payment_intent(
+        payment_intent_id=topup.payment_intent_id
+    ):
+        # The off-session intent is dropped; the checkout page makes the one that pays, and its
+        # id is recorded when the payment is confirmed.
         TopUp.objects.filter(pk=topup.pk).update(payment_intent_id=None)
     try:
-        link = stripe_gateway.create_topup_checkout(
+        link = gateway.start_topup_checkout(
             account=account,
             amount_micros=topup.amount_micros,
             topup_public_id=topup.public_id,
@@ -289,9 +281,10 @@ def resume_topup(
             success_url=success_url.replace("{TOPUP}", topup.public_id),
             cancel_url=cancel_url.replace("{TOPUP}", topup.public_id),
         )
-    except stripe_gateway.ProviderUnavailable:
+    except ProviderUnavailable:
         raise TopUpError("The payment provider is not answering; please try again.") from None
-    TopUp.objects.filter(pk=topup.pk, checkout_session_id__isnull=True).update(
-        checkout_session_id=link.session_id
-    )
+    if link.session_id:
+        TopUp.objects.filter(pk=topup.pk, checkout_session_id__isnull=True).update(
+            checkout_session_id=link.session_id
+        )
     return link.url

@@ -31,7 +31,7 @@ from djstripe.views import ProcessWebhookView
 from billing.models import OFF_SESSION_KINDS, TopUpKind, TopUpStatus
 from billing.money import cents_to_micros
 from billing.payments import auto_topup, cards, refunds, topups
-from billing.payments.gateway import stripe as stripe_gateway
+from billing.payments.gateway import get_gateway
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def checkout_session_completed(sender, event, **kwargs):
     if session.get("mode") == "setup":
         setup_intent_id = _id(session.get("setup_intent"))
         if setup_intent_id:
-            details = stripe_gateway.setup_session_card(setup_intent_id=setup_intent_id)
+            details = get_gateway().card_saved_by_setup(setup_intent_id=setup_intent_id)
             if details is not None:
                 cards.save_stripe_card(details=details, now=now)
         return
@@ -195,7 +195,7 @@ def payment_method_changed(sender, event, **kwargs):
         return
     now = timezone.now()
     payment_method_id = payment_method.get("id", "")
-    details = stripe_gateway.current_card(payment_method_id=payment_method_id)
+    details = get_gateway().card_state(payment_method_id=payment_method_id)
     if details is not None and details.customer_id:
         cards.save_stripe_card(details=details, now=now)
     else:

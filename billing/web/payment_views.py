@@ -17,6 +17,7 @@ from accounts.permissions import Action, account_for_user
 from billing.models import AutoTopUpSettings, TestCardBehaviour, TopUp
 from billing.money import MoneyError, micros_to_api, usd_to_micros
 from billing.payments import auto_topup, cards, topups
+from billing.payments.gateway import get_gateway
 
 
 def _manage(request, public_id):
@@ -33,7 +34,7 @@ def _url(request, name, public_id, *args) -> str:
 
 
 def _render(request, template, context):
-    context.setdefault("payments_test_mode", topups.payments_test_mode())
+    context.setdefault("payments_test_mode", get_gateway().simulated)
     return render(request, f"billing/payments/{template}", context)
 
 
@@ -79,7 +80,6 @@ def start_topup(request, public_id):
             actor=request.user,
             success_url=_url(request, "checkout_success", public_id, "{TOPUP}"),
             cancel_url=_url(request, "checkout_cancel", public_id, "{TOPUP}"),
-            test_page_url=_path("test_checkout", public_id, "{TOPUP}"),
         )
     except (MoneyError, topups.TopUpError) as error:
         messages.error(request, str(error))
@@ -115,7 +115,7 @@ def checkout_cancel(request, public_id, topup_id):
 @login_required
 def test_checkout(request, public_id, topup_id):
     """The test-mode payment page standing in for Stripe Checkout (P6)."""
-    if not topups.payments_test_mode():
+    if not get_gateway().simulated:
         raise Http404("Payments are real on this site.")
     account = _manage(request, public_id)
     topup = _topup(account, topup_id)
@@ -145,7 +145,6 @@ def resume_topup(request, public_id, topup_id):
                 topup_public_id=topup.public_id,
                 success_url=_url(request, "checkout_success", public_id, "{TOPUP}"),
                 cancel_url=_url(request, "checkout_cancel", public_id, "{TOPUP}"),
-                test_page_url=_path("test_checkout", public_id, "{TOPUP}"),
             )
         except topups.TopUpError as error:
             messages.error(request, str(error))
@@ -163,7 +162,6 @@ def add_card(request, public_id):
             account=account,
             success_url=_url(request, "card_added", public_id),
             cancel_url=_url(request, "home", public_id),
-            test_page_url=reverse("payments:test_card", args=[public_id]),
         )
     except cards.CardError as error:
         messages.error(request, str(error))
@@ -182,7 +180,7 @@ def card_added(request, public_id):
 @login_required
 def test_card(request, public_id):
     """The test-mode page that saves a test card (P6)."""
-    if not topups.payments_test_mode():
+    if not get_gateway().simulated:
         raise Http404("Payments are real on this site.")
     account = _manage(request, public_id)
     if request.method == "POST":

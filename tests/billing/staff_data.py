@@ -36,6 +36,7 @@ _staff = itertools.count(1)
 def payments_in_test_mode(settings):
     """No Stripe keys: top-ups are paid and refunded by the test-mode gateway (SPEC P6)."""
     settings.PAYMENTS_TEST_MODE = True
+    settings.PAYMENT_GATEWAY = "billing.payments.gateway.test_mode.TestModeGateway"
 
 
 def staff_member(group: str | None = None) -> User:

@@ -125,8 +125,9 @@ def run_until_killed(job, kill_point: KillPoint) -> None:
 # A gateway that outlives the worker ----------------------------------------------------------
 
 
-class RecordingGateway:
-    """The test-mode gateway with Stripe's idempotency across processes, and a call log."""
+class RecordingGateway(TestModeGateway):
+    """The test-mode gateway with Stripe's idempotency across processes, and a call log of its
+    charges; its other operations are the test-mode gateway's."""
 
     path: Path | None = None  # the JSON-lines log, set by the `recording_gateway` fixture
     kill_after_charge = False

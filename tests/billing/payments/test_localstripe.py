@@ -3,6 +3,7 @@ refunds, and the concurrency of auto-top-up and refunds in several OS processes 
 
 import contextlib
 import multiprocessing
+from types import SimpleNamespace
 
 import pytest
 import stripe
@@ -21,9 +22,9 @@ from billing.models import (
     TopUpKind,
     TopUpStatus,
 )
-from billing.payments import cards
+from billing.payments import webhooks
 from billing.payments.auto_topup import save_auto_topup_settings
-from billing.payments.gateway import stripe as stripe_gateway
+from billing.payments.gateway.stripe import StripeGateway
 from billing.payments.refunds import STALE_ATTEMPT, RefundError, refund_topup, retry_pending_refunds
 from tests.billing.postings import post_entry
 from tests.conftest import NOW
@@ -32,10 +33,15 @@ USD = 1_000_000
 
 
 def save_card(account, payment_method_id="pm_card_visa"):
-    details = stripe_gateway.attach_payment_method(
-        account=account, payment_method_id=payment_method_id
+    """Save a card as production learns of one: Stripe attaches it to the customer (Checkout in
+    setup mode does; here the test attaches it) and the `payment_method.attached` receiver
+    records the card Stripe holds."""
+    customer_id = StripeGateway().ensure_customer(account=account)
+    card = stripe.PaymentMethod.attach(
+        payment_method_id, customer=customer_id, api_key=settings.STRIPE_SECRET_KEY
     )
-    return cards.save_stripe_card(details=details, now=NOW)
+    webhooks.payment_method_changed(sender=None, event=SimpleNamespace(data={"object": card}))
+    return account.payment_methods.get(gateway_id=card.id, removed_at__isnull=True)
 
 
 def three_d_secure_card() -> str:

@@ -181,7 +181,8 @@ def test_a_refund_stripe_refuses_puts_the_credit_back(stripe_account, stripe_key
 def test_a_refund_whose_request_died_is_asked_again_with_the_same_key(
     stripe_account, stripe_keys, fake_stripe, staff, monkeypatch
 ):
-    from billing.payments.gateway import stripe as stripe_gateway
+    from billing.payments.gateway.protocol import ProviderUnavailable
+    from billing.payments.gateway.stripe import StripeGateway
     from tests.billing.payments import stripe_json
 
     account = stripe_account()
@@ -193,11 +194,11 @@ def test_a_refund_whose_request_died_is_asked_again_with_the_same_key(
     )
     topup = paid_topup(account, payment_intent_id=intent_id)
 
-    def down(**kwargs):
-        raise stripe_gateway.ProviderUnavailable("Stripe is down")
+    def down(self, **kwargs):
+        raise ProviderUnavailable("Stripe is down")
 
     with monkeypatch.context() as patched:
-        patched.setattr(stripe_gateway, "refund_payment", down)
+        patched.setattr(StripeGateway, "refund_payment", down)
         pending = refund_topup(
             topup=topup, amount_micros=5 * USD, reason="x", request_key="r", now=NOW, actor=staff
         )

@@ -1,4 +1,4 @@
-"""The Stripe gateway module against hand-written Stripe JSON (SPEC P2, P5)."""
+"""The Stripe gateway against hand-written Stripe JSON (SPEC P2, P5)."""
 
 import pytest
 
@@ -6,14 +6,14 @@ from billing.models import Invoice, InvoiceKind, InvoiceReason, InvoiceStatus, P
 from billing.money import MoneyError
 from billing.payments.collection import collect_invoice
 from billing.payments.gateway import get_gateway
-from billing.payments.gateway import stripe as stripe_gateway
+from billing.payments.gateway.stripe import StripeGateway
 from tests.conftest import NOW
 
 USD = 1_000_000
 
 
 def test_settings_with_keys_choose_the_stripe_gateway(stripe_keys):
-    assert isinstance(get_gateway(), stripe_gateway.StripeGateway)
+    assert isinstance(get_gateway(), StripeGateway)
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ def test_settings_with_keys_choose_the_stripe_gateway(stripe_keys):
 def test_off_session_charge_outcomes(answer, status, error, stripe_account, stripe_keys):
     account = stripe_account(card_answer=answer)
 
-    outcome = stripe_gateway.charge_off_session(
+    outcome = StripeGateway().charge_saved_card(
         account=account, amount_micros=12_340_000, idempotency_key="k-1", description="Test"
     )
 
@@ -41,7 +41,7 @@ def test_amounts_that_are_not_whole_cents_never_reach_stripe(
     account = stripe_account()
 
     with pytest.raises(MoneyError):
-        stripe_gateway.charge_off_session(
+        StripeGateway().charge_saved_card(
             account=account, amount_micros=12_345_678, idempotency_key="k-2", description="Test"
         )
     assert not fake_stripe.posts("/v1/payment_intents")
@@ -50,10 +50,10 @@ def test_amounts_that_are_not_whole_cents_never_reach_stripe(
 def test_a_repeated_key_gets_the_first_answer(stripe_account, stripe_keys, fake_stripe):
     account = stripe_account()
 
-    first = stripe_gateway.charge_off_session(
+    first = StripeGateway().charge_saved_card(
         account=account, amount_micros=5 * USD, idempotency_key="same", description="Test"
     )
-    second = stripe_gateway.charge_off_session(
+    second = StripeGateway().charge_saved_card(
         account=account, amount_micros=5 * USD, idempotency_key="same", description="Test"
     )
 
@@ -62,7 +62,7 @@ def test_a_repeated_key_gets_the_first_answer(stripe_account, stripe_keys, fake_
 
 
 def test_no_card_fails_without_calling_stripe(make_account, stripe_keys, fake_stripe):
-    outcome = stripe_gateway.charge_off_session(
+    outcome = StripeGateway().charge_saved_card(
         account=make_account(), amount_micros=5 * USD, idempotency_key="k", description="Test"
     )
 
@@ -73,8 +73,8 @@ def test_no_card_fails_without_calling_stripe(make_account, stripe_keys, fake_st
 def test_customer_is_created_once_with_its_subscriber(make_account, stripe_keys, fake_stripe):
     account = make_account()
 
-    first = stripe_gateway.ensure_customer(account=account)
-    second = stripe_gateway.ensure_customer(account=account)
+    first = StripeGateway().ensure_customer(account=account)
+    second = StripeGateway().ensure_customer(account=account)
 
     assert first == second
     (params,) = fake_stripe.posts("/v1/customers")
