@@ -436,8 +436,9 @@ def reconciliation_view(request):
     from djstripe.models import PaymentIntent
 
     paid_topups = TopUp.objects.filter(status__in=PAID_STATUSES)
-    # The test-mode payment page records "test_pi_..." references (topups.complete_test_topup),
-    # which Stripe never sees: they are test mode, not payments missing from the mirror.
+    # The test-mode payment page records "test_pi_..." references
+    # (billing.payments.simulated.complete_test_topup), which Stripe never sees: they are test mode,
+    # not payments missing from the mirror.
     test_mode = Q(payment_intent_id__isnull=True) | Q(payment_intent_id__startswith="test_")
     # Paid through Stripe but unknown to the Stripe mirror: a webhook or sync went missing.
     # dj-stripe 2.11 keeps a PaymentIntent's fields in `stripe_data` only (no `status` column).

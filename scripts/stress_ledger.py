@@ -180,7 +180,8 @@ def topupper(index: int, account: str, deadline: float) -> dict:
     from django.utils import timezone
 
     from accounts.models import Account
-    from billing.payments.topups import complete_test_topup, start_topup
+    from billing.payments.simulated import complete_test_topup
+    from billing.payments.topups import start_topup
 
     rng = random.Random(100 + index)
     target = Account.objects.get(public_id=account)

@@ -29,7 +29,7 @@ from billing.invoicing.period_close import close_periods
 from billing.ledger.expiry import expire_credit
 from billing.ledger.locks import lock_account
 from billing.models import EntryKind, Plan, Subscription, TestCardBehaviour
-from billing.payments import auto_topup, cards, topups
+from billing.payments import auto_topup, cards, simulated, topups
 from billing.payments.collection import collect_due_invoices, collect_invoice
 from billing.periods import period_containing
 from billing.plans.example_plans import load_example_plans
@@ -410,7 +410,7 @@ class History:
             success_url="/",
             cancel_url="/",
         )
-        topups.complete_test_topup(
+        simulated.complete_test_topup(
             account=account,
             topup_public_id=started.topup.public_id,
             pay=True,

@@ -21,6 +21,8 @@ from django.utils import timezone
 from accounts.models import Account
 from billing.ledger.locks import lock_account
 from billing.models import PaymentMethod, TestCardBehaviour
+from billing.payments.auto_topup import rearm
+from billing.payments.collection import retry_account_invoices
 from billing.payments.gateway import get_gateway
 from billing.payments.gateway.protocol import CardDetails, ProviderUnavailable
 from billing.task_queue import enqueue
@@ -201,8 +203,6 @@ def queue_card_changed(account_id: int) -> None:
 
 def card_changed(account_id: int) -> str:
     """The task after a card was added or made default: retry unpaid invoices, re-arm."""
-    from billing.payments.auto_topup import rearm
-    from billing.payments.collection import retry_account_invoices
 
     now = timezone.now()
     account = Account.objects.get(pk=account_id)

@@ -10,7 +10,7 @@ Exactly once per account and period: the purchase starts by inserting the period
 `RecurringCreditPurchase`, whose unique (account, period start) is the idempotency claim, so the job
 run twice or concurrently, or the customer saving the settings while it runs, makes one purchase.
 Each attempt is a top-up of kind `recurring` whose key names the account, the period and the
-attempt; it is charged by the auto-top-up's task (`billing.payments.auto_topup.charge_auto_topup`),
+attempt; it is charged by the auto-top-up's task (`billing.payments.off_session.charge_auto_topup`),
 and a decline, a card that needs authentication and a lost task are handled there too: the decline
 backs off 1 h, 6 h, 24 h on the purchase row, then waits for the customer (saving the settings tries
 again). Retries stop when the period ends; the next period is a new purchase.
@@ -36,7 +36,8 @@ from billing.models import (
     TopUpKind,
 )
 from billing.money import MoneyError, format_usd, micros_to_cents
-from billing.payments.auto_topup import WAITING_STATUSES, queue_charge
+from billing.payments.off_session import WAITING_STATUSES, queue_charge
+from billing.payments.topups import MAXIMUM_TOPUP_MICROS, minimum_topup_micros, new_topup
 from billing.periods import period_containing
 
 
@@ -49,8 +50,6 @@ def save_recurring_credit(
 ) -> RecurringCreditSettings:
     """Validate and save the account's recurring credit; turning it on buys the current period
     at once (once: a period already bought or being bought is not bought again)."""
-    from billing.payments.topups import MAXIMUM_TOPUP_MICROS, minimum_topup_micros
-
     plan = account.subscription.plan
     if enabled and not (plan.auto_topup_allowed and account.is_prepaid):
         raise RecurringCreditError(f"Recurring credit is not available on the {plan.name} plan.")
@@ -116,8 +115,6 @@ def _buy_period(
     Due: the period is not claimed yet, or its purchase is unpaid, nothing waits, and either its
     back-off has passed or the customer saved the settings (`resume`).
     """
-    from billing.payments.topups import new_topup
-
     if not account.is_prepaid or not account.subscription.plan.auto_topup_allowed:
         return None
     anchor_day = Subscription.objects.values_list("anchor_day", flat=True).get(account=account)

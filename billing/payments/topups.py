@@ -22,6 +22,7 @@ from billing.ledger.posting import post_entry
 from billing.models import OFF_SESSION_KINDS, EntryKind, TopUp, TopUpKind, TopUpStatus
 from billing.money import MICROS_PER_USD, MoneyError, format_usd, micros_to_cents
 from billing.notifications.outbox import notify
+from billing.payments.backoff import end_backoff
 from billing.payments.gateway import get_gateway
 from billing.payments.gateway.protocol import ProviderUnavailable
 
@@ -163,9 +164,7 @@ def fulfil_topup(
         topup.completed_at = now
         topup.save(update_fields=["status", "entry", "grant", "error", "completed_at"])
         if off_session:
-            from billing.payments.auto_topup import charge_succeeded
-
-            charge_succeeded(topup=topup, now=now)
+            end_backoff(topup=topup, now=now)
         notify(
             account=account,
             kind="auto_topup_succeeded" if off_session else "topup_receipt",
@@ -228,30 +227,6 @@ def find_topup(*, public_id: str = "", payment_intent_id: str = "", checkout_ses
     if checkout_session_id:
         return TopUp.objects.filter(checkout_session_id=checkout_session_id).first()
     return None
-
-
-def complete_test_topup(*, account: Account, topup_public_id: str, pay: bool, now: datetime):
-    """The test-mode payment page's answer: pay or decline, like Stripe would (P6).
-
-    Drives the same code as the webhook: `fulfil_topup` for a payment, the auto-top-up's
-    decline handling or `fail_topup` for a decline.
-    """
-    if not get_gateway().simulated:
-        raise TopUpError("The test-mode payment page is off: this site takes real payments.")
-    topup = TopUp.objects.filter(account=account, public_id=topup_public_id).first()
-    if topup is None:
-        raise TopUpError("No such top-up.")
-    if topup.status not in (TopUpStatus.PENDING, TopUpStatus.REQUIRES_ACTION):
-        return topup
-    reference = f"test_pi_{topup.public_id}"
-    if pay:
-        return fulfil_topup(topup_id=topup.pk, now=now, payment_intent_id=reference)
-    if topup.kind in OFF_SESSION_KINDS:
-        from billing.payments.auto_topup import charge_failed
-
-        charge_failed(topup_id=topup.pk, now=now, error="Your card was declined.")
-        return TopUp.objects.get(pk=topup.pk)
-    return fail_topup(topup_id=topup.pk, now=now, error="Your card was declined.")
 
 
 def resume_topup(

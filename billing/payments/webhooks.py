@@ -30,7 +30,7 @@ from djstripe.views import ProcessWebhookView
 
 from billing.models import OFF_SESSION_KINDS, TopUpKind, TopUpStatus
 from billing.money import cents_to_micros
-from billing.payments import auto_topup, cards, refunds, topups
+from billing.payments import cards, off_session, refunds, topups
 from billing.payments.gateway import get_gateway
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def payment_intent_failed(sender, event, **kwargs):
     if topup is None or topup.kind not in OFF_SESSION_KINDS:
         return
     error = (intent.get("last_payment_error") or {}).get("message") or "The card was declined."
-    auto_topup.charge_failed(
+    off_session.charge_failed(
         topup_id=topup.pk, now=timezone.now(), error=error, payment_intent_id=intent.get("id", "")
     )
 
@@ -164,7 +164,7 @@ def payment_intent_requires_action(sender, event, **kwargs):
     topup = _topup_of(intent, payment_intent_id=intent.get("id", ""))
     if topup is None or topup.kind not in OFF_SESSION_KINDS:
         return
-    auto_topup.charge_requires_action(
+    off_session.charge_requires_action(
         topup_id=topup.pk, now=timezone.now(), payment_intent_id=intent.get("id", "")
     )
 

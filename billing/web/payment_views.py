@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from accounts.permissions import Action, account_for_user
 from billing.models import AutoTopUpSettings, TestCardBehaviour, TopUp
 from billing.money import MoneyError, micros_to_api, usd_to_micros
-from billing.payments import auto_topup, cards, topups
+from billing.payments import auto_topup, cards, simulated, topups
 from billing.payments.gateway import get_gateway
 
 
@@ -121,7 +121,7 @@ def test_checkout(request, public_id, topup_id):
     topup = _topup(account, topup_id)
     if request.method == "POST":
         try:
-            topup = topups.complete_test_topup(
+            topup = simulated.complete_test_topup(
                 account=account,
                 topup_public_id=topup.public_id,
                 pay=request.POST.get("outcome") == "pay",

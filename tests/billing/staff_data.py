@@ -2,7 +2,7 @@
 
 Staff members are put in the real Support and Finance groups that migration 0010 creates, so the
 tests check the permissions staff actually get. Top-ups are paid through the test-mode payment
-page's service (`billing.payments.topups.complete_test_topup`), the same code the webhook drives.
+page's service (`billing.payments.simulated.complete_test_topup`), the same code the webhook drives.
 Test modules import `payments_in_test_mode` (and `no_ledger_drift` from tests.usage.metering), which
 then apply to every test of the module, and make their staff with `staff_member`.
 """
@@ -25,7 +25,8 @@ from billing.models import (
     TopUp,
     TopUpKind,
 )
-from billing.payments.topups import complete_test_topup, new_topup
+from billing.payments.simulated import complete_test_topup
+from billing.payments.topups import new_topup
 
 USD = 1_000_000
 _keys = itertools.count(1)

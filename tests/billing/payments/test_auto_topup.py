@@ -15,14 +15,10 @@ from billing.models import (
     TopUpKind,
     TopUpStatus,
 )
-from billing.payments.auto_topup import (
-    AutoTopUpError,
-    queue_charge,
-    retry_auto_topups,
-    save_auto_topup_settings,
-)
+from billing.payments.auto_topup import AutoTopUpError, retry_auto_topups, save_auto_topup_settings
 from billing.payments.cards import add_test_card
-from billing.payments.topups import complete_test_topup
+from billing.payments.off_session import queue_charge
+from billing.payments.simulated import complete_test_topup
 from tests.billing.payments import stripe_json
 from tests.billing.postings import post_entry
 from tests.conftest import NOW

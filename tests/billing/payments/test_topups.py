@@ -5,7 +5,8 @@ from django.urls import reverse
 
 from accounts.models import Role
 from billing.models import EntryKind, LedgerEntry, TopUp, TopUpStatus
-from billing.payments.topups import TopUpError, complete_test_topup, fulfil_topup, start_topup
+from billing.payments.simulated import complete_test_topup
+from billing.payments.topups import TopUpError, fulfil_topup, start_topup
 from tests.conftest import NOW
 
 USD = 1_000_000
