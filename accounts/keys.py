@@ -80,13 +80,6 @@ def check_secret(api_key: ApiKey | None, secret: str) -> ApiKey:
     return api_key
 
 
-def verify_api_key(token: str) -> ApiKey:
-    """Return the active key for a `KEY_ID:KEY_SECRET` token or raise InvalidApiKey."""
-    key_id, secret = split_token(token)
-    api_key = ApiKey.objects.select_related("account").filter(key_id=key_id).first()
-    return check_secret(api_key, secret)
-
-
 def revoke_api_key(*, api_key: ApiKey, now: datetime) -> ApiKey:
     with transaction.atomic():
         ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)

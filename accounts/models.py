@@ -221,10 +221,6 @@ class Invitation(models.Model):
     def __str__(self):
         return f"{self.email} invited to {self.account} as {self.role}"
 
-    @property
-    def is_open(self) -> bool:
-        return self.accepted_at is None and self.revoked_at is None
-
 
 class TierRequestStatus(models.TextChoices):
     PENDING = "pending", "Pending"

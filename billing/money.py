@@ -45,10 +45,6 @@ def usd_to_micros(value: str | Decimal | int) -> int:
     return int(whole_micros * MICROS_PER_USD)
 
 
-def micros_to_decimal(micros: int) -> Decimal:
-    return Decimal(micros) / MICROS_PER_USD
-
-
 def micros_to_api(micros: int) -> str:
     """Return the API's decimal string for an amount: six decimals, never a float (SPEC 11)."""
     sign = "-" if micros < 0 else ""

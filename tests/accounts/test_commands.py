@@ -7,10 +7,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.demo.data import CUSTOMER_EMAIL, DEMO_PASSWORD, STAFF_EMAIL
-from accounts.keys import verify_api_key
 from accounts.models import Account, ApiKey, KeyKind, Membership, Role, User
 from billing.ledger.drift import ledger_drift
 from billing.models import EntryKind, LedgerEntry, Plan
+from usage.api.auth import key_for_token
 
 USD = 1_000_000
 
@@ -35,7 +35,7 @@ def test_create_account_prints_the_account_id_and_a_working_key(plans):
 
     result = json.loads(printed)
     account = Account.objects.get(public_id=result["account"])
-    key = verify_api_key(result["key"])
+    key = key_for_token(result["key"]).api_key
     assert key.account == account
     assert key.kind == KeyKind.CUSTOMER
     assert account.subscription.plan == plans["llm-api"]
@@ -80,7 +80,7 @@ def test_create_account_prints_text_without_json(plans):
 
     account_line, key_line = printed.strip().splitlines()
     assert account_line.startswith("Account: acc_")
-    assert verify_api_key(key_line.removeprefix("Customer key: "))
+    assert key_for_token(key_line.removeprefix("Customer key: ")).api_key
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_create_account_names_the_loaded_plans_when_the_plan_is_unknown(plans):
 def test_create_platform_key_prints_a_working_platform_key(db):
     result = json.loads(run("create_platform_key", "--json"))
 
-    key = verify_api_key(result["key"])
+    key = key_for_token(result["key"]).api_key
     assert key.kind == KeyKind.PLATFORM
     assert key.account is None
 

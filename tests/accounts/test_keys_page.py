@@ -5,7 +5,6 @@ import time_machine
 from django.contrib.admin.sites import site
 from django.test import RequestFactory
 
-from accounts.keys import verify_api_key
 from accounts.models import ApiKey, Role, TierRequest, TierRequestStatus
 from accounts.tier_requests import (
     TierRequestError,
@@ -14,6 +13,7 @@ from accounts.tier_requests import (
     request_higher_tier,
 )
 from tests.conftest import NOW
+from usage.api.auth import key_for_token
 from usage.api.ratelimit import hit, limit_for
 
 
@@ -40,7 +40,7 @@ def test_a_new_key_is_shown_once_and_works(client, owner, account):
     assert response["Cache-Control"] == "private, no-store"
     token = response.context["new_token"]
     assert token in response.content.decode()
-    key = verify_api_key(token)
+    key = key_for_token(token).api_key
     assert key.account == account and key.name == "Production" and key.tier == "free"
     assert token not in client.get(keys_url(account)).content.decode()
 

@@ -43,13 +43,18 @@ def key_from_request(request: HttpRequest) -> LoadedKey:
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "Malformed Authorization header; expected 'Bearer KEY_ID:KEY_SECRET'.")
     try:
-        key_id, secret = split_token(token.strip())
-        # One query for the key, its account, subscription and plan (usage.reads.keys).
-        loaded = load_key(key_id)
-        check_secret(loaded.api_key if loaded is not None else None, secret)
-        return loaded
+        return key_for_token(token)
     except InvalidApiKey as exc:
         raise ApiError(401, str(exc)) from None
+
+
+def key_for_token(token: str) -> LoadedKey:
+    """Return the active key of a `KEY_ID:KEY_SECRET` token, or raise InvalidApiKey."""
+    key_id, secret = split_token(token)
+    # One query for the key, its account, subscription and plan (usage.reads.keys).
+    loaded = load_key(key_id)
+    check_secret(loaded.api_key if loaded is not None else None, secret)
+    return loaded
 
 
 def admit_key(request: HttpRequest) -> LoadedKey:

@@ -67,11 +67,6 @@ class Pricing:
         return self._card
 
     @property
-    def loaded_card(self) -> RateCard | None:
-        """The rate card if something read it already, else None."""
-        return self._card
-
-    @property
     def catalog(self) -> ModelCatalog:
         if self._catalog is None:
             self._catalog = ModelCatalog()
