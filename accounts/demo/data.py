@@ -37,8 +37,9 @@ from billing.plans.onboarding import create_account
 from usage.api.ratelimit import hit
 from usage.charging.rollups import rollup_day
 from usage.charging.session import ChargeSession
-from usage.ingest.calls import refund_call, report_hash
+from usage.ingest.calls import refund_call
 from usage.ingest.events import ingest_events
+from usage.ingest.fingerprints import call_hash
 from usage.models import Call
 from usage.rating.rules import rate_call
 from usage.reports import CallReport, EventReport
@@ -501,7 +502,7 @@ def charge_final_calls(*, account_id: int, reports: list[CallReport]) -> None:
                 hold_seconds=report.hold_seconds,
                 destination=report.destination,
                 llm=report.llm,
-                final_hash=report_hash(report),
+                final_hash=call_hash(report),
                 billable_seconds=rating.billable_quantity,
                 allowance_seconds=rating.allowance_seconds,
                 cost_micros=rating.cost_micros,
