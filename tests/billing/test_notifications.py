@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.test import override_settings
 
+from billing import tasks
 from billing.alerts import balance as alerts
 from billing.invoicing.invoices import invoice_thresholds
 from billing.invoicing.period_close import close_periods
@@ -385,7 +386,9 @@ def test_sending_is_queued_to_the_task_worker_when_the_transaction_commits(
     account, django_capture_on_commit_callbacks, monkeypatch, mailoutbox
 ):
     queued = []
-    monkeypatch.setattr("django_q.tasks.async_task", lambda *args: queued.append(args))
+    monkeypatch.setattr(
+        "django_q.tasks.async_task", lambda func, **kwargs: queued.append((func, kwargs))
+    )
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         notice = notify(account=account, kind="zero_balance", key="q", context={}, now=NOW)
@@ -393,9 +396,9 @@ def test_sending_is_queued_to_the_task_worker_when_the_transaction_commits(
     for callback in callbacks:
         callback()
 
-    assert queued == [("billing.notifications.sending.send_notification", notice.pk)]
+    assert queued == [("billing.tasks.send_notification", {"notification_id": notice.pk})]
     assert mailoutbox == []
-    assert send_notification(notice.pk) == "sent"  # what the worker runs
+    assert tasks.send_notification(notification_id=notice.pk) == "sent"  # what the worker runs
 
 
 # Lock order: a delivery never waits for the account row ----------------------------------------

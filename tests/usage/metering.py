@@ -36,6 +36,25 @@ def no_ledger_drift(request):
     assert ledger_drift() == []
 
 
+@pytest.fixture
+def held_account(make_account, make_key):
+    """A prepaid account with credit held by an authorized call that never reported."""
+    from usage.spending.authorize import authorize
+
+    account = make_account("voice-prepaid", credit_micros=20 * USD)
+    authorize(
+        api_key=make_key(account).api_key,
+        feature="call",
+        model="",
+        provider="",
+        start_within="",
+        call_id="never-reported",
+        now=NOW,
+    )
+    assert held(account) > 0
+    return account
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{next(_ids)}"
 
