@@ -50,7 +50,7 @@ def run_in_worker(func: str, *args, **kwargs) -> str:
 
 
 @pytest.fixture
-def queued(monkeypatch):
+def queued_tasks(monkeypatch):
     """Capture what is queued for the task worker instead of queueing it."""
     captured = []
     monkeypatch.setattr(
@@ -60,7 +60,7 @@ def queued(monkeypatch):
 
 
 @pytest.fixture
-def pending_auto_topup(make_account, queued, settings, django_capture_on_commit_callbacks):
+def pending_auto_topup(make_account, queued_tasks, settings, django_capture_on_commit_callbacks):
     """A 20 USD auto-top-up whose charge was queued and has not run yet."""
     account = make_account("voice-prepaid", credit_micros=30 * USD)
     add_test_card(account=account, behaviour="succeed", now=NOW)
@@ -87,7 +87,7 @@ def pending_notifications(make_account):
     ]
 
 
-def sent(notifications) -> list[str]:
+def statuses(notifications) -> list[str]:
     return [Notification.objects.get(pk=n.pk).status for n in notifications]
 
 
@@ -109,12 +109,12 @@ def test_every_entry_point_takes_keywords_only_and_ignores_unknown_ones(path):
     assert inspect.Parameter.VAR_KEYWORD in kinds
 
 
-def test_tasks_are_queued_by_their_stable_path_with_keywords(pending_auto_topup, queued):
-    assert ("billing.tasks.charge_auto_topup", {"topup_id": pending_auto_topup.pk}) in queued
+def test_tasks_are_queued_by_their_stable_path_with_keywords(pending_auto_topup, queued_tasks):
+    assert ("billing.tasks.charge_auto_topup", {"topup_id": pending_auto_topup.pk}) in queued_tasks
 
 
 def test_a_card_change_is_queued_by_its_stable_path(
-    make_account, queued, settings, django_capture_on_commit_callbacks
+    make_account, queued_tasks, settings, django_capture_on_commit_callbacks
 ):
     settings.PAYMENTS_SYNC = False
     account = make_account("voice-payg")
@@ -122,14 +122,14 @@ def test_a_card_change_is_queued_by_its_stable_path(
     with django_capture_on_commit_callbacks(execute=True):
         add_test_card(account=account, behaviour="succeed", now=NOW)
 
-    assert queued == [("billing.tasks.card_changed", {"account_id": account.pk})]
+    assert queued_tasks == [("billing.tasks.card_changed", {"account_id": account.pk})]
 
 
-def test_arguments_django_q2_would_keep_for_itself_are_refused(queued):
+def test_arguments_django_q2_would_keep_for_itself_are_refused(queued_tasks):
     with pytest.raises(ValueError, match="django-q2 options"):
         enqueue("billing.tasks.send_notification", notification_id=1, timeout=5)
 
-    assert queued == []
+    assert queued_tasks == []
 
 
 def test_a_stable_path_runs_in_the_worker_and_ignores_what_it_does_not_know(
@@ -142,7 +142,7 @@ def test_a_stable_path_runs_in_the_worker_and_ignores_what_it_does_not_know(
     )
 
     assert result == "sent"
-    assert sent([notice]) == [NotificationStatus.SENT]
+    assert statuses([notice]) == [NotificationStatus.SENT]
     assert len(mailoutbox) == 1
 
 
@@ -169,7 +169,7 @@ def test_a_notification_queued_before_the_move_is_still_sent(pending_notificatio
 
     assert run_in_worker("billing.notifications.send_notification", notice.pk) == "sent"
 
-    assert sent([notice]) == [NotificationStatus.SENT]
+    assert statuses([notice]) == [NotificationStatus.SENT]
     assert len(mailoutbox) == 1
 
 
@@ -180,7 +180,7 @@ def test_notifications_queued_together_before_the_move_are_still_sent(
 
     assert run_in_worker("billing.notifications.send_notifications", ids) == "2 of 2 sent"
 
-    assert sent(pending_notifications) == [NotificationStatus.SENT] * 2
+    assert statuses(pending_notifications) == [NotificationStatus.SENT] * 2
     assert len(mailoutbox) == 2
 
 
