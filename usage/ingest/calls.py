@@ -104,7 +104,7 @@ def _report_call(*, report: CallReport, now: datetime, first_try: bool) -> tuple
         subscription=subscription,
         allowance_at_call=read.allowance_at_call,
         new_call_pk=read.new_call_pk if call is None else None,
-        at=at,
+        now=now,
     )
     with transaction.atomic():
         account = lock_for_charge(account_id, now=now)
@@ -142,10 +142,10 @@ def _prepare(
     subscription: Subscription | None,
     allowance_at_call: bool,
     new_call_pk: int | None,
-    at: datetime,
+    now: datetime,
 ) -> _Prepared:
-    """Read and rate what can be before the lock (`allowance_at_call`: see usage.reads.calls); `at`
-    is the call's moment (`call_moment`)."""
+    """Read and rate what can be before the lock (`allowance_at_call`: see usage.reads.calls)."""
+    at = call_moment(connected_at=report.connected_at, ended_at=report.ended_at, charged_at=now)
     if report.status not in FINAL_CALL_STATUSES or subscription is None:
         return _Prepared(subscription, None, None, at, None)
     # Read before the lock: a plan or rate change committed while this report waits for the
