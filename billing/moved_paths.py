@@ -9,8 +9,8 @@ How they resolve: `pydoc.locate("billing.cards.card_changed")` imports the longe
 is a module (`billing`) and looks the rest up as attributes (`.cards`, then `.card_changed`). So
 each module where an old path now ends in a missing attribute (`billing`, `billing.notifications`,
 `billing.jobs`) has a module `__getattr__` (PEP 562) that asks `moved()`, which answers only for
-the paths in MOVED and otherwise raises the usual AttributeError. It imports nothing until a
-path is asked for, so an unknown attribute costs what it always did.
+the paths in MOVED and otherwise raises the usual AttributeError; a hook runs only for a name
+the module does not have, and the entry point is imported only when its task runs.
 
 Schedule rows are rewritten to the new paths by migration billing/0013; an entry may be removed
 once no deployment can still hold a task or a row queued with its old path.
