@@ -7,9 +7,9 @@ keyword-only arguments, ignores those it does not know (a task queued by another
 makes one call into its service, which is free to move. Paths that work queued before a move
 may still name resolve through billing.moved_paths.
 
-Every task here has a row that a scheduled job picks up again if the task is lost (a pending
-notification, a pending auto-top-up), and is safe to run twice or concurrently: django-q2
-delivers at least once.
+Each is safe to run twice or concurrently: django-q2 delivers at least once. A lost notification
+or auto-top-up charge is picked up again from its pending row by a scheduled job; a card change
+the broker refuses runs inline instead (billing.payments.cards.queue_card_changed).
 """
 
 from billing.notifications import sending
