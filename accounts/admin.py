@@ -1,4 +1,4 @@
-"""Staff's view of users, accounts, memberships and keys, with the money actions (issue: admin).
+"""Staff's view of users, accounts, memberships and keys, with the money actions.
 
 The money actions (credit-back, top-up refund, grant, adjustment, plan change) are form pages
 under each account (`<account>/staff/<action>/`); each form carries a one-time token that is the

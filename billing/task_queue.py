@@ -16,14 +16,41 @@ import logging
 
 logger = logging.getLogger(__name__)
 
+# Keywords async_task takes as its own options instead of passing them to the task.
+_DJANGO_Q_OPTIONS = frozenset(
+    {
+        "hook",
+        "group",
+        "save",
+        "sync",
+        "cached",
+        "ack_failure",
+        "iter_count",
+        "iter_cached",
+        "chain",
+        "broker",
+        "cluster",
+        "timeout",
+        "q_options",
+        "task_name",
+    }
+)
 
-def enqueue(func: str, *args) -> bool:
-    """Queue `func(*args)` for the task worker; return False (and log) if the broker refused."""
+
+def enqueue(func: str, **kwargs) -> bool:
+    """Queue `func(**kwargs)` for the task worker; return False (and log) if the broker refused.
+
+    `func` is the stable dotted path of an entry point in billing.tasks, never a service's:
+    a queued task may run after a deploy that moved the service.
+    """
     from django_q.tasks import async_task
 
+    if _DJANGO_Q_OPTIONS & kwargs.keys():
+        # django-q2 would swallow these silently and the task would run without them.
+        raise ValueError(f"Task arguments named like django-q2 options: {sorted(kwargs)}")
     try:
-        async_task(func, *args)
+        async_task(func, **kwargs)
     except Exception:
-        logger.exception("Could not queue %s%r; it will be picked up again later", func, args)
+        logger.exception("Could not queue %s(%r); it will be picked up again later", func, kwargs)
         return False
     return True

@@ -1,6 +1,6 @@
 """The site's own middleware: security headers, and browser middleware kept off the JSON API.
 
-Content-Security-Policy (issue: dashboard): every script and style is a file under /static/
+Content-Security-Policy: every script and style is a file under /static/
 (htmx and Chart.js are vendored there), so the policy allows nothing inline and nothing from
 another host. Django's admin keeps a few inline styles of its own and is staff-only, so it gets
 the looser default of the browser.

@@ -1,4 +1,4 @@
-"""Benchmark of the gateway API's hot path (issue: metering and rating). Prints its figures.
+"""Benchmark of the gateway API's hot path. Prints its figures.
 
     uv run python scripts/bench_api.py [--seconds 10] [--workers 4]
 

@@ -1,4 +1,4 @@
-"""Benchmark of the customer dashboard (issue 7: dashboard). Prints its figures.
+"""Benchmark of the customer dashboard. Prints its figures.
 
     uv run python scripts/bench_dashboard.py [--calls 1000000] [--requests 60]
 
@@ -281,7 +281,8 @@ def main() -> None:
     from django.test import Client
     from django.utils import timezone
 
-    from accounts.demo.data import CUSTOMER_EMAIL, build_demo
+    from accounts.demo.build import build_demo
+    from accounts.demo.data import CUSTOMER_EMAIL
     from accounts.models import Account, User
     from billing.ledger.drift import ledger_drift
     from usage.pages.usage_log import LogFilter, log_page

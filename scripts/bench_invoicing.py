@@ -1,4 +1,4 @@
-"""Benchmark of invoicing at scale (issue: invoices, periods and jobs). Prints its figures.
+"""Benchmark of invoicing at scale. Prints its figures.
 
     uv run python scripts/bench_invoicing.py [--accounts 100000]
 

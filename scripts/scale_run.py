@@ -1,4 +1,4 @@
-"""Scale run (issue 9): millions of rated usage items on PostgreSQL, then what they cost to serve.
+"""Scale run: millions of rated usage items on PostgreSQL, then what they cost to serve.
 
     uv run python scripts/scale_run.py [--items 10000000] [--accounts 100000] [--keep]
 

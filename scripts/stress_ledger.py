@@ -1,4 +1,4 @@
-"""Stress test of the ledger under concurrency (issue 9). Not a test: prints its figures.
+"""Stress test of the ledger under concurrency. Not a test: prints its figures.
 
     uv run python scripts/stress_ledger.py [--seconds 60] [--processes 16]
 

@@ -1,4 +1,4 @@
-"""Rated usage at scale, written with COPY (issue 9): what weeks of real ingestion leave behind.
+"""Rated usage at scale, written with COPY: what weeks of real ingestion leave behind.
 
 `generate_usage` opens N accounts on the six example plans and gives them M usage items in the
 current period: calls, and chat, SMS, LLM, embedding and flex events. Every item is rated by the

@@ -3,13 +3,13 @@
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import Q
 
 from accounts.models import Account
 from billing.models import Allowance, ModelPrice, Rate, Subscription
 from billing.money import micros_to_api
 from billing.periods import period_containing
-from usage.models import UsageRollup
+from usage.reads.rollups import ComponentUsage, period_usage_by_component
 
 
 def balance_summary(*, account: Account) -> dict:
@@ -33,24 +33,10 @@ def usage_summary(*, account: Account, now: datetime) -> dict:
     start, end = subscription.current_period_start, subscription.current_period_end
     if now >= end or now < start:
         start, end = period_containing(anchor_day=subscription.anchor_day, moment=now)
-    rows = (
-        UsageRollup.objects.filter(
-            account=account, is_line=False, day__gte=start.date(), day__lt=end.date()
-        )
-        .values("component")
-        .annotate(
-            items=Sum("items"),
-            quantity=Sum("quantity"),
-            output_tokens=Sum("output_tokens"),
-            allowance_seconds=Sum("allowance_seconds"),
-            cost=Sum("cost_micros"),
-            refunded=Sum("refunded_micros"),
-        )
-    )
-    by = {row["component"]: row for row in rows}
+    by = period_usage_by_component(account=account, start=start, end=end)
 
-    def total(component, field):
-        return int((by.get(component) or {}).get(field) or 0)
+    def total(component: str, field: str) -> int:
+        return getattr(by.get(component, ComponentUsage()), field)
 
     tokens_in = total("llm", "quantity") + total("embedding", "quantity")
     allowance = Allowance.objects.filter(account=account, period_start=start).first()
@@ -68,8 +54,8 @@ def usage_summary(*, account: Account, now: datetime) -> dict:
         "llm_requests": total("llm", "items") + total("flex", "items"),
         "input_tokens": tokens_in,
         "output_tokens": total("llm", "output_tokens"),
-        "cost": micros_to_api(sum(int(r["cost"] or 0) for r in by.values())),
-        "refunded": micros_to_api(sum(int(r["refunded"] or 0) for r in by.values())),
+        "cost": micros_to_api(sum(u.cost_micros for u in by.values())),
+        "refunded": micros_to_api(sum(u.refunded_micros for u in by.values())),
         "allowance_minutes": _minutes(total_allowance),
         "allowance_used_minutes": _minutes(used),
         "allowance_remaining_minutes": _minutes(max(total_allowance - used, 0)),

@@ -1,0 +1,1 @@
+"""The demo dataset of `manage.py demo`, made by the real services."""

@@ -2,8 +2,6 @@
 
 from datetime import datetime
 
-from django.db.models import Q, Sum
-
 from accounts.models import Account, ApiKey, KeyKind, RateTier
 from billing.models import Subscription
 
@@ -14,7 +12,7 @@ def subaccount_rows(*, parent: Account) -> list[dict]:
     Two queries whatever the number of children: their subscriptions, and one aggregate over
     the daily rollups that picks each child's own period.
     """
-    from usage.models import UsageRollup  # usage depends on accounts, not the other way round
+    from usage.reads.rollups import period_spend_by_account
 
     subscriptions = list(
         Subscription.objects.filter(account__parent=parent)
@@ -23,35 +21,23 @@ def subaccount_rows(*, parent: Account) -> list[dict]:
     )
     if not subscriptions:
         return []
-    periods = Q()
-    for subscription in subscriptions:
-        periods |= Q(
-            account_id=subscription.account_id,
-            day__gte=subscription.current_period_start.date(),
-            day__lt=subscription.current_period_end.date(),
-        )
-    totals = {
-        row["account_id"]: row
-        for row in UsageRollup.objects.filter(periods, is_line=False)
-        .values("account_id")
-        .annotate(
-            seconds=Sum("quantity", filter=Q(component="call")),
-            cost=Sum("cost_micros"),
-            refunded=Sum("refunded_micros"),
-        )
-    }
+    spends = period_spend_by_account(
+        periods={
+            s.account_id: (s.current_period_start, s.current_period_end) for s in subscriptions
+        }
+    )
     rows = []
     for subscription in subscriptions:
         account = subscription.account
-        total = totals.get(account.pk, {})
+        spend = spends[account.pk]
         rows.append(
             {
                 "account": account,
                 "plan": subscription.plan,
                 "period_start": subscription.current_period_start,
                 "period_end": subscription.current_period_end,
-                "minutes": (total.get("seconds") or 0) // 60,
-                "cost_micros": (total.get("cost") or 0) - (total.get("refunded") or 0),
+                "minutes": spend.call_seconds // 60,
+                "cost_micros": spend.net_micros,
             }
         )
     return rows

@@ -11,7 +11,6 @@ import functools
 from collections.abc import Iterable
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Q, Sum
 from django.http import Http404, StreamingHttpResponse
 from django.utils import timezone
 
@@ -97,23 +96,17 @@ def sidebar(request) -> dict:
         return shared
     from billing.models import Subscription
     from billing.periods import current_period
-    from usage.models import UsageRollup
+    from usage.reads.rollups import Spend, period_spend
 
     now = timezone.now()
     subscription = Subscription.objects.select_related("plan").filter(account=account).first()
-    totals = {}
+    spend = Spend()
     days_to_reset = None
     if subscription is not None:
         start, end = current_period(subscription=subscription, now=now)
-        totals = UsageRollup.objects.filter(
-            account=account, is_line=False, day__gte=start.date(), day__lt=end.date()
-        ).aggregate(
-            seconds=Sum("quantity", filter=Q(component="call")),
-            cost=Sum("cost_micros"),
-            refunded=Sum("refunded_micros"),
-        )
+        spend = period_spend(account=account, start=start, end=end)
         days_to_reset = (end.date() - now.date()).days
-    seconds = totals.get("seconds") or 0
+    seconds = spend.call_seconds
     # Voice plans read minutes at a glance (SPEC D1); token and commission plans read money.
     shows_minutes = bool(seconds) or bool(subscription and subscription.plan.included_minutes)
     role = getattr(request, "role", None)
@@ -126,7 +119,7 @@ def sidebar(request) -> dict:
         "subscription": subscription,
         "period_minutes": f"{seconds / 60:,.1f}",
         "shows_minutes": shows_minutes,
-        "period_spend_micros": (totals.get("cost") or 0) - (totals.get("refunded") or 0),
+        "period_spend_micros": spend.net_micros,
         "days_to_reset": days_to_reset,
         "section": _section(request),
     }

@@ -42,7 +42,7 @@ from billing.models import (
     Subscription,
 )
 from billing.periods import period_after
-from billing.plans.allowances import included_credit_posting
+from billing.plans.allowances import included_credit_posting, rollover_seconds
 
 # Accounts per transaction. Larger chunks save statements but hold more locks for longer and
 # more objects in memory (about 40 kB per account while its chunk is open).
@@ -153,10 +153,14 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
                         period_start=next_start,
                         period_end=next_end,
                         included_seconds=next_plan.included_minutes * 60,
-                        rollover_seconds=_rollover_seconds(
-                            enabled=rollover,
-                            plan=plan,
+                        rollover_seconds=rollover_seconds(
+                            rollover_enabled=rollover,
                             previous=allowances.get((account.pk, start)),
+                            # A period in which the plan was changed to or from one with
+                            # included minutes has its row (keep_period_allowance), so no
+                            # row here means the ending period's allowance, that of the plan
+                            # it began on, was not used at all.
+                            unused_without_row_seconds=plan.included_minutes * 60,
                         ),
                     )
                 )
@@ -220,20 +224,6 @@ def _period_document(*, account, plan, start, end, rows, moves, now) -> Draft:
             minimum_micros=plan.minimum_charge_micros,
         )
     return _statement(account=account, start=start, end=end, rows=rows, moves=moves, now=now)
-
-
-def _rollover_seconds(*, enabled: bool, plan: Plan, previous) -> int:
-    """Included seconds carried into the next period: what was left, if rollover is on (U9).
-
-    `plan` is the plan the ending period began on. A period in which the plan was changed to or from
-    one with included minutes has its row (billing.plans.allowances.keep_period_allowance), so no
-    row here means the period's allowance was not used at all.
-    """
-    if not enabled:
-        return 0
-    if previous is not None:
-        return max(previous.remaining_seconds, 0)
-    return plan.included_minutes * 60  # no usage at all last period: the whole allowance
 
 
 def _ledger_movements(subscriptions, *, cutoff: datetime) -> dict[int, dict[str, int]]:

@@ -51,7 +51,8 @@ def _send_inline(notification_ids: list[int]) -> None:
 
 
 def send_notifications(notification_ids: list[int]) -> str:
-    """Task: send several notifications; one failure does not stop the others."""
+    """Send several notifications (task billing.tasks.send_notifications); one failure does
+    not stop the others."""
     sent = 0
     for notification_id in notification_ids:
         try:
@@ -63,7 +64,8 @@ def send_notifications(notification_ids: list[int]) -> str:
 
 
 def send_notification(notification_id: int) -> str:
-    """Task: send one notification unless it was sent, skipped or given up on already.
+    """Send one notification (task billing.tasks.send_notification) unless it was sent,
+    skipped or given up on already.
 
     Return "sent", "skipped" (the kind is turned off) or "nothing to send". Raise what the mail
     backend raised after recording the failure, so the queue retries it.
@@ -188,11 +190,11 @@ def queue_send(notification_id: int) -> None:
         _send_inline([notification_id])
         return
     # A refused task leaves the row pending for send_pending_notifications.
-    enqueue("billing.notifications.sending.send_notification", notification_id)
+    enqueue("billing.tasks.send_notification", notification_id=notification_id)
 
 
 def queue_send_many(notification_ids: list[int]) -> None:
     if getattr(settings, "NOTIFICATIONS_SYNC", False):
         _send_inline(notification_ids)
         return
-    enqueue("billing.notifications.sending.send_notifications", notification_ids)
+    enqueue("billing.tasks.send_notifications", notification_ids=notification_ids)

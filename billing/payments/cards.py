@@ -195,14 +195,15 @@ def queue_card_changed(account_id: int) -> None:
     if getattr(settings, "PAYMENTS_SYNC", False):
         card_changed(account_id)
         return
-    if not enqueue("billing.payments.cards.card_changed", account_id):
+    if not enqueue("billing.tasks.card_changed", account_id=account_id):
         # No job would pick this up again (re-arming auto-top-up, retrying unpaid invoices at
         # once), so with the broker down it runs here; a card change is rare.
         card_changed(account_id)
 
 
 def card_changed(account_id: int) -> str:
-    """The task after a card was added or made default: retry unpaid invoices, re-arm."""
+    """After a card was added or made default (task billing.tasks.card_changed): retry unpaid
+    invoices, re-arm auto-top-up."""
 
     now = timezone.now()
     account = Account.objects.get(pk=account_id)

@@ -41,12 +41,12 @@ def queue_charge(topup_id: int) -> None:
         charge_auto_topup(topup_id)
         return
     # A refused task leaves the top-up pending; retry_auto_topups asks again after STALE_PENDING.
-    enqueue("billing.payments.off_session.charge_auto_topup", topup_id)
+    enqueue("billing.tasks.charge_auto_topup", topup_id=topup_id)
 
 
 def charge_auto_topup(topup_id: int) -> str:
-    """The task: charge a pending auto-top-up once (its key makes a repeat ask Stripe again
-    for the same answer) and apply the result."""
+    """Charge a pending off-session top-up once (task billing.tasks.charge_auto_topup; its key
+    makes a repeat ask Stripe again for the same answer) and apply the result."""
     now = timezone.now()
     topup = TopUp.objects.select_related("account").get(pk=topup_id)
     if topup.status != TopUpStatus.PENDING:

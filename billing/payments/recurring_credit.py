@@ -10,7 +10,7 @@ Exactly once per account and period: the purchase starts by inserting the period
 `RecurringCreditPurchase`, whose unique (account, period start) is the idempotency claim, so the job
 run twice or concurrently, or the customer saving the settings while it runs, makes one purchase.
 Each attempt is a top-up of kind `recurring` whose key names the account, the period and the
-attempt; it is charged by the auto-top-up's task (`billing.payments.off_session.charge_auto_topup`),
+attempt; it is charged by the auto-top-up's task (`billing.tasks.charge_auto_topup`),
 and a decline, a card that needs authentication and a lost task are handled there too: the decline
 backs off 1 h, 6 h, 24 h on the purchase row, then waits for the customer (saving the settings tries
 again). Retries stop when the period ends; the next period is a new purchase.

@@ -53,22 +53,46 @@ def current_allowance(
     allowance = Allowance.objects.filter(account=account, period_start=start).first()
     if allowance is not None or not plan.included_minutes:
         return allowance
-    rollover = 0
-    if subscription.rollover_enabled:
-        previous = (
+    previous = None
+    if subscription.rollover_enabled:  # else no rollover: not even a query
+        latest = (
             Allowance.objects.filter(account=account, period_start__lt=start)
             .order_by("-period_start")
             .first()
         )
-        if previous is not None and previous.period_end == start:
-            rollover = max(previous.remaining_seconds, 0)
+        if latest is not None and latest.period_end == start:
+            previous = latest
     return Allowance.objects.create(
         account=account,
         period_start=start,
         period_end=end,
         included_seconds=plan.included_minutes * 60,
-        rollover_seconds=rollover,
+        rollover_seconds=rollover_seconds(
+            rollover_enabled=subscription.rollover_enabled,
+            previous=previous,
+            # Every period with included minutes has its row from its start (opening, period
+            # close, an immediate plan change), so a period just before without one is one
+            # that period close has not reached yet: what it left is not known here, and
+            # nothing rolls over.
+            unused_without_row_seconds=0,
+        ),
     )
+
+
+def rollover_seconds(
+    *, rollover_enabled: bool, previous: Allowance | None, unused_without_row_seconds: int
+) -> int:
+    """Return the included seconds a period takes over from the period just before it (U9).
+
+    With rollover on, what that period left unused: what its allowance row has left, never
+    less than nothing; `unused_without_row_seconds` when it has no row (the caller knows why).
+    With rollover off, nothing: unused minutes expire at the period's end.
+    """
+    if not rollover_enabled:
+        return 0
+    if previous is not None:
+        return max(previous.remaining_seconds, 0)
+    return unused_without_row_seconds
 
 
 def keep_period_allowance(

@@ -21,7 +21,8 @@ from billing.money import micros_to_api
 from billing.payments import cards, topups
 from billing.periods import current_period
 from usage.pages.runway import credit_runway_days, runway_sentence
-from usage.spending.budgets import budget_label, period_spend_micros
+from usage.reads.rollups import period_spend
+from usage.spending.budgets import budget_label
 
 AUTO_FIELDS = ("threshold", "amount", "target", "monthly_cap")
 
@@ -66,7 +67,7 @@ def budgets_for(*, account: Account, now: datetime) -> dict:
     """Return the account's budgets with the period's spend against each."""
     subscription = Subscription.objects.get(account=account)
     start, end = current_period(subscription=subscription, now=now)
-    spend = period_spend_micros(account=account, start=start, end=end)
+    spend = period_spend(account=account, start=start, end=end).net_micros
     budgets = list(Budget.objects.filter(account=account).select_related("api_key").order_by("pk"))
     return {
         "spend_micros": spend,

@@ -1,4 +1,4 @@
-"""Staff members, paid top-ups and snapshots for the staff-in-admin tests (issue 8).
+"""Staff members, paid top-ups and snapshots for the staff-in-admin tests.
 
 Staff members are put in the real Support and Finance groups that migration 0010 creates, so the
 tests check the permissions staff actually get. Top-ups are paid through the test-mode payment

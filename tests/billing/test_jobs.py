@@ -39,16 +39,14 @@ from tests.billing.usage_reports import (
     report_usage_of_458_usd,
 )
 from tests.conftest import NOW
-from usage.reads.keys import load_key
-from usage.spending.authorize import authorize
 
 LATER = NOW + timedelta(days=3)
 AFTER_FIRST = datetime(2026, 4, 15, 1, 0, tzinfo=UTC)
-# SPEC O3: the jobs of issue 4 and how often they run (other issues add more).
+# SPEC O3: the scheduled jobs and how often they run.
 REQUIRED = {
     "Threshold invoicing": ("billing.jobs.invoice_thresholds", 30),
     "Period close": ("billing.jobs.close_periods", 60),
-    "Reservation expiry": ("billing.jobs.release_holds", 5),
+    "Reservation expiry": ("usage.jobs.release_holds", 5),
     "Credit expiry": ("billing.jobs.expire_credit", 60),
     "Dunning retries": ("billing.jobs.collect_invoices", 15),
     "Ledger check": ("billing.jobs.check_ledger", 24 * 60),
@@ -70,23 +68,6 @@ def threshold_account(make_account):
     account = make_account("voice-payg")
     add_card(account)
     report_usage_of_458_usd(account, now=LATER)
-    return account
-
-
-@pytest.fixture
-def held_account(make_account, make_key):
-    """A prepaid account with credit held by an authorized call that never reported."""
-    account = make_account("voice-prepaid", credit_micros=20 * USD)
-    authorize(
-        key=load_key(make_key(account).api_key.key_id),
-        feature="call",
-        model="",
-        provider="",
-        start_within="",
-        call_id="never-reported",
-        now=NOW,
-    )
-    assert reload(account).held_micros > 0
     return account
 
 
@@ -162,15 +143,6 @@ def test_the_period_close_job_closes_ended_periods_and_charges_their_invoices(ma
     [invoice] = Invoice.objects.filter(account=account)
     assert (invoice.status, invoice.created_at) == (InvoiceStatus.PAID, AFTER_FIRST)
     assert len(entries(account, EntryKind.INVOICE_PAYMENT)) == 1
-
-
-def test_the_hold_release_job_frees_credit_held_by_calls_that_never_reported(held_account):
-    with at(NOW + timedelta(minutes=1)):
-        assert jobs.release_holds() == "0 hold(s) released"
-    with at(NOW + timedelta(days=1)):
-        assert jobs.release_holds() == "1 hold(s) released"
-
-    assert reload(held_account).held_micros == 0
 
 
 def test_the_credit_expiry_job_writes_off_credit_past_its_expiry(expiring_account):
@@ -262,11 +234,6 @@ def test_close_periods_command_closes_as_of_now(make_account):
         assert command("close_periods") == "1 period(s) closed, 0 invoice(s) charged\n"
 
     assert Invoice.objects.get(account=account).closing_balance_micros == 20 * USD
-
-
-def test_release_holds_command_releases_as_of_now(held_account):
-    with at(NOW + timedelta(days=1)):
-        assert command("release_holds") == "1 hold(s) released\n"
 
 
 def test_expire_credit_command_expires_as_of_now(expiring_account):

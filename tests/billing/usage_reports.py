@@ -1,4 +1,4 @@
-"""Usage, cards and checks for the invoice, period and collection tests (issue 4).
+"""Usage, cards and checks for the invoice, period and collection tests.
 
 Usage goes through the real rating services (`usage.ingest.calls.report_call`,
 `usage.ingest.events.ingest_events`), so every invoice in these tests is cut from what rating wrote.

@@ -1,4 +1,4 @@
-"""Killing a worker at a chosen point of a job, for the crash tests (issue 9).
+"""Killing a worker at a chosen point of a job, for the crash tests.
 
 `run_until_killed(job, kill_point)` forks a child that arms the kill point and runs `job()`; the
 kill point sends the child SIGKILL when the job reaches it, so nothing of the child's Python runs

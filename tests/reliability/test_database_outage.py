@@ -1,4 +1,4 @@
-"""PostgreSQL drops every connection in the middle of usage ingestion (SPEC L2-L4, U10; issue 9).
+"""PostgreSQL drops every connection in the middle of usage ingestion (SPEC L2-L4, U10).
 
 The shared PostgreSQL server is not restarted (other test runs use it): the live server reaches
 it through `TcpProxy`, which the test cuts, all connections at once and mid-stream, and keeps

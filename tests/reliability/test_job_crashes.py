@@ -1,5 +1,5 @@
 """A worker killed in the middle of period close or of an auto-top-up, then the jobs rerun
-(SPEC I3, P2, N3; issue 9).
+(SPEC I3, P2, N3).
 
 Each test forks a child that runs the job as the scheduler would and is killed with SIGKILL at
 one point: the invoice (or top-up) rows written but not committed; committed but nothing after

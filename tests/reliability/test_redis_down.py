@@ -1,4 +1,4 @@
-"""Redis down: what still works and which way rate limits fail (SPEC G2, O2; issue 9).
+"""Redis down: what still works and which way rate limits fail (SPEC G2, O2).
 
 Redis is the cache, the rate-limit counter store and django-q2's task broker in production.
 Here REDIS_URL, the cache and the broker point at a local port where nothing listens. Decided

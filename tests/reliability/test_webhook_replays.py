@@ -1,5 +1,5 @@
 """Every Stripe event we handle, duplicated, reordered and replayed through the real signed
-endpoint, leaves exactly one effect (SPEC P1-P4, P3; issue 9).
+endpoint, leaves exactly one effect (SPEC P1-P4, P3).
 
 tests/billing/payments/test_webhooks.py already checks the three events of a paid Checkout top-up
 in every order. This module covers the other handled events the same way. For each scenario the

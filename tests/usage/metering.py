@@ -1,4 +1,4 @@
-"""Helpers for the metering and rating tests (issue 3): reports built relative to NOW, what the
+"""Helpers for the metering and rating tests: reports built relative to NOW, what the
 database holds as plain data, and running one function in several OS processes at once.
 
 Test modules import `no_ledger_drift` so that every test ends with the ledger invariant checked.
@@ -20,6 +20,7 @@ from billing.ledger.drift import ledger_drift
 from billing.models import Allowance, CreditGrant, LedgerEntry
 from tests.conftest import NOW
 from usage.models import Call, Reservation, UsageCarry, UsageEvent, UsageRollup
+from usage.reads.keys import load_key
 from usage.reports import CallReport, EventReport
 
 USD = 1_000_000
@@ -34,6 +35,25 @@ def no_ledger_drift(request):
     request.getfixturevalue("db")
     yield
     assert ledger_drift() == []
+
+
+@pytest.fixture
+def held_account(make_account, make_key):
+    """A prepaid account with credit held by an authorized call that never reported."""
+    from usage.spending.authorize import authorize
+
+    account = make_account("voice-prepaid", credit_micros=20 * USD)
+    authorize(
+        key=load_key(make_key(account).api_key.key_id),
+        feature="call",
+        model="",
+        provider="",
+        start_within="",
+        call_id="never-reported",
+        now=NOW,
+    )
+    assert held(account) > 0
+    return account
 
 
 def new_id(prefix: str) -> str:

@@ -1,9 +1,7 @@
 """Call reports from the platform: record, rate once when final, refund (U1-U4, P4)."""
 
-import hashlib
-import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
 
@@ -14,31 +12,25 @@ from usage.charging.lock import ChargeLock, lock_for_charge
 from usage.charging.refunds import record_refund
 from usage.charging.rollups import rollup_day
 from usage.charging.session import ChargeSession, Pricing
+from usage.ingest.fingerprints import call_hash
+from usage.ingest.validation import moment_problem
 from usage.models import FINAL_CALL_STATUSES, Call, CallStatus, Direction
 from usage.rating.rules import Rating, rate_call
 from usage.reads.calls import read_before_lock
 from usage.reports import CallReport, Conflict, NotFound, UsageError
 from usage.spending.holds import settle_hold
 
-# Usage may be reported up to 35 days late (U10); clocks may disagree by a few minutes.
-LATE_LIMIT = timedelta(days=35)
-CLOCK_SKEW = timedelta(minutes=5)
 
+def call_moment(
+    *, connected_at: datetime | None, ended_at: datetime | None, charged_at: datetime
+) -> datetime:
+    """Return the moment a call is rated and counted at: its connection, else its end, else
+    the moment its final report was charged (that report's `now`, then `Call.charged_at`).
 
-def report_hash(report: CallReport) -> str:
-    """Fingerprint of what a final report says, to tell a repeat from a contradiction."""
-    fields = {
-        "account": report.account,
-        "status": report.status,
-        "direction": report.direction,
-        "connected_at": report.connected_at.isoformat() if report.connected_at else None,
-        "ended_at": report.ended_at.isoformat() if report.ended_at else None,
-        "transferred_at": report.transferred_at.isoformat() if report.transferred_at else None,
-        "hold_seconds": str(report.hold_seconds.normalize()),
-        "destination": report.destination,
-        "llm": report.llm,
-    }
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    It picks the rates in effect, the period whose allowance the call uses, and the rollup day
+    its cost and any refund of it are counted on.
+    """
+    return connected_at or ended_at or charged_at
 
 
 def _validate(report: CallReport, now: datetime) -> None:
@@ -54,12 +46,9 @@ def _validate(report: CallReport, now: datetime) -> None:
         moment = getattr(report, name)
         if moment is None:
             continue
-        if moment.tzinfo is None:
-            raise UsageError(f"{name} needs a time zone.", param=name)
-        if moment > now + CLOCK_SKEW:
-            raise UsageError(f"{name} is in the future.", param=name)
-        if moment < now - LATE_LIMIT:
-            raise UsageError(f"{name} is more than 35 days ago; too late to bill.", param=name)
+        problem = moment_problem(name=name, moment=moment, now=now)
+        if problem:
+            raise UsageError(f"{problem}.", param=name)
     if (
         report.transferred_at
         and report.connected_at
@@ -97,13 +86,13 @@ def report_call(*, report: CallReport, now: datetime) -> tuple[Call, bool]:
 
 
 def _report_call(*, report: CallReport, now: datetime, first_try: bool) -> tuple[Call, bool]:
-    at = _charged_at(report, now)
+    at = call_moment(connected_at=report.connected_at, ended_at=report.ended_at, charged_at=now)
     # One statement: the account, its subscription and plan, and the call if reported before.
     read = read_before_lock(account_public_id=report.account, call_id=report.call_id, at=at)
     if read is None:
         raise NotFound(f"No account '{report.account}'.", param="account")
     account_id, subscription, call = read.account_id, read.subscription, read.call
-    final_hash = report_hash(report)
+    final_hash = call_hash(report)
     # A final state never changes, so a repeat of a final report is answered without the lock.
     if call is not None and call.is_final:
         _check_repeat(call=call, account_id=account_id, report=report, final_hash=final_hash)
@@ -143,11 +132,6 @@ class _Prepared:
     call_pk: int | None
 
 
-def _charged_at(report: CallReport, now: datetime) -> datetime:
-    """The moment a call is rated and counted at: its connection, else its end, else now."""
-    return report.connected_at or report.ended_at or now
-
-
 def _prepare(
     *,
     report: CallReport,
@@ -156,8 +140,8 @@ def _prepare(
     new_call_pk: int | None,
     now: datetime,
 ) -> _Prepared:
-    """Read and rate what can be before the lock (`allowance_at_call`: see call_reads)."""
-    at = _charged_at(report, now)
+    """Read and rate what can be before the lock (`allowance_at_call`: see usage.reads.calls)."""
+    at = call_moment(connected_at=report.connected_at, ended_at=report.ended_at, charged_at=now)
     if report.status not in FINAL_CALL_STATUSES:
         return _Prepared(None, None, at, None)
     if subscription is None:
@@ -296,7 +280,13 @@ def refund_call(*, call_id: str, now: datetime, reason: str = "") -> Call:
         Call.objects.filter(pk=call.pk).update(refunded_micros=call.charged_micros, refunded_at=now)
         record_refund(
             account=locked.account,
-            day=rollup_day(call.connected_at or call.ended_at or call.charged_at),
+            day=rollup_day(
+                call_moment(
+                    connected_at=call.connected_at,
+                    ended_at=call.ended_at,
+                    charged_at=call.charged_at,
+                )
+            ),
             component="call",
             model=call.llm,
             entry=entry,

@@ -5,11 +5,8 @@ is a duplicate and charged once; with other content it is refused (409). A batch
 account, in primary-key order, one transaction and one row lock per account.
 """
 
-import hashlib
-import json
 from collections import Counter, defaultdict
 from datetime import datetime
-from json.encoder import encode_basestring_ascii as _json_text  # json.dumps's own
 
 from django.db import IntegrityError, transaction
 
@@ -22,7 +19,8 @@ from billing.plans.rates import ModelCatalog
 from usage.charging.lock import lock_for_charge
 from usage.charging.rollups import rollup_day
 from usage.charging.session import ChargeSession, Pricing
-from usage.ingest.calls import CLOCK_SKEW, LATE_LIMIT
+from usage.ingest.fingerprints import event_hash
+from usage.ingest.validation import moment_problem
 from usage.models import EventType, UsageEvent
 from usage.rating.rules import Rating, rate_chat, rate_commission, rate_sms, rate_tokens
 from usage.reads.events import stored_events, subscriptions_by_public_id
@@ -32,67 +30,14 @@ MAX_BATCH = 1000
 EVENT_TYPES = frozenset(EventType.values)  # EventType.values builds a new list on every read
 
 
-# The JSON `event_hash` digests: json.dumps(fields, sort_keys=True) of these fields, keys in
-# sorted order. Stored hashes are compared with new ones (a repeat of an event stored months
-# ago must still be a duplicate, not a 409), so this text must stay byte for byte what
-# json.dumps writes; tests/usage/test_event_hash.py holds it to that.
-_HASHED_JSON = (
-    '{"account": %s, "count": %s, "flex_price": %s, "input_tokens": %s, "messages": %s, '
-    '"model": %s, "occurred_at": %s, "output_tokens": %s, "provider": %s, '
-    '"standard_price": %s, "start_within": %s, "type": %s}'
-)
-
-
-def event_hash(report: EventReport) -> str:
-    """Return the SHA-256 of an event's content, for telling a repeat from a contradiction.
-
-    Filled in by hand rather than with json.dumps, which cost more than the rest of an
-    event's validation (a dict, key sorting, an encoder per call).
-    """
-    text = _HASHED_JSON % (
-        _json(report.account),
-        _json(report.count),
-        # Prices as numbers, not text: "0.153" and "0.1530" are the same report.
-        _json(_number(report.flex_price)),
-        _json(report.input_tokens),
-        _json(report.messages),
-        _json(report.model),
-        _json(report.occurred_at.isoformat()),
-        _json(report.output_tokens),
-        _json(report.provider),
-        _json(_number(report.standard_price)),
-        _json(report.start_within),
-        _json(report.type),
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _json(value) -> str:
-    """Return `value` as json.dumps writes it (ASCII only, as by default)."""
-    if value is None:
-        return "null"
-    if type(value) is str:
-        return _json_text(value)
-    if type(value) is int:
-        return int.__repr__(value)
-    return json.dumps(value)  # anything else (a str enum member, a bool): as json.dumps does
-
-
-def _number(value) -> str | None:
-    return None if value is None else format(value.normalize(), "f")
-
-
 def _problem(report: EventReport, now: datetime) -> str | None:
     if not report.id or len(report.id) > 100:
         return "id must be 1 to 100 characters"
     if report.type not in EVENT_TYPES:
         return f"unknown event type '{report.type}'"
-    if report.occurred_at.tzinfo is None:
-        return "occurred_at needs a time zone"
-    if report.occurred_at > now + CLOCK_SKEW:
-        return "occurred_at is in the future"
-    if report.occurred_at < now - LATE_LIMIT:
-        return "occurred_at is more than 35 days ago; too late to bill"
+    problem = moment_problem(name="occurred_at", moment=report.occurred_at, now=now)
+    if problem:
+        return problem
     for name in ("messages", "count", "input_tokens", "output_tokens"):
         value = getattr(report, name)
         if value is not None and value < 0:

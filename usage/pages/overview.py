@@ -15,15 +15,13 @@ Definitions, as the page states them:
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from django.db.models import Sum
-
 from accounts.models import Account
 from billing.invoicing.documents import invoice_summary, issued_invoices
 from billing.models import Allowance, CreditGrant, EntryKind, Notification, Subscription
 from billing.money import format_usd
 from billing.periods import current_period
-from usage.models import UsageRollup
 from usage.pages.runway import credit_runway_days, runway_sentence
+from usage.reads.rollups import Spend, daily_spend
 
 TREND_DAYS = 30
 PEAK_DAYS = 3
@@ -59,28 +57,14 @@ class Day:
 
 def daily_usage(*, account: Account, first_day: date, last_day: date) -> dict[date, Day]:
     """Return the net cost, call seconds and items of each day in [first_day, last_day]."""
-    days = {
-        first_day + timedelta(days=n): Day(first_day + timedelta(days=n))
-        for n in range((last_day - first_day).days + 1)
-    }
-    rows = (
-        UsageRollup.objects.filter(
-            account=account, is_line=False, day__gte=first_day, day__lte=last_day
+    spend = daily_spend(account=account, first_day=first_day, end_day=last_day + timedelta(days=1))
+    days = {}
+    for n in range((last_day - first_day).days + 1):
+        day = first_day + timedelta(days=n)
+        spent = spend.get(day, Spend())
+        days[day] = Day(
+            day, cost_micros=spent.net_micros, seconds=spent.call_seconds, items=spent.items
         )
-        .values("day", "component")
-        .annotate(
-            cost=Sum("cost_micros"),
-            refunded=Sum("refunded_micros"),
-            quantity=Sum("quantity"),
-            items=Sum("items"),
-        )
-    )
-    for row in rows:
-        day = days[row["day"]]
-        day.cost_micros += (row["cost"] or 0) - (row["refunded"] or 0)
-        day.items += row["items"] or 0
-        if row["component"] == "call":
-            day.seconds += row["quantity"] or 0
     return days
 
 

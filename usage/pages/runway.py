@@ -7,25 +7,21 @@ A selector: plain numbers, no writes.
 
 from datetime import datetime, timedelta
 
-from django.db.models import Sum
-
 from accounts.models import Account
 from billing.models import Notification
+from usage.reads.rollups import spend_between
 
 WINDOW_DAYS = 14
 
 
 def average_daily_spend_micros(*, account: Account, now: datetime) -> int:
     """Return the account's average net usage cost per day over the last 14 days."""
-    from usage.models import UsageRollup  # usage depends on billing, not the other way round
-
     today = now.date()
     first_day = max(today - timedelta(days=WINDOW_DAYS - 1), account.created_at.date())
     days = max((today - first_day).days + 1, 1)
-    totals = UsageRollup.objects.filter(
-        account=account, is_line=False, day__gte=first_day, day__lte=today
-    ).aggregate(cost=Sum("cost_micros"), refunded=Sum("refunded_micros"))
-    spent = (totals["cost"] or 0) - (totals["refunded"] or 0)
+    spent = spend_between(
+        account=account, first_day=first_day, end_day=today + timedelta(days=1)
+    ).net_micros
     return max(spent, 0) // days
 
 

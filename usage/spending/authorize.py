@@ -5,12 +5,12 @@ from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from django.conf import settings
 from django.db import transaction
 
 from accounts.models import Account
 from billing.ledger.locks import lock_account
 from billing.models import Allowance, Plan, RateComponent, Subscription
+from billing.notifications.links import billing_page_url
 from billing.periods import current_period, period_containing
 from billing.plans.allowances import current_allowance
 from billing.plans.rates import RateCard
@@ -24,10 +24,6 @@ FEATURES = ("call", "chat", "sms", "llm", "embedding")
 # Longest call an authorization allows when credit is not the limit (postpaid, allowance), and
 # so the most credit one call's hold takes (G3).
 MAX_CALL_SECONDS = 4 * 3600
-
-
-def billing_page_url(account: Account) -> str:
-    return f"{settings.SITE_URL}/app/a/{account.public_id}/billing/"
 
 
 def is_billable(*, plan: Plan, card: RateCard, feature: str, provider: str, start_within: str, at):

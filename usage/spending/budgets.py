@@ -16,7 +16,7 @@ one indexed query and no sum.
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Q
 
 from accounts.models import Account, ApiKey, KeyKind
 from billing.alerts.balance import alert_state
@@ -26,6 +26,7 @@ from billing.money import format_usd
 from billing.notifications.links import billing_page_url
 from billing.notifications.outbox import notify
 from billing.periods import current_period
+from usage.reads.rollups import period_spend
 
 BUDGET_REACHED = "budget_reached"
 MAX_BUDGETS_PER_ACCOUNT = 50
@@ -33,16 +34,6 @@ MAX_BUDGETS_PER_ACCOUNT = 50
 
 class BudgetError(ValueError):
     """Refused budget input; nothing was written."""
-
-
-def period_spend_micros(*, account: Account, start: datetime, end: datetime) -> int:
-    """Return the net cost of the account's usage that occurred in [start, end)."""
-    from usage.models import UsageRollup  # usage depends on billing, not the other way round
-
-    totals = UsageRollup.objects.filter(
-        account=account, is_line=False, day__gte=start.date(), day__lt=end.date()
-    ).aggregate(cost=Sum("cost_micros"), refunded=Sum("refunded_micros"))
-    return (totals["cost"] or 0) - (totals["refunded"] or 0)
 
 
 def budget_label(budget: Budget) -> str:
@@ -146,7 +137,7 @@ def _evaluate(
     budgets = [b for b in budgets if b.reached_period_start != start]
     if not budgets:
         return
-    spend = period_spend_micros(account=account, start=start, end=end)
+    spend = period_spend(account=account, start=start, end=end).net_micros
     for budget in budgets:
         if spend < budget.amount_micros:
             continue

@@ -6,7 +6,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from accounts.demo.data import CUSTOMER_EMAIL, DEMO_PASSWORD, STAFF_EMAIL, build_demo
+from accounts.demo.build import build_demo
+from accounts.demo.data import CUSTOMER_EMAIL, DEMO_PASSWORD, STAFF_EMAIL
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""Fixtures of the staff money-action tests (billing.staff; SPEC P4, S1, S2, I1, L2; issue 8).
+"""Fixtures of the staff money-action tests (billing.staff; SPEC P4, S1, S2, I1, L2).
 
 Usage is rated by the real services (`usage.ingest.calls.report_call`); invoices are cut and charged
 by `billing.invoicing.invoices` and `billing.payments.collection`; top-ups are paid on the test-mode

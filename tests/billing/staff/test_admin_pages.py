@@ -1,6 +1,6 @@
 """Staff work in Django admin, page by page: who may open what, the money-action form pages with
 their one-time tokens, invoices, approvals, the reconciliation page, read-only money records, and
-rates that cannot be changed once they take effect (SPEC P4, S1, S2, I1, L2; issue 8).
+rates that cannot be changed once they take effect (SPEC P4, S1, S2, I1, L2).
 
 Pages are requested through Django's test client as real staff members of the Support and
 Finance groups the migration made (the package's conftest.py); forms are posted with what the

@@ -1,5 +1,5 @@
 """A staff form submitted twice, or a double click whose twin commits first, does the action
-once (issue 8).
+once.
 """
 
 from datetime import timedelta

@@ -13,7 +13,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from usage.ingest.events import event_hash
+from usage.ingest.fingerprints import event_hash
 from usage.models import EventType
 from usage.reports import EventReport
 

@@ -9,8 +9,8 @@ import pytest
 import time_machine
 
 from billing.models import AlertSettings, NotificationStatus
-from tests.billing import alerting
-from tests.billing.alerting import (
+from tests.billing import money_and_notices as alerting
+from tests.billing.money_and_notices import (
     USD,
     new_id,
     notices,
@@ -22,6 +22,7 @@ from tests.conftest import NOW
 from usage.ingest.calls import refund_call
 from usage.ingest.events import ingest_events
 from usage.reads.keys import load_key
+from usage.reads.rollups import period_spend
 from usage.reports import EventReport, PaymentRequired
 from usage.spending import budgets
 from usage.spending.authorize import authorize
@@ -237,7 +238,7 @@ def test_refunds_do_not_count_as_spend(make_account):
     start = account.subscription.current_period_start
     end = account.subscription.current_period_end
 
-    assert budgets.period_spend_micros(account=account, start=start, end=end) == 400_000
+    assert period_spend(account=account, start=start, end=end).net_micros == 400_000
 
 
 def test_a_key_of_another_account_is_refused(account, make_account, make_key):

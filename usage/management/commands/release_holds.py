@@ -3,4 +3,4 @@ from billing.management.job_command import JobCommand
 
 class Command(JobCommand):
     help = "Release credit holds of authorizations that expired."
-    job = "billing.jobs.release_holds"
+    job = "usage.jobs.release_holds"

@@ -11,8 +11,8 @@ from billing.alerts import balance as alerts
 from billing.invoicing.period_close import close_periods
 from billing.ledger.locks import lock_account
 from billing.models import AlertSettings, NotificationStatus, Plan, Subscription
-from tests.billing import alerting
-from tests.billing.alerting import (
+from tests.billing import money_and_notices as alerting
+from tests.billing.money_and_notices import (
     USD,
     notices,
     report_minutes,

@@ -14,8 +14,8 @@ from aiosmtpd.controller import Controller
 
 from billing.models import NotificationStatus
 from billing.notifications.sending import send_pending_notifications
-from tests.billing import alerting
-from tests.billing.alerting import notices, report_output_tokens
+from tests.billing import money_and_notices as alerting
+from tests.billing.money_and_notices import notices, report_output_tokens
 from tests.conftest import NOW
 
 committed = alerting.committed  # fixtures

@@ -1,4 +1,4 @@
-"""Helpers for the alert, notification, budget and SMTP tests (issue 6).
+"""Moving money and reading the emails it causes, for the alert, notification and SMTP tests.
 
 Emails are sent by an on-commit callback (inline in tests: NOTIFICATIONS_SYNC). A `db` test never
 commits, so every step that may send is run through `committed`, which executes the callbacks

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.test import override_settings
 
+from billing import tasks
 from billing.alerts import balance as alerts
 from billing.invoicing.invoices import invoice_thresholds
 from billing.invoicing.period_close import close_periods
@@ -19,8 +20,8 @@ from billing.notifications import sending
 from billing.notifications.outbox import Notice, notify, notify_many
 from billing.notifications.sending import send_notification
 from billing.payments.collection import collect_invoice
-from tests.billing import alerting
-from tests.billing.alerting import USD, notices, report_minutes, spend
+from tests.billing import money_and_notices as alerting
+from tests.billing.money_and_notices import USD, notices, report_minutes, spend
 from tests.billing.usage_reports import add_card, report_usage_of_458_usd
 from tests.conftest import NOW
 from usage.pages.runway import average_daily_spend_micros, credit_runway_days, runway_sentence
@@ -385,7 +386,9 @@ def test_sending_is_queued_to_the_task_worker_when_the_transaction_commits(
     account, django_capture_on_commit_callbacks, monkeypatch, mailoutbox
 ):
     queued = []
-    monkeypatch.setattr("django_q.tasks.async_task", lambda *args: queued.append(args))
+    monkeypatch.setattr(
+        "django_q.tasks.async_task", lambda func, **kwargs: queued.append((func, kwargs))
+    )
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         notice = notify(account=account, kind="zero_balance", key="q", context={}, now=NOW)
@@ -393,9 +396,9 @@ def test_sending_is_queued_to_the_task_worker_when_the_transaction_commits(
     for callback in callbacks:
         callback()
 
-    assert queued == [("billing.notifications.sending.send_notification", notice.pk)]
+    assert queued == [("billing.tasks.send_notification", {"notification_id": notice.pk})]
     assert mailoutbox == []
-    assert send_notification(notice.pk) == "sent"  # what the worker runs
+    assert tasks.send_notification(notification_id=notice.pk) == "sent"  # what the worker runs
 
 
 # Lock order: a delivery never waits for the account row ----------------------------------------

@@ -1,0 +1,147 @@
+"""What an account's usage cost and how much it used over some days, from the daily rollups.
+
+The one place that says how spend is read (docs/billing-rules.md, Budgets): the item rollups
+only (`is_line` false; line rows price the same items again and would count them twice), the
+net cost (cost less what was credited back) of the usage that occurred on the days asked for,
+whatever key it came through. Days are UTC days, half-open [first_day, end_day); a billing
+period [start, end) begins and ends at midnight UTC, so its days are [start.date(), end.date()).
+Budgets, the run-out estimate, the dashboard and the usage API read it here; each answer is one
+query, returned as plain values.
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from django.db.models import Q, Sum
+
+from accounts.models import Account
+from usage.models import UsageRollup
+
+# The sums every spend read takes, so that each read groups them its own way and no read
+# forgets to take the refunds off.
+_SPEND_SUMS = {
+    "cost": Sum("cost_micros"),
+    "refunded": Sum("refunded_micros"),
+    "call_seconds": Sum("quantity", filter=Q(component="call")),
+    "item_count": Sum("items"),
+}
+
+
+@dataclass(frozen=True)
+class Spend:
+    """The cost of some usage and what it amounted to."""
+
+    cost_micros: int = 0
+    refunded_micros: int = 0
+    # Billable seconds of calls (the `quantity` of call rows; other components count other units).
+    call_seconds: int = 0
+    items: int = 0  # calls, messages, requests
+
+    @property
+    def net_micros(self) -> int:
+        """Return what the customer spent: the cost less what was credited back."""
+        return self.cost_micros - self.refunded_micros
+
+
+@dataclass(frozen=True)
+class ComponentUsage:
+    """The usage of one component (call, chat, sms, llm, embedding, flex) and its cost."""
+
+    items: int = 0
+    # Billable seconds, messages, SMS, requests or input tokens, as the component counts.
+    quantity: int = 0
+    output_tokens: int = 0
+    allowance_seconds: int = 0
+    cost_micros: int = 0
+    refunded_micros: int = 0
+
+
+def _spend(row: dict) -> Spend:
+    return Spend(
+        cost_micros=row["cost"] or 0,
+        refunded_micros=row["refunded"] or 0,
+        call_seconds=row["call_seconds"] or 0,
+        items=row["item_count"] or 0,
+    )
+
+
+def _item_rows(*, first_day: date, end_day: date):
+    return UsageRollup.objects.filter(is_line=False, day__gte=first_day, day__lt=end_day)
+
+
+def spend_between(*, account: Account, first_day: date, end_day: date) -> Spend:
+    """Return the spend of the account's usage on the days [first_day, end_day)."""
+    totals = (
+        _item_rows(first_day=first_day, end_day=end_day)
+        .filter(account=account)
+        .aggregate(**_SPEND_SUMS)
+    )
+    return _spend(totals)
+
+
+def period_spend(*, account: Account, start: datetime, end: datetime) -> Spend:
+    """Return the spend of the account's usage that occurred in the period [start, end)."""
+    return spend_between(account=account, first_day=start.date(), end_day=end.date())
+
+
+def period_spend_by_account(*, periods: dict[int, tuple[datetime, datetime]]) -> dict[int, Spend]:
+    """Return the spend of each account (by id) in its own period [start, end), in one query.
+
+    An account without usage in its period gets an empty `Spend`.
+    """
+    if not periods:
+        return {}
+    condition = Q()
+    for account_id, (start, end) in periods.items():
+        condition |= Q(account_id=account_id, day__gte=start.date(), day__lt=end.date())
+    rows = (
+        UsageRollup.objects.filter(condition, is_line=False)
+        .values("account_id")
+        .annotate(**_SPEND_SUMS)
+        .order_by()
+    )
+    found = {row["account_id"]: _spend(row) for row in rows}
+    return {account_id: found.get(account_id, Spend()) for account_id in periods}
+
+
+def daily_spend(*, account: Account, first_day: date, end_day: date) -> dict[date, Spend]:
+    """Return the spend of each day in [first_day, end_day) that had usage."""
+    rows = (
+        _item_rows(first_day=first_day, end_day=end_day)
+        .filter(account=account)
+        .values("day")
+        .annotate(**_SPEND_SUMS)
+        .order_by()
+    )
+    return {row["day"]: _spend(row) for row in rows}
+
+
+def period_usage_by_component(
+    *, account: Account, start: datetime, end: datetime
+) -> dict[str, ComponentUsage]:
+    """Return the usage of each component the account used in the period [start, end)."""
+    rows = (
+        _item_rows(first_day=start.date(), end_day=end.date())
+        .filter(account=account)
+        .values("component")
+        .annotate(
+            item_count=Sum("items"),
+            total_quantity=Sum("quantity"),
+            total_output_tokens=Sum("output_tokens"),
+            total_allowance_seconds=Sum("allowance_seconds"),
+            cost=Sum("cost_micros"),
+            refunded=Sum("refunded_micros"),
+        )
+        .order_by()
+    )
+    return {
+        row["component"]: ComponentUsage(
+            items=row["item_count"] or 0,
+            quantity=row["total_quantity"] or 0,
+            output_tokens=row["total_output_tokens"] or 0,
+            allowance_seconds=row["total_allowance_seconds"] or 0,
+            cost_micros=row["cost"] or 0,
+            refunded_micros=row["refunded"] or 0,
+        )
+        for row in rows
+    }
