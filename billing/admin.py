@@ -22,7 +22,6 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from billing import staff
-from billing.invoicing.pdf import render_invoice_pdf
 from billing.ledger.drift import ledger_drift
 from billing.models import (
     ApprovalStatus,
@@ -284,6 +283,10 @@ class InvoiceAdmin(admin.ModelAdmin):
         ]
 
     def pdf_view(self, request, pk):
+        # Imported here: fpdf and its fonts cost every web and worker process about 25 MB,
+        # and only this page and the customer's PDF view need them.
+        from billing.invoicing.pdf import render_invoice_pdf
+
         invoice = get_object_or_404(Invoice, pk=pk)
         # admin_view only asks for is_staff; the invoice's own permission decides.
         if not self.has_view_permission(request, invoice):
