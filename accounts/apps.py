@@ -6,4 +6,6 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self):
+        # Imported here, not at the top: these modules import models, which Django can load
+        # only once every app is registered, and ready() is the first moment that holds.
         from accounts import signals  # noqa: F401 - connects the receivers

@@ -20,6 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from djstripe.models import PaymentIntent
 
 from billing import staff
 from billing.ledger.drift import ledger_drift
@@ -436,8 +437,6 @@ def reconciliation_view(request):
     """Finance's page: balances against the ledger, top-ups against Stripe, unpaid invoices."""
     if not request.user.has_perm("billing.view_reconciliation"):
         raise PermissionDenied("You lack the permission billing.view_reconciliation.")
-    from djstripe.models import PaymentIntent
-
     paid_topups = TopUp.objects.filter(status__in=PAID_STATUSES)
     # The test-mode payment page records "test_pi_..." references
     # (billing.payments.simulated.complete_test_topup), which Stripe never sees: they are test mode,
@@ -470,8 +469,6 @@ def reconciliation_view(request):
 
 def _stripe_totals() -> dict:
     """Succeeded payments as dj-stripe last synced them from Stripe (empty in test mode)."""
-    from djstripe.models import PaymentIntent
-
     # dj-stripe 2.11 keeps these fields in the `stripe_data` JSON, not in columns.
     succeeded = PaymentIntent.objects.filter(stripe_data__status="succeeded")
     received = Cast(KT("stripe_data__amount_received"), BigIntegerField())

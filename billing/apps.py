@@ -6,6 +6,8 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self):
+        # Imported here, not at the top: these modules import models, which Django can load
+        # only once every app is registered, and ready() is the first moment that holds.
         from billing import checks  # noqa: F401 - registers the system checks
         from billing.alerts import balance as balance_alerts
         from billing.ledger import watchers

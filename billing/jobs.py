@@ -14,64 +14,58 @@ import logging
 from django.conf import settings
 from django.core.mail import mail_admins, send_mail
 from django.utils import timezone
+from django_q.models import Schedule
+
+from billing.invoicing.invoices import invoice_thresholds as issue_threshold_invoices
+from billing.invoicing.period_close import close_periods as close_due_periods
+from billing.ledger.drift import ledger_drift
+from billing.ledger.expiry import expire_credit as expire_due_credit
+from billing.moved_paths import moved
+from billing.notifications.sending import send_pending_notifications
+from billing.payments.auto_topup import retry_auto_topups as retry_due_auto_topups
+from billing.payments.collection import collect_due_invoices, collect_invoice
+from billing.payments.recurring_credit import buy_recurring_credit as buy_due_recurring_credit
+from billing.payments.refunds import retry_pending_refunds
 
 logger = logging.getLogger(__name__)
 
 
 def invoice_thresholds(**_) -> str:
-    from billing.invoicing.invoices import invoice_thresholds as issue
-    from billing.payments.collection import collect_invoice
-
     now = timezone.now()
-    invoices = issue(now=now)
+    invoices = issue_threshold_invoices(now=now)
     for invoice in invoices:
         collect_invoice(invoice_id=invoice.pk, now=now)
     return f"{len(invoices)} threshold invoice(s)"
 
 
 def close_periods(**_) -> str:
-    from billing.invoicing.period_close import close_periods as close
-    from billing.payments.collection import collect_due_invoices
-
     now = timezone.now()
-    closed = close(now=now)
+    closed = close_due_periods(now=now)
     collected = collect_due_invoices(now=now)
     return f"{closed} period(s) closed, {collected} invoice(s) charged"
 
 
 def expire_credit(**_) -> str:
-    from billing.ledger.expiry import expire_credit as expire
-
-    return f"credit expired on {expire(now=timezone.now())} account(s)"
+    return f"credit expired on {expire_due_credit(now=timezone.now())} account(s)"
 
 
 def collect_invoices(**_) -> str:
-    from billing.payments.collection import collect_due_invoices
-
     return f"{collect_due_invoices(now=timezone.now())} invoice(s) charged"
 
 
 def retry_auto_topups(**_) -> str:
-    from billing.payments.auto_topup import retry_auto_topups as retry
-
-    return f"{retry(now=timezone.now())} auto-top-up(s) started or asked again"
+    return f"{retry_due_auto_topups(now=timezone.now())} auto-top-up(s) started or asked again"
 
 
 def buy_recurring_credit(**_) -> str:
-    from billing.payments.recurring_credit import buy_recurring_credit as buy
-
-    return f"{buy(now=timezone.now())} recurring credit purchase(s) started"
+    return f"{buy_due_recurring_credit(now=timezone.now())} recurring credit purchase(s) started"
 
 
 def retry_refunds(**_) -> str:
-    from billing.payments.refunds import retry_pending_refunds
-
     return f"{retry_pending_refunds(now=timezone.now())} refund(s) asked again"
 
 
 def check_ledger(**_) -> str:
-    from billing.ledger.drift import ledger_drift
-
     drift = ledger_drift()
     if drift:
         body = "\n".join(
@@ -89,8 +83,6 @@ def check_ledger(**_) -> str:
 
 
 def send_notifications(**_) -> str:
-    from billing.notifications.sending import send_pending_notifications
-
     return f"{send_pending_notifications(now=timezone.now())} notification(s) sent again"
 
 
@@ -114,15 +106,14 @@ def __getattr__(name: str):
     # Schedule rows and tasks from before a job moved (billing.jobs.release_holds) still
     # resolve: django-q2's pydoc.locate looks them up as attributes of this module
     # (billing.moved_paths).
-    from billing.moved_paths import moved
-
     return moved(f"{__name__}.{name}")
 
 
-def register_schedules(schedule_model=None) -> int:
-    """Create or update the django-q2 schedules; running it again changes nothing."""
-    if schedule_model is None:
-        from django_q.models import Schedule as schedule_model
+def register_schedules(schedule_model=Schedule) -> int:
+    """Create or update the django-q2 schedules; running it again changes nothing.
+
+    A migration passes its historical model; everyone else gets the current one.
+    """
     for name, (func, minutes) in SCHEDULES.items():
         schedule_model.objects.update_or_create(
             name=name,

@@ -14,6 +14,8 @@ look at the answer and do the work themselves.
 
 import logging
 
+from django_q.tasks import async_task
+
 logger = logging.getLogger(__name__)
 
 # Keywords async_task takes as its own options instead of passing them to the task.
@@ -43,8 +45,6 @@ def enqueue(func: str, **kwargs) -> bool:
     `func` is the stable dotted path of an entry point in billing.tasks, never a service's:
     a queued task may run after a deploy that moved the service.
     """
-    from django_q.tasks import async_task
-
     if _DJANGO_Q_OPTIONS & kwargs.keys():
         # django-q2 would swallow these silently and the task would run without them.
         raise ValueError(f"Task arguments named like django-q2 options: {sorted(kwargs)}")

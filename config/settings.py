@@ -8,6 +8,7 @@ page instead of Stripe. Production sets DATABASE_URL, REDIS_URL, SMTP and Stripe
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -23,8 +24,6 @@ SECRET_KEY = env("SECRET_KEY", default="") or (
     "insecure-meterline-development-key-do-not-use-in-production" if DEBUG else ""
 )
 if not SECRET_KEY:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
@@ -137,8 +136,6 @@ else:
 Q_TIMEOUT = env.int("Q_TIMEOUT", default=600)
 Q_RETRY = env.int("Q_RETRY", default=Q_TIMEOUT + 300)
 if not 0 < Q_TIMEOUT < Q_RETRY:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(
         f"Q_RETRY ({Q_RETRY} s) must be longer than Q_TIMEOUT ({Q_TIMEOUT} s), and both positive."
     )
@@ -221,8 +218,6 @@ DJSTRIPE_SUBSCRIBER_MODEL = "accounts.Account"
 # Stripe keys would let every customer add credit without paying.
 PAYMENTS_TEST_MODE = not STRIPE_SECRET_KEY
 if PAYMENTS_TEST_MODE and not DEBUG and not env.bool("PAYMENTS_TEST_MODE", default=False):
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(
         "STRIPE_SECRET_KEY is not set and DEBUG is off. Set the Stripe keys to take real payments, "
         "or PAYMENTS_TEST_MODE=true to run with simulated payments (no real money: customers can "

@@ -6,6 +6,8 @@ class UsageConfig(AppConfig):
     verbose_name = "Usage"
 
     def ready(self):
+        # Imported here, not at the top: these modules import models, which Django can load
+        # only once every app is registered, and ready() is the first moment that holds.
         from billing.notifications import sending
         from usage.pages.runway import RUNWAY_KINDS, runway_email_context
 

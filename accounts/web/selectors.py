@@ -2,8 +2,11 @@
 
 from datetime import datetime
 
-from accounts.models import Account, ApiKey, KeyKind, RateTier
+from accounts.models import Account, ApiKey, KeyKind, RateTier, TierRequest, TierRequestStatus
+from accounts.tier_requests import higher_tiers
 from billing.models import Subscription
+from usage.api.ratelimit import limit_for, recent_429_counts
+from usage.reads.rollups import period_spend_by_account
 
 
 def subaccount_rows(*, parent: Account) -> list[dict]:
@@ -12,8 +15,6 @@ def subaccount_rows(*, parent: Account) -> list[dict]:
     Two queries whatever the number of children: their subscriptions, and one aggregate over
     the daily rollups that picks each child's own period.
     """
-    from usage.reads.rollups import period_spend_by_account
-
     subscriptions = list(
         Subscription.objects.filter(account__parent=parent)
         .select_related("account", "plan")
@@ -49,10 +50,6 @@ def keys_overview(*, account: Account, now: datetime) -> list[dict]:
     Each with its tier's limit (requests per minute), its 429s of the last 7 days and the state
     of its tier requests; a fixed number of queries whatever the number of keys.
     """
-    from accounts.models import TierRequest, TierRequestStatus
-    from accounts.tier_requests import higher_tiers
-    from usage.api.ratelimit import limit_for, recent_429_counts
-
     keys = list(
         ApiKey.objects.filter(account=account, kind=KeyKind.CUSTOMER).order_by(
             "revoked_at", "-created_at"

@@ -21,6 +21,10 @@ from accounts.permissions import (
     accounts_for_user,
     role_for,
 )
+from billing.models import Subscription
+from billing.payments.gateway import get_gateway
+from billing.periods import current_period
+from usage.reads.rollups import Spend, period_spend
 
 # The sidebar's sections, by the URL namespace of the page (and, in "dashboard", the first
 # word of the URL's name: keys, keys_create... are the API keys section).
@@ -86,18 +90,12 @@ def _page_account(request):
 
 def sidebar(request) -> dict:
     """Context for the base layout: the account switcher and the current period at a glance."""
-    from billing.payments.gateway import get_gateway
-
     shared = {"payments_test_mode": get_gateway().simulated}
     if not request.user.is_authenticated:
         return shared
     account = _page_account(request)
     if account is None:
         return shared
-    from billing.models import Subscription
-    from billing.periods import current_period
-    from usage.reads.rollups import Spend, period_spend
-
     now = timezone.now()
     subscription = Subscription.objects.select_related("plan").filter(account=account).first()
     spend = Spend()

@@ -11,6 +11,7 @@ and compiled in Python, one node per row, and cost more than the database work i
   `bulk_update`.
 """
 
+import sqlite3
 from collections import defaultdict
 from collections.abc import Mapping
 
@@ -26,8 +27,6 @@ def _update_from_values_supported() -> bool:
     if connection.vendor == "postgresql":
         return True
     if connection.vendor == "sqlite":
-        import sqlite3
-
         return sqlite3.sqlite_version_info >= (3, 33, 0)
     return False
 

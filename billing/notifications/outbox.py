@@ -8,6 +8,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account
+from billing.db.bulk_insert import insert_objects
 from billing.models.notifications import Notification, NotificationStatus
 from billing.notifications.sending import queue_send, queue_send_many
 
@@ -79,8 +80,6 @@ def notify_new(*, notices: Sequence[Notice], now: datetime) -> int:
     exist after all, the insert fails and the caller's transaction rolls back: no email is
     ever lost or doubled. Return how many were recorded.
     """
-    from billing.db.bulk_insert import insert_objects
-
     rows = [
         Notification(account=n.account, kind=n.kind, key=n.key, context=n.context, created_at=now)
         for n in notices

@@ -54,7 +54,7 @@ def queued_tasks(monkeypatch):
     """Capture what is queued for the task worker instead of queueing it."""
     captured = []
     monkeypatch.setattr(
-        "django_q.tasks.async_task", lambda func, **kwargs: captured.append((func, kwargs))
+        "billing.task_queue.async_task", lambda func, **kwargs: captured.append((func, kwargs))
     )
     return captured
 

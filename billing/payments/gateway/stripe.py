@@ -17,6 +17,7 @@ import os
 
 import stripe
 from django.conf import settings
+from djstripe import models as djstripe_models
 
 from accounts.models import Account
 from billing.models import PaymentMethod
@@ -58,8 +59,6 @@ def _options(idempotency_key: str | None = None) -> dict:
 
 def _mirror(model_name: str, obj) -> None:
     """Copy a Stripe object into dj-stripe's tables; webhooks will retry if this fails."""
-    from djstripe import models as djstripe_models
-
     try:
         getattr(djstripe_models, model_name).sync_from_stripe_data(
             obj, api_key=settings.STRIPE_SECRET_KEY

@@ -387,7 +387,7 @@ def test_sending_is_queued_to_the_task_worker_when_the_transaction_commits(
 ):
     queued = []
     monkeypatch.setattr(
-        "django_q.tasks.async_task", lambda func, **kwargs: queued.append((func, kwargs))
+        "billing.task_queue.async_task", lambda func, **kwargs: queued.append((func, kwargs))
     )
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
