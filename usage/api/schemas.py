@@ -202,8 +202,14 @@ class UsageOut(Loose):
     input_tokens: int
     output_tokens: int
     cost: Money
+    allowance_minutes: str = Field(description="Included minutes of the period, with rollover.")
     allowance_used_minutes: str
     allowance_remaining_minutes: str
+    included_credit: Money = Field(
+        description="Included credit granted for the period (e.g. credits-monthly); 0 if none."
+    )
+    included_credit_used: Money = Field(description="Included credit spent this period.")
+    included_credit_remaining: Money = Field(description="Included credit left this period.")
     balance: Money
 
 
