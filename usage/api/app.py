@@ -250,6 +250,7 @@ def authorize(request: HttpRequest, payload: AuthorizeIn):
         provider=payload.provider,
         start_within=payload.start_within,
         call_id=payload.call_id,
+        direction=payload.direction.value,
         now=timezone.now(),
     )
     return _json(

@@ -102,13 +102,19 @@ class Loose(BaseModel):
 
 
 class AuthorizeIn(Strict):
+    """What decides whether the usage is free, as the report of it will say (free usage is
+    allowed whatever the balance)."""
+
     feature: Literal["call", "chat", "sms", "llm", "embedding"]
-    model: _text(100) = ""
+    model: _text(100) = Field("", description="The model, or for a call its LLM (`llm`).")
     provider: _text(50) = ""
     start_within: _text(32) = Field(
         "", description="'default', 'priority', 'auto' or a flex window such as 00h-00m-30s."
     )
     call_id: _text(100) = Field("", description="The platform's id of the call to hold for.")
+    direction: Direction = Field(
+        Direction.INBOUND, description="Calls: as in the call report; outbound may be free."
+    )
 
 
 class CallIn(Strict):
