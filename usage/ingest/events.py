@@ -24,7 +24,14 @@ from usage.ingest.validation import moment_problem
 from usage.models import EventType, UsageEvent
 from usage.rating.rules import Rating, rate_chat, rate_commission, rate_sms, rate_tokens
 from usage.reads.events import stored_events, subscriptions_by_public_id
-from usage.reports import EventReport, EventResult, UsageError
+from usage.reports import (
+    MAX_EVENT_QUANTITIES,
+    MAX_FLEX_PRICE_USD,
+    MAX_USAGE_DEBT_MICROS,
+    EventReport,
+    EventResult,
+    UsageError,
+)
 
 MAX_BATCH = 1000
 EVENT_TYPES = frozenset(EventType.values)  # EventType.values builds a new list on every read
@@ -38,10 +45,16 @@ def _problem(report: EventReport, now: datetime) -> str | None:
     problem = moment_problem(name="occurred_at", moment=report.occurred_at, now=now)
     if problem:
         return problem
-    for name in ("messages", "count", "input_tokens", "output_tokens"):
+    for name, maximum in MAX_EVENT_QUANTITIES.items():
         value = getattr(report, name)
         if value is not None and value < 0:
             return f"{name} cannot be negative"
+        if value is not None and value > maximum:
+            return f"{name} is at most {maximum:,} in one event"
+    for name in ("standard_price", "flex_price"):
+        price = getattr(report, name)
+        if price is not None and price > MAX_FLEX_PRICE_USD:
+            return f"{name} is at most {MAX_FLEX_PRICE_USD:,} USD"
     return None
 
 
@@ -211,6 +224,15 @@ def _ingest_for_account(
             )
             continue
         rating, kind, component = outcome
+        if session.spendable_micros() - rating.cost_micros < -MAX_USAGE_DEBT_MICROS:
+            # Postpaid only (a prepaid charge stops at zero): keeps the balance inside BIGINT.
+            results[index] = EventResult(
+                report.id,
+                "rejected",
+                reason="the account owes the most usage it may; pay its invoices first",
+                code=402,
+            )
+            continue
         charged = session.charge(
             rating=rating,
             kind=kind,

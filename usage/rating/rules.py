@@ -20,7 +20,7 @@ from billing.models import Plan, RateComponent, Rounding
 from billing.money import micros_to_api, round_commission_micros, round_micros
 from billing.plans.rates import AppliedRate, ModelCatalog, RateCard
 from usage.models import CallStatus, Direction, EventType
-from usage.reports import CallReport, EventReport, UsageError
+from usage.reports import MAX_ITEM_COST_MICROS, CallReport, EventReport, UsageError
 
 SECONDS_PER_MINUTE = 60
 FREE_ROUTING = frozenset({"default", "priority", "auto"})
@@ -77,7 +77,15 @@ class Line:
 
 
 def _total(lines: list["Line"]) -> int:
-    return sum(line.amount_micros for line in lines)
+    """Return an item's cost: the sum of its rounded lines, refused above one item's maximum."""
+    total = sum(line.amount_micros for line in lines)
+    if total > MAX_ITEM_COST_MICROS:
+        # Rates are staff's and quantities the platform's: their product alone is unbounded.
+        raise UsageError(
+            f"The item would cost {micros_to_api(total)} USD, more than the maximum of one "
+            f"item ({micros_to_api(MAX_ITEM_COST_MICROS)} USD)."
+        )
+    return total
 
 
 # Calls --------------------------------------------------------------------------------------
