@@ -5,6 +5,7 @@ is a duplicate and charged once; with other content it is refused (409). A batch
 account, in primary-key order, one transaction and one row lock per account.
 """
 
+import itertools
 from collections import Counter, defaultdict
 from datetime import datetime
 
@@ -97,7 +98,7 @@ def ingest_events(*, reports: list[EventReport], now: datetime) -> list[EventRes
                     report.id, "rejected", reason=f"no account '{public_id}'", code=404
                 )
             continue
-        for attempt in range(2):
+        for attempt in itertools.count():
             try:
                 with transaction.atomic():
                     results.update(
@@ -110,9 +111,11 @@ def ingest_events(*, reports: list[EventReport], now: datetime) -> list[EventRes
                     )
                 break
             except IntegrityError:
-                # Another batch claimed one of these ids for another account meanwhile: retry
-                # once, and the second pass sees the claim and answers 409 for that id.
-                if attempt:
+                # Another batch claimed some of these ids for another account and committed
+                # while this one ran: the next pass sees those claims and answers 409 for
+                # them. Several batches may do so in turn, but each failed pass meets at least
+                # one more committed claim, so at most one pass per item fails.
+                if attempt >= len(items):
                     raise
     # Results for duplicates within this batch take the cost of the first occurrence; a repeat
     # of an event that was refused is refused the same way, not reported as a duplicate.
@@ -294,7 +297,10 @@ def _store(rows: list[dict], postings: list[Posting | None], session: ChargeSess
     for row, posting in zip(rows, postings, strict=True):
         row["ledger_entry_id"] = posting.entry.pk if posting is not None else None
     if use_copy:
-        copy_insert(UsageEvent, rows)
+        # WARNING (locking): insert in event-id order. A batch that reuses ids another batch
+        # is inserting for another account waits on the unique index for each such id; if two
+        # batches took them in different orders each would wait for the other (a deadlock).
+        copy_insert(UsageEvent, sorted(rows, key=lambda row: row["event_id"]))
         return
     by_entry: dict[int, list[int]] = defaultdict(list)
     for row in rows:
