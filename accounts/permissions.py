@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from accounts.models import Account, Membership, Role, User
+from accounts.public_ids import is_public_id
 
 
 class Action(StrEnum):
@@ -61,6 +62,8 @@ def account_for_user(*, user: User, public_id: str, action: Action = Action.VIEW
     Raise Http404 when the user has no access at all (tenancy), PermissionDenied when the user
     can see the account but their role does not allow the action.
     """
+    if not is_public_id(public_id):
+        raise Http404("No such account.")
     try:
         account = Account.objects.select_related("parent").get(public_id=public_id)
     except Account.DoesNotExist:

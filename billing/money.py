@@ -2,10 +2,11 @@
 
 WARNING: every amount of money in Meterline is an `int` of micro-dollars (1 USD = 1,000,000).
 Rates are exact `Decimal`s. A float never touches money. A charge is rounded once, half-up to the
-micro-dollar, by `round_micros`; Stripe's cents and people's text come from this module only.
+micro-dollar, by `round_micros`, except a commission on savings, rounded down by
+`round_commission_micros`; Stripe's cents and people's text come from this module only.
 """
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 
 MICROS_PER_USD = 1_000_000
 MICROS_PER_CENT = 10_000
@@ -22,6 +23,18 @@ def round_micros(amount_usd: Decimal) -> int:
     this once. 83 s at 0.08 USD/min is 0.11066666... USD, which rounds to 110,667 micros.
     """
     micros = (Decimal(amount_usd) * MICROS_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return int(micros)
+
+
+def round_commission_micros(fee_usd: Decimal) -> int:
+    """Round an exact commission on savings down (toward zero) to whole micro-dollars.
+
+    The one exception to half-up: document 004 promises the customer is never charged more than
+    the plan's percentage of the measured savings, and rounding a fee up breaks that promise on
+    tiny savings (20% of 0.0000025 USD is 0.0000005 USD, which half-up makes 0.000001, 40%).
+    Rounding down keeps every commission at or below its percentage.
+    """
+    micros = (Decimal(fee_usd) * MICROS_PER_USD).quantize(Decimal(1), rounding=ROUND_DOWN)
     return int(micros)
 
 

@@ -7,6 +7,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+# The most one reported item may carry, documented in the API schema and docs/billing-rules.md.
+# WARNING (money): they keep every sum of a batch far inside PostgreSQL's BIGINT (about 9.2 x
+# 10^18): an item over one is rejected alone, and the other items of its batch are charged.
+MAX_EVENT_QUANTITIES = {
+    "messages": 1_000_000,  # chat: AI-generated messages in one event
+    "count": 1_000_000,  # SMS sent in one event
+    "input_tokens": 1_000_000_000,
+    "output_tokens": 1_000_000_000,
+}
+MAX_FLEX_PRICE_USD = Decimal(1_000_000)  # standard_price and flex_price of one request
+# One item's cost, whatever the rates staff set (a rate may be up to 10^10 USD per unit):
+# 1,000 items of a batch cost at most 10^15 micros.
+MAX_ITEM_COST_MICROS = 1_000_000 * 1_000_000  # 1,000,000 USD
+# The most a postpaid account may owe for usage before a new item is refused: 10^17 micros
+# (100 billion USD), so its balance and unbilled total never near the BIGINT limit.
+MAX_USAGE_DEBT_MICROS = 10**17
+
 
 class UsageError(Exception):
     """Refused usage input. `status` is the HTTP status the API answers with."""

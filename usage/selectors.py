@@ -9,6 +9,7 @@ from accounts.models import Account
 from billing.models import Allowance, ModelPrice, Rate, Subscription
 from billing.money import micros_to_api
 from billing.periods import period_containing
+from billing.plans.allowances import included_credit
 from usage.reads.rollups import ComponentUsage, period_usage_by_component
 
 
@@ -43,6 +44,10 @@ def usage_summary(*, account: Account, now: datetime) -> dict:
     included = subscription.plan.included_minutes * 60
     total_allowance = allowance.total_seconds if allowance else included
     used = allowance.used_seconds if allowance else 0
+    # Included credit (credits-monthly) as granted for this period; none granted reads zero.
+    credit = included_credit(account=account, period_end=end)
+    credit_amount = credit.amount_micros if credit else 0
+    credit_used = credit.used_micros if credit else 0
     return {
         "account": account.public_id,
         "period_start": start.isoformat(),
@@ -59,6 +64,9 @@ def usage_summary(*, account: Account, now: datetime) -> dict:
         "allowance_minutes": _minutes(total_allowance),
         "allowance_used_minutes": _minutes(used),
         "allowance_remaining_minutes": _minutes(max(total_allowance - used, 0)),
+        "included_credit": micros_to_api(credit_amount),
+        "included_credit_used": micros_to_api(credit_used),
+        "included_credit_remaining": micros_to_api(credit_amount - credit_used),
         "balance": micros_to_api(account.balance_micros),
     }
 

@@ -1,5 +1,6 @@
 """A period's included allowance (SPEC U9): included minutes, their rollover, included credit."""
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from accounts.models import Account
@@ -7,6 +8,7 @@ from billing.ledger.locks import LockedAccount
 from billing.ledger.posting import Posting, apply_postings
 from billing.models import (
     Allowance,
+    CreditGrant,
     EntryKind,
     Plan,
     Subscription,
@@ -28,6 +30,35 @@ def included_credit_posting(*, account: Account, plan: Plan, start: datetime, en
         grant_expires_at=end,
         # Included credit is spent before anything bought.
         grant_priority=100,
+    )
+
+
+@dataclass(frozen=True)
+class IncludedCredit:
+    """A period's included credit as granted, and how much of it is spent (micro-dollars)."""
+
+    amount_micros: int
+    used_micros: int
+
+    @property
+    def remaining_micros(self) -> int:
+        return self.amount_micros - self.used_micros
+
+
+def included_credit(*, account: Account, period_end: datetime) -> IncludedCredit | None:
+    """Return the included credit granted for the period ending at `period_end`, or None.
+
+    It is the ledger's grant of kind ALLOWANCE that expires with the period
+    (`included_credit_posting`); what it no longer holds was spent.
+    """
+    grant = CreditGrant.objects.filter(
+        account=account, kind=EntryKind.ALLOWANCE, expires_at=period_end
+    ).first()
+    if grant is None:
+        return None
+    return IncludedCredit(
+        amount_micros=grant.amount_micros,
+        used_micros=grant.amount_micros - grant.remaining_micros,
     )
 
 

@@ -6,6 +6,6 @@ app_name = "billing"
 
 urlpatterns = [
     path("", views.invoice_list, name="invoice_list"),
-    path("<str:number>/", views.invoice_detail, name="invoice_detail"),
-    path("<str:number>/pdf/", views.invoice_pdf, name="invoice_pdf"),
+    path("<public_id:number>/", views.invoice_detail, name="invoice_detail"),
+    path("<public_id:number>/pdf/", views.invoice_pdf, name="invoice_pdf"),
 ]

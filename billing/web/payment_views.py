@@ -24,9 +24,14 @@ def _manage(request, public_id):
     return account_for_user(user=request.user, public_id=public_id, action=Action.MANAGE_BILLING)
 
 
+# Stands for the services' "{TOPUP}" placeholder while reversing: the route takes only a public id.
+_TOPUP_STAND_IN = "TOPUP-PLACEHOLDER"
+
+
 def _path(name, public_id, *args) -> str:
-    # reverse() quotes the services' "{TOPUP}" placeholder; give it back to them as written.
-    return reverse(f"payments:{name}", args=[public_id, *args]).replace("%7BTOPUP%7D", "{TOPUP}")
+    args = [_TOPUP_STAND_IN if arg == "{TOPUP}" else arg for arg in args]
+    path = reverse(f"payments:{name}", args=[public_id, *args])
+    return path.replace(f"/{_TOPUP_STAND_IN}/", "/{TOPUP}/")
 
 
 def _url(request, name, public_id, *args) -> str:

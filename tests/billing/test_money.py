@@ -10,6 +10,7 @@ from billing.money import (
     format_usd,
     micros_to_api,
     micros_to_cents,
+    round_commission_micros,
     round_micros,
     usd_to_micros,
 )
@@ -37,6 +38,19 @@ def test_83_seconds_at_8_cents_a_minute_rounds_half_up_to_110667_micros():
 )
 def test_round_micros_rounds_half_up_away_from_zero(amount_usd, micros):
     assert round_micros(amount_usd) == micros
+
+
+@pytest.mark.parametrize(
+    ("fee_usd", "micros"),
+    [
+        (Decimal("0.0000005"), 0),  # half a micro: half-up would charge 1
+        (Decimal("0.0000019999"), 1),
+        (Decimal("0.0144"), 14_400),  # whole micros are unchanged
+        (Decimal(0), 0),
+    ],
+)
+def test_a_commission_rounds_down_to_the_micro_dollar(fee_usd, micros):
+    assert round_commission_micros(fee_usd) == micros
 
 
 @pytest.mark.parametrize(

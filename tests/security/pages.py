@@ -26,7 +26,7 @@ class Page:
     redirects_only: bool = False
 
 
-PREFIX = "app/a/<str:public_id>/"
+PREFIX = "app/a/<public_id:public_id>/"
 AUTO_TOPUP = {"enabled": "on", "threshold": "5", "amount": "20", "target": "", "monthly_cap": ""}
 
 # Every page of an account. The posts are valid forms, so a missing check would write
@@ -40,7 +40,7 @@ ACCOUNT_PAGES: dict[str, Page] = {
         {"key_id": "{key_id}", "tier": "paid", "reason": "more"},
         body_names_objects=True,
     ),
-    PREFIX + "keys/<str:key_id>/revoke/": Page(A.MANAGE_KEYS),
+    PREFIX + "keys/<public_id:key_id>/revoke/": Page(A.MANAGE_KEYS),
     PREFIX + "team/": Page(),
     PREFIX + "team/invite/": Page(
         A.MANAGE_MEMBERS, {"email": "intruder@example.test", "role": "owner"}
@@ -53,8 +53,8 @@ ACCOUNT_PAGES: dict[str, Page] = {
         A.MANAGE_ACCOUNT, {"name": "Intruder child", "plan": "voice-prepaid", "email": ""}
     ),
     PREFIX + "invoices/": Page(),
-    PREFIX + "invoices/<str:number>/": Page(),
-    PREFIX + "invoices/<str:number>/pdf/": Page(),
+    PREFIX + "invoices/<public_id:number>/": Page(),
+    PREFIX + "invoices/<public_id:number>/pdf/": Page(),
     PREFIX + "billing/": Page(),
     PREFIX + "billing/auto-topup/": Page(A.MANAGE_BILLING, AUTO_TOPUP),
     # Off: a valid form that writes even for an account without a card.
@@ -70,10 +70,14 @@ ACCOUNT_PAGES: dict[str, Page] = {
     PREFIX + "billing/statement/export.csv": Page(),
     PREFIX + "payments/": Page(),
     PREFIX + "payments/topup/": Page(A.MANAGE_BILLING, {"amount": "20"}),
-    PREFIX + "payments/topup/<str:topup_id>/done/": Page(),
-    PREFIX + "payments/topup/<str:topup_id>/canceled/": Page(),
-    PREFIX + "payments/topup/<str:topup_id>/test-pay/": Page(A.MANAGE_BILLING, {"outcome": "pay"}),
-    PREFIX + "payments/topup/<str:topup_id>/complete/": Page(A.MANAGE_BILLING, redirects_only=True),
+    PREFIX + "payments/topup/<public_id:topup_id>/done/": Page(),
+    PREFIX + "payments/topup/<public_id:topup_id>/canceled/": Page(),
+    PREFIX + "payments/topup/<public_id:topup_id>/test-pay/": Page(
+        A.MANAGE_BILLING, {"outcome": "pay"}
+    ),
+    PREFIX + "payments/topup/<public_id:topup_id>/complete/": Page(
+        A.MANAGE_BILLING, redirects_only=True
+    ),
     PREFIX + "payments/cards/add/": Page(A.MANAGE_BILLING, redirects_only=True),
     PREFIX + "payments/cards/added/": Page(),
     PREFIX + "payments/cards/test/": Page(A.MANAGE_BILLING, {"behaviour": "succeed"}),

@@ -10,6 +10,7 @@ the two apart), and 403 where a member's role lacks the action.
 """
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -41,7 +42,7 @@ OTHER_ROUTES: dict[str, str] = {
     "favicon.ico": "redirect to a static file (test_routes_without_an_account_...)",
     "app/": "sends a user to their own first account (test_routes_without_an_account_...)",
     "app/switch/": "account switcher; 404 for another's account (test_routes_without_...)",
-    "app/invitations/<str:token>/": (
+    "app/invitations/<public_id:token>/": (
         "addressed by a secret token, accepted only by the invited address "
         "(test_an_invitation_link_cannot_be_accepted_by_someone_else)"
     ),
@@ -397,3 +398,27 @@ def test_every_api_operation_with_another_accounts_key_shows_and_changes_nothing
         if diff := changes(before, snapshot(ignore=API_BOOKKEEPING)):
             failures.append(f"{method} {url}: wrote {diff}")
     assert_no_failures(failures)
+
+
+# Ids that name nothing --------------------------------------------------------------------------
+
+
+def test_a_nul_byte_in_any_id_of_a_dashboard_url_answers_404_and_writes_nothing(world):
+    # The account's own owner: only the NUL byte stands between the request and the page.
+    client = signed_in(world.victim_owner)
+    values = url_values(world, world.victim)
+    before = snapshot()
+    failures = []
+    for route, page in ACCOUNT_PAGES.items():
+        for name in re.findall(r"<public_id:(\w+)>", route):
+            for bad_id in (values[name] + "\x00", "\x00" + values[name]):
+                bad = {**values, name: bad_id}
+                for method, response in visit(client, fill(route, bad), form_data(page, bad)):
+                    if response.status_code != 404:
+                        failures.append(f"{method} {route} ({name}): {response.status_code}")
+    switch = client.get("/app/switch/", {"account": world.victim.public_id + "\x00"})
+    invitation = client.get(f"/app/invitations/{world.invitation.token}%00/")
+
+    assert_no_failures(failures)
+    assert (switch.status_code, invitation.status_code) == (404, 404)
+    assert changes(before, snapshot()) == {}

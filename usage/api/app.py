@@ -17,6 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import re_path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Path
 from ninja.openapi.docs import DocsBase, Swagger
 from ninja.parser import Parser
@@ -93,9 +94,20 @@ class MeterlineAPI(NinjaAPI):
     def urls(self):
         patterns, app_name, namespace = super().urls
         for pattern in patterns:
-            pattern.callback = _finish_response(pattern.callback)
-        patterns.append(re_path(r"^.*$", _finish_response(_unknown_path)))
+            pattern.callback = _api_view(pattern.callback)
+        patterns.append(re_path(r"^.*$", _api_view(_unknown_path)))
         return patterns, app_name, namespace
+
+
+def _api_view(view):
+    """An API view: exempt from CSRF and answering in the error shape.
+
+    The API authenticates by bearer key, never by the session cookie, so there is no cross-site
+    request to forge; without the exemption, an unsafe method on a path no operation serves
+    (ninja exempts only its operations) gets Django's HTML CSRF page before the view can answer
+    the JSON 404 and count the key's request.
+    """
+    return csrf_exempt(_finish_response(view))
 
 
 def _unknown_path(request: HttpRequest, *args, **kwargs) -> HttpResponse:
@@ -238,6 +250,7 @@ def authorize(request: HttpRequest, payload: AuthorizeIn):
         provider=payload.provider,
         start_within=payload.start_within,
         call_id=payload.call_id,
+        direction=payload.direction.value,
         now=timezone.now(),
     )
     return _json(

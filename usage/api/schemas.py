@@ -14,10 +14,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from usage.models import CallStatus, Direction, EventType
+from usage.reports import (
+    MAX_EVENT_QUANTITIES,
+    MAX_FLEX_PRICE_USD,
+    MAX_ITEM_COST_MICROS,
+    MAX_USAGE_DEBT_MICROS,
+)
 
 # No control characters (PostgreSQL refuses NUL in text; none belongs in an id or a name).
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
-MAX_QUANTITY = 10**12  # tokens, messages, SMS: far above any real request, far below BIGINT
 
 
 def _text(max_length: int, *, min_length: int = 0):
@@ -77,7 +82,22 @@ def _decimal(*, int_digits: int, places: int, description: str):
 
 Id = _text(100, min_length=1)
 AccountId = _text(32, min_length=1)
-Quantity = Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)]
+# No schema maximum: an event over its field's maximum (usage.reports) is rejected alone, with
+# its reason in the 200 answer, and the other events of the batch are charged.
+Quantity = Annotated[int, Field(strict=True, ge=0)]
+
+
+def _at_most(text: str, name: str) -> str:
+    return (
+        f"{text} At most {MAX_EVENT_QUANTITIES[name]:,}; an event over it is rejected alone "
+        "(code 400 in its result) and the others are charged."
+    )
+
+
+_PRICE_MAXIMUM = (
+    f" At most {MAX_FLEX_PRICE_USD:,} USD; an event over it is rejected alone (code 400 in its "
+    "result) and the others are charged."
+)
 Moment = Annotated[
     datetime,
     BeforeValidator(_parse_datetime),
@@ -102,13 +122,19 @@ class Loose(BaseModel):
 
 
 class AuthorizeIn(Strict):
+    """What decides whether the usage is free, as the report of it will say (free usage is
+    allowed whatever the balance)."""
+
     feature: Literal["call", "chat", "sms", "llm", "embedding"]
-    model: _text(100) = ""
+    model: _text(100) = Field("", description="The model, or for a call its LLM (`llm`).")
     provider: _text(50) = ""
     start_within: _text(32) = Field(
         "", description="'default', 'priority', 'auto' or a flex window such as 00h-00m-30s."
     )
     call_id: _text(100) = Field("", description="The platform's id of the call to hold for.")
+    direction: Direction = Field(
+        Direction.INBOUND, description="Calls: as in the call report; outbound may be free."
+    )
 
 
 class CallIn(Strict):
@@ -133,19 +159,38 @@ class EventIn(Strict):
     account: AccountId
     type: EventType
     occurred_at: Moment
-    messages: Quantity | None = Field(None, description="chat: AI-generated messages.")
-    count: Quantity | None = Field(None, description="sms: messages sent.")
+    messages: Quantity | None = Field(
+        None, description=_at_most("chat: AI-generated messages.", "messages")
+    )
+    count: Quantity | None = Field(None, description=_at_most("sms: messages sent.", "count"))
     model: _text(100) = ""
     provider: _text(50) = ""
-    input_tokens: Quantity | None = None
-    output_tokens: Quantity | None = None
+    input_tokens: Quantity | None = Field(
+        None, description=_at_most("llm, embedding: input tokens.", "input_tokens")
+    )
+    output_tokens: Quantity | None = Field(
+        None, description=_at_most("llm: output tokens.", "output_tokens")
+    )
     start_within: _text(32) = ""
-    standard_price: MoneyIn | None = None
-    flex_price: MoneyIn | None = None
+    standard_price: MoneyIn | None = Field(
+        None, description="Flex requests: what standard routing costs, USD." + _PRICE_MAXIMUM
+    )
+    flex_price: MoneyIn | None = Field(
+        None, description="Flex requests: what flex routing cost, USD." + _PRICE_MAXIMUM
+    )
 
 
 class EventsIn(Strict):
-    events: list[EventIn] = Field(min_length=1, max_length=1000)
+    events: list[EventIn] = Field(
+        min_length=1,
+        max_length=1000,
+        description=(
+            "Each event is rated alone. One that would cost more than "
+            f"{MAX_ITEM_COST_MICROS // 1_000_000:,} USD is rejected (code 400 in its result); "
+            "one that would take a postpaid account's unpaid usage past "
+            f"{MAX_USAGE_DEBT_MICROS // 1_000_000:,} USD is rejected with code 402."
+        ),
+    )
 
 
 # Responses ---------------------------------------------------------------------------------
@@ -185,7 +230,7 @@ class EventResultOut(BaseModel):
     status: Literal["accepted", "duplicate", "rejected"]
     cost: Money
     reason: str | None = Field(None, description="Why an event was rejected.")
-    code: str | None = Field(None, description="Rejected only: 400, 404 or 409.")
+    code: str | None = Field(None, description="Rejected only: 400, 402, 404 or 409.")
 
 
 class EventsOut(BaseModel):
@@ -202,8 +247,14 @@ class UsageOut(Loose):
     input_tokens: int
     output_tokens: int
     cost: Money
+    allowance_minutes: str = Field(description="Included minutes of the period, with rollover.")
     allowance_used_minutes: str
     allowance_remaining_minutes: str
+    included_credit: Money = Field(
+        description="Included credit granted for the period (e.g. credits-monthly); 0 if none."
+    )
+    included_credit_used: Money = Field(description="Included credit spent this period.")
+    included_credit_remaining: Money = Field(description="Included credit left this period.")
     balance: Money
 
 

@@ -5,6 +5,7 @@ is a duplicate and charged once; with other content it is refused (409). A batch
 account, in primary-key order, one transaction and one row lock per account.
 """
 
+import itertools
 from collections import Counter, defaultdict
 from datetime import datetime
 
@@ -24,7 +25,14 @@ from usage.ingest.validation import moment_problem
 from usage.models import EventType, UsageEvent
 from usage.rating.rules import Rating, rate_chat, rate_commission, rate_sms, rate_tokens
 from usage.reads.events import stored_events, subscriptions_by_public_id
-from usage.reports import EventReport, EventResult, UsageError
+from usage.reports import (
+    MAX_EVENT_QUANTITIES,
+    MAX_FLEX_PRICE_USD,
+    MAX_USAGE_DEBT_MICROS,
+    EventReport,
+    EventResult,
+    UsageError,
+)
 
 MAX_BATCH = 1000
 EVENT_TYPES = frozenset(EventType.values)  # EventType.values builds a new list on every read
@@ -38,10 +46,16 @@ def _problem(report: EventReport, now: datetime) -> str | None:
     problem = moment_problem(name="occurred_at", moment=report.occurred_at, now=now)
     if problem:
         return problem
-    for name in ("messages", "count", "input_tokens", "output_tokens"):
+    for name, maximum in MAX_EVENT_QUANTITIES.items():
         value = getattr(report, name)
         if value is not None and value < 0:
             return f"{name} cannot be negative"
+        if value is not None and value > maximum:
+            return f"{name} is at most {maximum:,} in one event"
+    for name in ("standard_price", "flex_price"):
+        price = getattr(report, name)
+        if price is not None and price > MAX_FLEX_PRICE_USD:
+            return f"{name} is at most {MAX_FLEX_PRICE_USD:,} USD"
     return None
 
 
@@ -84,7 +98,7 @@ def ingest_events(*, reports: list[EventReport], now: datetime) -> list[EventRes
                     report.id, "rejected", reason=f"no account '{public_id}'", code=404
                 )
             continue
-        for attempt in range(2):
+        for attempt in itertools.count():
             try:
                 with transaction.atomic():
                     results.update(
@@ -97,9 +111,11 @@ def ingest_events(*, reports: list[EventReport], now: datetime) -> list[EventRes
                     )
                 break
             except IntegrityError:
-                # Another batch claimed one of these ids for another account meanwhile: retry
-                # once, and the second pass sees the claim and answers 409 for that id.
-                if attempt:
+                # Another batch claimed some of these ids for another account and committed
+                # while this one ran: the next pass sees those claims and answers 409 for
+                # them. Several batches may do so in turn, but each failed pass meets at least
+                # one more committed claim, so at most one pass per item fails.
+                if attempt >= len(items):
                     raise
     # Results for duplicates within this batch take the cost of the first occurrence; a repeat
     # of an event that was refused is refused the same way, not reported as a duplicate.
@@ -211,6 +227,15 @@ def _ingest_for_account(
             )
             continue
         rating, kind, component = outcome
+        if session.spendable_micros() - rating.cost_micros < -MAX_USAGE_DEBT_MICROS:
+            # Postpaid only (a prepaid charge stops at zero): keeps the balance inside BIGINT.
+            results[index] = EventResult(
+                report.id,
+                "rejected",
+                reason="the account owes the most usage it may; pay its invoices first",
+                code=402,
+            )
+            continue
         charged = session.charge(
             rating=rating,
             kind=kind,
@@ -272,7 +297,10 @@ def _store(rows: list[dict], postings: list[Posting | None], session: ChargeSess
     for row, posting in zip(rows, postings, strict=True):
         row["ledger_entry_id"] = posting.entry.pk if posting is not None else None
     if use_copy:
-        copy_insert(UsageEvent, rows)
+        # WARNING (locking): insert in event-id order. A batch that reuses ids another batch
+        # is inserting for another account waits on the unique index for each such id; if two
+        # batches took them in different orders each would wait for the other (a deadlock).
+        copy_insert(UsageEvent, sorted(rows, key=lambda row: row["event_id"]))
         return
     by_entry: dict[int, list[int]] = defaultdict(list)
     for row in rows:

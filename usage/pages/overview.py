@@ -17,9 +17,10 @@ from datetime import date, datetime, timedelta
 
 from accounts.models import Account
 from billing.invoicing.documents import invoice_summary, issued_invoices
-from billing.models import Allowance, CreditGrant, EntryKind, Notification, Subscription
+from billing.models import Allowance, Notification, Subscription
 from billing.money import format_usd
 from billing.periods import current_period
+from billing.plans.allowances import included_credit
 from usage.pages.runway import credit_runway_days, runway_sentence
 from usage.reads.rollups import Spend, daily_spend
 
@@ -87,11 +88,9 @@ def _allowance(*, account: Account, subscription: Subscription, start, end) -> d
             "total_raw": total,
         }
     if plan.included_credit_micros:
-        grant = CreditGrant.objects.filter(
-            account=account, kind=EntryKind.ALLOWANCE, expires_at=end
-        ).first()
-        total = grant.amount_micros if grant else plan.included_credit_micros
-        used = (grant.amount_micros - grant.remaining_micros) if grant else 0
+        credit = included_credit(account=account, period_end=end)
+        total = credit.amount_micros if credit else plan.included_credit_micros
+        used = credit.used_micros if credit else 0
         return {
             "unit": "usd",
             "total": format_usd(total),

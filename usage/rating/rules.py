@@ -6,8 +6,9 @@ explanation the customer can read (U11).
 
 WARNING (money): each priced line of an item (the call's LLM minutes, its voice-engine minutes,
 an LLM request's input tokens...) is computed exactly in Decimal and rounded exactly once,
-half-up to the micro-dollar (billing.money.round_micros); the item's cost is the sum of its
-rounded lines, so invoice lines built from line rollups add up to the items to the micro-dollar.
+half-up to the micro-dollar (billing.money.round_micros), a commission down
+(billing.money.round_commission_micros); the item's cost is the sum of its rounded lines, so
+invoice lines built from line rollups add up to the items to the micro-dollar.
 """
 
 import re
@@ -16,10 +17,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 from billing.models import Plan, RateComponent, Rounding
-from billing.money import micros_to_api, round_micros
+from billing.money import micros_to_api, round_commission_micros, round_micros
 from billing.plans.rates import AppliedRate, ModelCatalog, RateCard
 from usage.models import CallStatus, Direction, EventType
-from usage.reports import CallReport, EventReport, UsageError
+from usage.reports import MAX_ITEM_COST_MICROS, CallReport, EventReport, UsageError
 
 SECONDS_PER_MINUTE = 60
 FREE_ROUTING = frozenset({"default", "priority", "auto"})
@@ -46,15 +47,17 @@ class Line:
     component: str
     key: str
     quantity: int
-    unit: str  # second, minute, message, token
-    rate: Decimal  # USD per minute, per message, or per million tokens
+    unit: str  # second, minute, message, token, request
+    rate: Decimal  # USD per minute, per message, per million tokens, or percent of savings
     exact: Decimal  # USD before rounding
     # `exact` rounded, once: the item's cost, its explanation, rollups and unbilled line all
     # read it, and rounding a Decimal costs more than the rest of an event's rating.
     amount_micros: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "amount_micros", round_micros(self.exact))  # frozen
+        # A commission rounds down, so it never exceeds its percentage of the savings.
+        rounding = round_commission_micros if self.component == "commission" else round_micros
+        object.__setattr__(self, "amount_micros", rounding(self.exact))  # frozen
 
     @property
     def base_quantity(self) -> int:
@@ -74,7 +77,15 @@ class Line:
 
 
 def _total(lines: list["Line"]) -> int:
-    return sum(line.amount_micros for line in lines)
+    """Return an item's cost: the sum of its rounded lines, refused above one item's maximum."""
+    total = sum(line.amount_micros for line in lines)
+    if total > MAX_ITEM_COST_MICROS:
+        # Rates are staff's and quantities the platform's: their product alone is unbounded.
+        raise UsageError(
+            f"The item would cost {micros_to_api(total)} USD, more than the maximum of one "
+            f"item ({micros_to_api(MAX_ITEM_COST_MICROS)} USD)."
+        )
+    return total
 
 
 # Calls --------------------------------------------------------------------------------------
@@ -404,6 +415,7 @@ def rate_commission(*, report: EventReport, plan: Plan) -> Rating:
             "savings": str(savings),
             "savings_micros": round_micros(savings),
             "fee_exact": str(fee),
+            "rounding": "rounded down to the micro-dollar, never above the percentage",
             "cost": micros_to_api(cost),
         },
     )

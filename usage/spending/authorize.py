@@ -14,6 +14,7 @@ from billing.notifications.links import billing_page_url
 from billing.periods import current_period, period_containing
 from billing.plans.allowances import current_allowance
 from billing.plans.rates import RateCard
+from usage.models import Direction
 from usage.rating.rules import FLEX_DURATION, FREE_ROUTING
 from usage.reads.keys import LoadedKey
 from usage.reports import Authorization, PaymentRequired, UsageError
@@ -21,17 +22,31 @@ from usage.spending.budgets import budget_refusal, reached_hard_budget
 from usage.spending.holds import held_allowance_seconds, open_hold, place_hold
 
 FEATURES = ("call", "chat", "sms", "llm", "embedding")
+DIRECTIONS = frozenset(Direction.values)
 # Longest call an authorization allows when credit is not the limit (postpaid, allowance), and
 # so the most credit one call's hold takes (G3).
 MAX_CALL_SECONDS = 4 * 3600
 
 
-def is_billable(*, plan: Plan, card: RateCard, feature: str, provider: str, start_within: str, at):
+def is_billable(
+    *,
+    plan: Plan,
+    card: RateCard,
+    feature: str,
+    provider: str,
+    start_within: str,
+    direction: str = Direction.INBOUND,
+    at,
+):
     """Return whether a request of this kind costs anything on the plan (free usage stays on).
 
     The answer follows how the item would be rated (usage.ingest.events, usage.rating), so that
-    spending control pauses exactly what would be charged.
+    spending control pauses exactly what would be charged. It takes every field that makes an
+    item free before it happens: a call's direction (outbound calls free on credits-monthly,
+    as `call_seconds` rates them), a request's routing and provider, the plan's SMS price.
     """
+    if feature == "call" and direction == Direction.OUTBOUND and plan.outbound_calls_free:
+        return False
     commission_plan = plan.commission_percent is not None
     if feature == "llm" and commission_plan:
         routing = start_within.strip().lower()
@@ -95,6 +110,7 @@ def authorize(
     start_within: str,
     call_id: str,
     now: datetime,
+    direction: str = Direction.INBOUND,
 ) -> Authorization:
     """Answer whether the key's account may start a call or request; hold credit for calls.
 
@@ -103,6 +119,8 @@ def authorize(
     """
     if feature not in FEATURES:
         raise UsageError(f"feature is one of {', '.join(FEATURES)}.", param="feature")
+    if direction not in DIRECTIONS:
+        raise UsageError("direction is inbound or outbound.", param="direction")
     api_key, account, subscription = key.api_key, key.account, key.subscription
     if subscription is None:
         raise Subscription.DoesNotExist(f"Account {account.public_id} has no subscription.")
@@ -110,10 +128,23 @@ def authorize(
     # Rates are read only for the features whose answer depends on them (SMS, calls).
     card = _LazyRateCard(plan=plan, account=account)
     billable = is_billable(
-        plan=plan, card=card, feature=feature, provider=provider, start_within=start_within, at=now
+        plan=plan,
+        card=card,
+        feature=feature,
+        provider=provider,
+        start_within=start_within,
+        direction=direction,
+        at=now,
     )
     if not billable:
-        return Authorization(allowed=True, balance_micros=account.balance_micros, billable=False)
+        # Free usage is allowed whatever the balance, and a free call holds nothing.
+        max_seconds = MAX_CALL_SECONDS if feature == "call" else None
+        return Authorization(
+            allowed=True,
+            balance_micros=account.balance_micros,
+            max_seconds=max_seconds,
+            billable=False,
+        )
     if key.hard_budget_possible(period_start=current_period(subscription=subscription, now=now)[0]):
         budget = reached_hard_budget(
             account=account, api_key=api_key, subscription=subscription, now=now

@@ -8,6 +8,9 @@ import time_machine
 
 from accounts.models import Account
 from billing.ledger.drift import ledger_drift
+from billing.models import EntryKind
+from billing.money import micros_to_api, usd_to_micros
+from tests.billing.postings import post_entry
 from tests.conftest import NOW
 
 API_NOW = NOW + timedelta(hours=1)
@@ -309,6 +312,87 @@ def test_usage_shows_the_current_period(client, make_account, make_key, platform
     assert body["calls"] == 1
     assert body["cost"] == "0.160000"
     assert body["balance"] == "19.840000"
+
+
+def test_usage_shows_the_included_credit_granted_used_and_remaining(
+    client, make_account, make_key, platform, plans
+):
+    account = make_account("credits-monthly")
+    call = send(client, "put", "/api/v1/calls/u-credit", platform, call_report(account, 120))
+    cost_micros = usd_to_micros(call.json()["cost"])
+    included_micros = plans["credits-monthly"].included_credit_micros
+
+    response = send(client, "get", "/api/v1/usage", make_key(account))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert cost_micros > 0 and included_micros > cost_micros
+    assert body["included_credit"] == micros_to_api(included_micros)
+    assert body["included_credit_used"] == micros_to_api(cost_micros)
+    assert body["included_credit_remaining"] == micros_to_api(included_micros - cost_micros)
+    assert body["balance"] == micros_to_api(included_micros - cost_micros)
+
+
+def test_usage_reads_no_included_credit_on_a_plan_without_any(
+    client, make_account, make_key, platform
+):
+    account = make_account("voice-prepaid", credit_micros=20 * USD)
+    send(client, "put", "/api/v1/calls/u-none", platform, call_report(account, 120))
+
+    body = send(client, "get", "/api/v1/usage", make_key(account)).json()
+
+    assert [body[f] for f in ("included_credit", "included_credit_used")] == ["0.000000"] * 2
+    assert body["included_credit_remaining"] == "0.000000"
+
+
+def test_the_usage_schema_documents_the_included_credit(client, db):
+    schema = client.get("/api/v1/openapi.json").json()["components"]["schemas"]["UsageOut"]
+
+    for name in ("included_credit", "included_credit_used", "included_credit_remaining"):
+        assert name in schema["required"]
+        assert schema["properties"][name]["type"] == "string"
+
+
+def test_an_outbound_call_is_authorized_free_on_credits_monthly_with_no_credit_left(
+    client, make_account, make_key
+):
+    # Document 002: outbound calls use no credit; SPEC G1: free usage stays allowed.
+    account = make_account("credits-monthly")
+    post_entry(
+        account=account,
+        amount_micros=-account.balance_micros,
+        kind=EntryKind.ADJUSTMENT,
+        reason="spend the included credit",
+        now=API_NOW,
+    )
+    key = make_key(account)
+
+    outbound = send(
+        client, "post", "/api/v1/authorize", key, {"feature": "call", "direction": "outbound"}
+    )
+    inbound = send(
+        client, "post", "/api/v1/authorize", key, {"feature": "call", "direction": "inbound"}
+    )
+
+    assert outbound.status_code == 200, outbound.content
+    assert outbound.json()["allowed"] is True
+    assert outbound.json()["billable"] is False
+    assert outbound.json()["balance"] == "0.000000"
+    assert inbound.status_code == 402
+    assert inbound.json()["error"]["type"] == "insufficient_quota"
+    # The free answer holds nothing.
+    assert Account.objects.get(pk=account.pk).held_micros == 0
+
+
+def test_authorize_refuses_an_unknown_direction_with_400(client, make_account, make_key):
+    key = make_key(make_account("credits-monthly"))
+
+    response = send(
+        client, "post", "/api/v1/authorize", key, {"feature": "call", "direction": "sideways"}
+    )
+
+    assert response.status_code == 400
+    assert "direction" in response.json()["error"]["message"]
 
 
 def test_pricing_shows_the_plan_and_its_rates(client, make_account, make_key):

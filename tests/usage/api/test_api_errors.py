@@ -4,12 +4,27 @@ import json
 import logging
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
+from accounts.models import Account
+from billing.models import EntryKind, Rate, RateComponent
+from billing.money import usd_to_micros
+from billing.plans.example_plans import EXAMPLES_EFFECTIVE_FROM
+from tests.billing.postings import post_entry
 from usage.api import app as api_module
-from usage.reports import Conflict, NotFound, PaymentRequired, UsageError
+from usage.models import UsageEvent
+from usage.reports import (
+    MAX_EVENT_QUANTITIES,
+    MAX_FLEX_PRICE_USD,
+    MAX_USAGE_DEBT_MICROS,
+    Conflict,
+    NotFound,
+    PaymentRequired,
+    UsageError,
+)
 
 OPERATIONS = {
     ("post", "/api/v1/authorize"),
@@ -295,3 +310,145 @@ def test_docs_page_loads_nothing_from_another_host(client, db):
     assert "/api/v1/openapi.json" in html
     assert "cdn" not in html.lower()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+
+
+# Bounds of one event (issue 14, item 9) ----------------------------------------------------
+
+
+def test_600_chat_events_of_10_12_messages_are_rejected_alone_and_the_rest_is_charged(
+    client, platform, account, make_account
+):
+    # 600 x 10^12 messages once overflowed BIGINT: the whole batch answered 500 on every retry
+    # and the valid event of another account in it was never charged.
+    postpaid = make_account("voice-payg")
+    moment = (timezone.now() - timedelta(minutes=5)).isoformat()
+    huge = [
+        {
+            "id": f"chat-{n}",
+            "account": postpaid.public_id,
+            "type": "chat",
+            "occurred_at": moment,
+            "messages": 10**12,
+        }
+        for n in range(600)
+    ]
+    valid = event(
+        account, id="llm-ok", type="llm", model="gpt-4o", provider="openai", input_tokens=1000
+    )
+    balance_before = Account.objects.get(pk=account.pk).balance_micros
+
+    response = send(client, "post", "/api/v1/events", platform.token, {"events": [*huge, valid]})
+
+    assert response.status_code == 200, response.content[:300]
+    *rejected, accepted = response.json()["results"]
+    assert {(r["status"], r["code"]) for r in rejected} == {("rejected", "400")}
+    assert all("messages is at most 1,000,000" in r["reason"] for r in rejected)
+    assert accepted["status"] == "accepted"
+    cost = usd_to_micros(accepted["cost"])
+    assert cost > 0
+    assert Account.objects.get(pk=account.pk).balance_micros == balance_before - cost
+    assert not UsageEvent.objects.filter(account=postpaid).exists()
+    assert Account.objects.get(pk=postpaid.pk).balance_micros == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "mentions"),
+    [
+        ({"type": "chat", "messages": 1_000_001}, "messages"),
+        ({"count": 1_000_001}, "count"),
+        ({"type": "llm", "model": "gpt-4o", "input_tokens": 10**9 + 1}, "input_tokens"),
+        (
+            {"type": "llm", "model": "gpt-4o", "input_tokens": 1, "output_tokens": 10**30},
+            "output_tokens",
+        ),
+        (
+            {
+                "type": "llm",
+                "model": "gpt-4o",
+                "start_within": "00h-00m-30s",
+                "standard_price": "1000000.01",
+                "flex_price": "1",
+            },
+            "standard_price",
+        ),
+    ],
+)
+def test_an_event_over_a_documented_maximum_is_rejected_alone(
+    client, platform, account, fields, mentions
+):
+    over = event(account, id="over", **fields)
+    fine = event(account, id="fine", count=1)
+
+    response = send(client, "post", "/api/v1/events", platform.token, {"events": [over, fine]})
+
+    assert response.status_code == 200, response.content[:300]
+    first, second = response.json()["results"]
+    assert (first["status"], first["code"]) == ("rejected", "400")
+    assert first["reason"].startswith(f"{mentions} is at most ")
+    assert second["status"] == "accepted"
+    assert not UsageEvent.objects.filter(event_id="over").exists()
+
+
+def test_an_event_that_would_cost_more_than_one_item_may_is_rejected_alone(
+    client, platform, make_account
+):
+    # Within every field's maximum, but at a staff rate of 100 USD a chat minute: 200,000 min.
+    postpaid = make_account("voice-payg")
+    Rate.objects.create(
+        account=postpaid,
+        component=RateComponent.CHAT,
+        price=Decimal(100),
+        effective_from=EXAMPLES_EFFECTIVE_FROM,
+    )
+    big = event(postpaid, id="big", type="chat", messages=MAX_EVENT_QUANTITIES["messages"])
+    small = event(postpaid, id="small", type="chat", messages=5)
+
+    response = send(client, "post", "/api/v1/events", platform.token, {"events": [big, small]})
+
+    assert response.status_code == 200, response.content[:300]
+    first, second = response.json()["results"]
+    assert (first["status"], first["code"]) == ("rejected", "400")
+    assert "more than the maximum of one item" in first["reason"]
+    assert second["status"] == "accepted"
+    assert usd_to_micros(second["cost"]) == 100 * 1_000_000  # 5 messages: one minute at 100 USD
+    assert Account.objects.get(pk=postpaid.pk).balance_micros == -usd_to_micros(second["cost"])
+
+
+def test_a_postpaid_account_at_its_usage_debt_limit_has_further_events_rejected_alone(
+    client, platform, make_account
+):
+    postpaid = make_account("voice-payg")
+    post_entry(
+        account=postpaid,
+        amount_micros=-(MAX_USAGE_DEBT_MICROS - 1_000_000),
+        kind=EntryKind.ADJUSTMENT,
+        reason="owes almost the most it may",
+        now=timezone.now(),
+        allow_overdraft=True,
+    )
+    # 5 messages are one chat minute: more than the 1 USD left below the limit?
+    Rate.objects.create(
+        account=postpaid,
+        component=RateComponent.CHAT,
+        price=Decimal(2),
+        effective_from=EXAMPLES_EFFECTIVE_FROM,
+    )
+    over = event(postpaid, id="over", type="chat", messages=5)
+
+    response = send(client, "post", "/api/v1/events", platform.token, {"events": [over]})
+
+    assert response.status_code == 200, response.content[:300]
+    [result] = response.json()["results"]
+    assert (result["status"], result["code"]) == ("rejected", "402")
+    assert Account.objects.get(pk=postpaid.pk).balance_micros == -(
+        MAX_USAGE_DEBT_MICROS - 1_000_000
+    )
+
+
+def test_the_event_schema_documents_every_maximum(client, db):
+    schema = client.get("/api/v1/openapi.json").json()["components"]["schemas"]["EventIn"]
+
+    for name, maximum in MAX_EVENT_QUANTITIES.items():
+        assert f"At most {maximum:,}" in schema["properties"][name]["description"]
+    for name in ("standard_price", "flex_price"):
+        assert f"At most {MAX_FLEX_PRICE_USD:,} USD" in schema["properties"][name]["description"]

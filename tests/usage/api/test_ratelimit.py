@@ -21,6 +21,7 @@ import redis
 import time_machine
 from django.conf import settings as django_settings
 from django.db import OperationalError, connection, connections
+from django.test import Client
 from django.utils import timezone
 
 from usage.api import ratelimit
@@ -512,3 +513,31 @@ def test_limit_holds_across_web_processes(gunicorn, make_account, make_key, stor
         pytest.fail(f"no batch was served by both workers within one minute:\n{server.log()}")
 
     assert sorted(statuses) == [200] * 10 + [429] * 5
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("post", "/api/v1/no-such-thing", 404),
+        ("put", "/api/v1/calls/a/b", 404),  # a call id containing "/"
+        ("delete", "/api/v1/calls/a/b/refund", 404),
+        ("patch", "/api/v1/", 404),
+        ("post", "/api/v1/balance", 405),
+        ("delete", "/api/v1/authorize", 405),
+    ],
+)
+def test_an_unsafe_method_on_no_operation_is_a_counted_json_error_not_a_csrf_page(
+    free_key, backend, method, path, status
+):
+    # A browser-like client that enforces CSRF, as the middleware does for every real request.
+    client = Client(enforce_csrf_checks=True)
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {free_key.token}"}
+    with time_machine.travel(mid_minute(), tick=False):
+        first = getattr(client, method)(path, **auth)
+        second = getattr(client, method)(path, **auth)
+
+    for answer in (first, second):
+        assert answer.status_code == status, answer.content[:200]
+        assert answer["Content-Type"] == "application/json"
+        assert answer.json()["error"]["code"] == str(status)
+    assert [a["x-ratelimit-remaining-requests"] for a in (first, second)] == ["9", "8"]

@@ -4,9 +4,15 @@ The concurrent tests run real OS processes (fork) against the test database and 
 final state with what one sequential report would have left.
 """
 
+import contextlib
+import json
+import multiprocessing
+import threading
 from datetime import timedelta
 
 import pytest
+import time_machine
+from django.test import Client
 
 from billing.models import EntryKind
 from tests.conftest import NOW
@@ -21,6 +27,7 @@ from tests.usage.metering import (
     no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
     tokens,
 )
+from usage.ingest import events
 from usage.ingest.calls import report_call
 from usage.ingest.events import ingest_events
 from usage.models import Call, UsageEvent
@@ -210,3 +217,103 @@ def test_one_call_id_with_8_different_final_reports_at_once_is_charged_once(
     assert sorted(results) == sorted([winner] + [("Conflict", 409)] * 7)
     assert Call.objects.get().cost_micros == winner[1]
     assert [e.amount_micros for e in entries(account, EntryKind.USAGE)] == [-winner[1]]
+
+
+def _post_batch_in_child(token, batch, all_there):
+    """POST one batch to the real endpoint; return the status and each event's result.
+
+    The batch waits, once it has read which of its ids are claimed and just before it inserts
+    them (PostgreSQL's COPY), until every batch is there: they all insert ids that nobody had
+    claimed, at the same moment, as the busiest platform would make them. Later passes (retries)
+    do not wait. On SQLite, whose writers take turns, nothing waits.
+    """
+    copy_insert = events.copy_insert
+    waited = []
+
+    def copy_once_all_are_there(*args, **kwargs):
+        if not waited:
+            waited.append(True)
+            # A batch that never gets here must not stop the others.
+            with contextlib.suppress(threading.BrokenBarrierError):
+                all_there.wait(timeout=30)
+        return copy_insert(*args, **kwargs)
+
+    events.copy_insert = copy_once_all_are_there
+    response = Client().post(
+        "/api/v1/events",
+        json.dumps({"events": batch}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    if response.status_code != 200:
+        return (response.status_code, response.content.decode()[:300])
+    results = response.json()["results"]
+    return (200, [(r["id"], r["status"], r.get("code"), r["cost"]) for r in results])
+
+
+@concurrent
+def test_batches_reusing_event_ids_across_accounts_at_once_answer_409_inside_a_200(
+    transactional_db, make_account, make_key
+):
+    # Each batch claims its own account's events, half of them with ids that other batches
+    # claim at the same moment for their accounts, each batch in its own order: every reused
+    # id is accepted once and answered 409 everywhere else, and the rest is charged.
+    platform = make_key()
+    prefix = "race"
+    accounts = [make_account("llm-api") for _ in range(PROCESSES)]
+    moment = (NOW - timedelta(minutes=5)).isoformat()
+    # Overlapping windows of the shared ids, in opposite orders: a batch may meet claims of
+    # several others in turn, and two batches inserting the same ids in opposite orders would
+    # each wait for the other if the inserts were not made in one order.
+    window = 40
+    shared = [f"{prefix}-shared-{k:03d}" for k in range(PROCESSES - 1 + window)]
+    own = {index: [f"{prefix}-own-{index}-{k}" for k in range(3)] for index in range(PROCESSES)}
+    batches = []
+    for index, account in enumerate(accounts):
+        ids = shared[index : index + window]
+        ids = ids[::-1] if index % 2 else ids
+        batches.append(
+            [
+                {
+                    "id": event_id,
+                    "account": account.public_id,
+                    "type": "llm",
+                    "occurred_at": moment,
+                    "model": "gpt-4o",
+                    "provider": "openai",
+                    "input_tokens": 1000,
+                    "output_tokens": 500,
+                }
+                for event_id in ids + own[index]
+            ]
+        )
+
+    with time_machine.travel(NOW, tick=False):
+        all_there = multiprocessing.get_context("fork").Barrier(PROCESSES)
+        outcomes = in_processes(
+            _post_batch_in_child, [(platform.token, b, all_there) for b in batches]
+        )
+
+    assert [o[0] for o in outcomes] == ["ok"] * PROCESSES, outcomes
+    answers = [o[1] for o in outcomes]
+    assert [status for status, _ in answers] == [200] * PROCESSES, answers
+    accepted_by_id = {}
+    for (_, results), account in zip(answers, accounts, strict=True):
+        for event_id, status, code, _ in results:
+            if event_id in shared:
+                assert (status, code) in {("accepted", None), ("rejected", "409")}
+            else:
+                assert status == "accepted", (event_id, status, code)
+            if status == "accepted":
+                assert event_id not in accepted_by_id, f"{event_id} accepted twice"
+                accepted_by_id[event_id] = account
+        # The sequential model: the account pays exactly what its accepted events cost.
+        paid = sum(REQUEST_MICROS for _, status, _, _ in results if status == "accepted")
+        assert balance(account) == 10 * USD - paid
+    assert set(accepted_by_id) == set(shared).union(*own.values())
+    stored = dict(
+        UsageEvent.objects.filter(event_id__startswith=f"{prefix}-").values_list(
+            "event_id", "account_id"
+        )
+    )
+    assert stored == {event_id: account.pk for event_id, account in accepted_by_id.items()}

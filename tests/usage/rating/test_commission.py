@@ -1,5 +1,7 @@
 """Commission on the savings of flex requests on flex-router (SPEC U8)."""
 
+from decimal import Decimal
+
 import pytest
 
 from billing.models import EntryKind
@@ -109,3 +111,23 @@ def test_a_flex_request_without_its_prices_is_rejected(router):
 
     assert (result.status, result.code) == ("rejected", 400)
     assert not UsageEvent.objects.exists()
+
+
+def test_a_commission_on_savings_of_0_0000025_is_zero_not_40_percent(router):
+    # 20% of 0.0000025 USD is 0.0000005 USD: half-up would charge 0.000001 USD, 40% of the savings.
+    [result] = ingest(flex(router, standard="0.0000075", flex_price="0.0000050"))
+
+    assert (result.status, result.cost_micros) == ("accepted", 0)
+    assert entries(router, EntryKind.COMMISSION) == []
+
+
+@pytest.mark.parametrize(
+    "savings", ["0.0000025", "0.0000075", "0.0000049", "0.000004999999", "0.123456789", "1.0000049"]
+)
+def test_a_commission_never_exceeds_twenty_percent_of_the_savings(router, savings):
+    [result] = ingest(flex(router, standard=str(Decimal(savings) + 1), flex_price="1"))
+
+    assert result.status == "accepted"
+    # At most 20% of the savings, and less than one micro-dollar below it.
+    limit = Decimal(savings) * 20 / 100 * 1_000_000
+    assert limit - 1 < result.cost_micros <= limit

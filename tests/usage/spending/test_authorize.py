@@ -23,7 +23,17 @@ from usage.reports import PaymentRequired, UsageError
 from usage.spending.authorize import MAX_CALL_SECONDS, authorize
 
 
-def ask(key, feature="llm", *, model="", provider="", start_within="", call_id="", now=NOW):
+def ask(
+    key,
+    feature="llm",
+    *,
+    model="",
+    provider="",
+    start_within="",
+    call_id="",
+    direction="inbound",
+    now=NOW,
+):
     return authorize(
         key=load_key(key.key_id),
         feature=feature,
@@ -31,6 +41,7 @@ def ask(key, feature="llm", *, model="", provider="", start_within="", call_id="
         provider=provider,
         start_within=start_within,
         call_id=call_id,
+        direction=direction,
         now=now,
     )
 
@@ -208,3 +219,32 @@ def test_free_sms_stay_allowed_on_an_empty_prepaid_account(make_account, make_ke
 def test_an_unknown_feature_is_refused(llm_key):
     with pytest.raises(UsageError):
         ask(llm_key, "fax")
+
+
+def test_an_outbound_call_is_free_and_allowed_as_its_report_would_be_rated(make_account, make_key):
+    # credits-monthly makes outbound calls free: authorize says so before the call, as rating
+    # does after it, whatever the balance.
+    account = make_account("credits-monthly")
+    post_entry(
+        account=account,
+        amount_micros=-balance(account),
+        kind=EntryKind.ADJUSTMENT,
+        reason="no credit left",
+        now=NOW,
+    )
+    key = make_key(account).api_key
+
+    answer = ask(key, "call", call_id="out-1", direction="outbound")
+
+    assert (answer.allowed, answer.billable) == (True, False)
+    assert answer.max_seconds == MAX_CALL_SECONDS
+    assert answer.reservation_id == ""
+    with pytest.raises(PaymentRequired):
+        ask(key, "call", call_id="in-1", direction="inbound")
+
+
+def test_an_outbound_call_is_billable_where_the_plan_bills_outbound_calls(make_account, make_key):
+    key = make_key(make_account("voice-prepaid")).api_key
+
+    with pytest.raises(PaymentRequired):
+        ask(key, "call", call_id="out-1", direction="outbound")
