@@ -238,6 +238,7 @@ def authorize(request: HttpRequest, payload: AuthorizeIn):
         provider=payload.provider,
         start_within=payload.start_within,
         call_id=payload.call_id,
+        destination=payload.destination,
         now=timezone.now(),
     )
     return _json(

@@ -101,6 +101,13 @@ class Loose(BaseModel):
 # Requests ----------------------------------------------------------------------------------
 
 
+DESTINATION_DESCRIPTION = (
+    "The called number in international format: +44 20 7946 0000, 0044 20 7946 0000 and "
+    "+442079460000 are the same number. It is stored in E.164 and matched against the "
+    "destination prefixes of the plan (the longest wins). An invalid number answers 400."
+)
+
+
 class AuthorizeIn(Strict):
     feature: Literal["call", "chat", "sms", "llm", "embedding"]
     model: _text(100) = ""
@@ -109,6 +116,7 @@ class AuthorizeIn(Strict):
         "", description="'default', 'priority', 'auto' or a flex window such as 00h-00m-30s."
     )
     call_id: _text(100) = Field("", description="The platform's id of the call to hold for.")
+    destination: _text(32) = Field("", description=DESTINATION_DESCRIPTION)
 
 
 class CallIn(Strict):
@@ -119,7 +127,7 @@ class CallIn(Strict):
     ended_at: Moment | None = None
     transferred_at: Moment | None = None
     hold_seconds: HoldSeconds = Decimal(0)
-    destination: _text(32) = ""
+    destination: _text(32) = Field("", description=DESTINATION_DESCRIPTION)
     llm: _text(100) = ""
     reservation_id: _text(32) = Field("", description="From the authorize answer, if any.")
 
