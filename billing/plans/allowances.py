@@ -51,10 +51,20 @@ def current_allowance(
     A row that exists is the period's allowance whatever the plan is now: an immediate plan
     change leaves the period the minutes it began with (`keep_period_allowance`).
     """
-    start, end = period_containing(anchor_day=subscription.anchor_day, moment=now)
+    start, _ = period_containing(anchor_day=subscription.anchor_day, moment=now)
     allowance = Allowance.objects.filter(account=account, period_start=start).first()
     if allowance is not None:
         return allowance
+    return create_period_allowance(account=account, subscription=subscription, now=now)
+
+
+def create_period_allowance(
+    *, account: Account, subscription: Subscription, now: datetime
+) -> Allowance | None:
+    """Create the allowance row of the period containing `now`, which has none yet; return
+    None if the plan that period begins on has no included minutes. Call with the account
+    locked."""
+    start, end = period_containing(anchor_day=subscription.anchor_day, moment=now)
     if start == subscription.current_period_end:
         # Usage of the next period before period close reached this account: the period
         # begins on the plan staff scheduled for it, as period close would begin it.
@@ -157,15 +167,21 @@ def rollover_seconds(
 # late item never gets minutes that a later period already used.
 
 
-def rollover_chain(*, account: Account, period_start: datetime) -> list[Allowance]:
-    """Return the allowance row of the period starting at `period_start`, then each later row
-    that took over what the row before it left (empty if that period has no row).
-
-    Call with the account locked: the rows are read to be changed.
-    """
-    rows = Allowance.objects.filter(account=account, period_start__gte=period_start).order_by(
-        "period_start"
+def allowances_from(*, account: Account, period_start: datetime) -> list[Allowance]:
+    """Return the account's allowance rows of the period starting at `period_start` and of
+    every later period, in order. Call with the account locked: the rows are read to be
+    changed."""
+    return list(
+        Allowance.objects.filter(account=account, period_start__gte=period_start).order_by(
+            "period_start"
+        )
     )
+
+
+def rollover_chain(rows: list[Allowance], *, period_start: datetime) -> list[Allowance]:
+    """Return, from `rows` (`allowances_from`), the row of the period starting at
+    `period_start`, then each later row that took over what the row before it left (empty if
+    that period has no row)."""
     chain: list[Allowance] = []
     for row in rows:
         if not chain:

@@ -25,8 +25,9 @@ from billing.ledger.posting import Posting, apply_postings
 from billing.models import Allowance, Subscription
 from billing.periods import period_containing
 from billing.plans.allowances import (
+    allowances_from,
     chain_available_seconds,
-    current_allowance,
+    create_period_allowance,
     rollover_chain,
     use_chain,
 )
@@ -151,7 +152,8 @@ class ChargeSession:
         # Another period: write what the batch used of the one before switching, so that the
         # rows read below (and a next period's rollover made from them) see it.
         self._write_allowance_used()
-        chain = rollover_chain(account=self.account, period_start=start)
+        rows = allowances_from(account=self.account, period_start=start)
+        chain = rollover_chain(rows, period_start=start)
         if len(chain) > 1:
             # A settled period: its row is written at once, with what it passes on.
             if self._allowance is not None:
@@ -160,12 +162,13 @@ class ChargeSession:
             return chain_available_seconds(chain)
         if chain:
             allowance = chain[0]
-        elif start < self.subscription.current_period_start:
+        elif rows or start < self.subscription.current_period_start:
             # A past period without a row had no included minutes to use (period close and
-            # every plan change make the row of a period with them).
+            # every plan change make the row of a period with them); one that a later period's
+            # row follows is settled: that row took over all of them, or let them expire.
             return 0
         else:
-            allowance = current_allowance(
+            allowance = create_period_allowance(
                 account=self.account, subscription=self.subscription, now=at
             )
             if allowance is None:

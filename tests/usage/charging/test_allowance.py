@@ -276,6 +276,22 @@ def test_chat_in_one_batch_uses_the_allowance_of_each_message_s_period(enterpris
     assert allowance_of(enterprise, REPORTED).used_seconds == 60
 
 
+def test_a_late_call_of_a_period_without_a_row_that_the_next_row_follows_is_paid(enterprise):
+    # The first period has no row (it used none of its minutes), and the next period's first
+    # call made that period's row, which took all of them over: none are left to use again.
+    Allowance.objects.filter(account=enterprise).delete()
+    report_call(report=call(enterprise, 60, llm="gpt-4o", connected_at=REPORTED), now=REPORTED)
+
+    result, _ = report_call(
+        report=call(enterprise, 60, llm="gpt-4o", connected_at=LATE), now=REPORTED
+    )
+
+    assert result.allowance_seconds == 0
+    assert not Allowance.objects.filter(account=enterprise, period_start__lt=NEXT_PERIOD).exists()
+    following = Allowance.objects.get(account=enterprise, period_start=NEXT_PERIOD)
+    assert (following.rollover_seconds, following.used_seconds) == (INCLUDED_SECONDS, 60)
+
+
 # The next period's row made before period close is the one period close would make -------------
 
 
