@@ -62,14 +62,50 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 # Plans and prices ----------------------------------------------------------------------------
 
 
+class PastPriceConfirmation(forms.ModelForm):
+    """A rate or model price form that refuses a past `effective_from` unless confirmed (S1).
+
+    The rule and its message live in `billing.staff.prices`; the admin records the confirmation
+    in the audit trail when it saves the price (`PastPriceAudit`).
+    """
+
+    confirm_past_effective = forms.BooleanField(
+        required=False,
+        label="I confirm re-pricing usage from this moment",
+        help_text="Needed only for a moment in the past: usage of that window reported from now "
+        "on is priced at this price; usage already charged keeps its price.",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        problem = staff.past_price_problem(
+            effective_from=cleaned.get("effective_from"),
+            now=timezone.now(),
+            confirmed=cleaned.get("confirm_past_effective", False),
+        )
+        if problem:
+            self.add_error("effective_from", problem)
+        return cleaned
+
+
+class PastPriceAudit:
+    """Write the audit record of a price saved with a confirmed past moment, in the admin's
+    transaction (the admin's add and change views run in one)."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        staff.record_past_price(price=obj, actor=request.user, now=timezone.now())
+
+
 class RateInline(admin.TabularInline):
     """New rates can be added with a date they take effect; existing ones are history."""
 
     model = Rate
+    form = PastPriceConfirmation
     fk_name = "plan"
     extra = 1
     can_delete = False
-    fields = ["component", "key", "price", "effective_from"]
+    fields = ["component", "key", "price", "effective_from", "confirm_past_effective"]
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -84,9 +120,15 @@ class PlanAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        for rate in formset.new_objects:
+            staff.record_past_price(price=rate, actor=request.user, now=timezone.now())
+
 
 @admin.register(Rate)
-class RateAdmin(admin.ModelAdmin):
+class RateAdmin(PastPriceAudit, admin.ModelAdmin):
+    form = PastPriceConfirmation
     list_display = ["__str__", "plan", "account", "component", "key", "price", "effective_from"]
     list_filter = ["component", "plan"]
     search_fields = ["key", "account__name", "account__public_id"]

@@ -96,7 +96,9 @@ def describe_line(component: str, provider: str, model: str) -> str:
         "input_tokens": f"Input tokens, {model}",
         "output_tokens": f"Output tokens, {model}",
         "commission": f"Commission on flex savings, {provider}/{model}".rstrip("/"),
-        "allowance": "Included minutes used",
+        "allowance": f"Included minutes used, of the period from {model}"
+        if model
+        else "Included minutes used",
         "uncollected": "Usage the balance could not cover",
         "refunds": "Refunds",
         "credits_applied": "Credits applied",

@@ -42,7 +42,11 @@ from billing.models import (
     Subscription,
 )
 from billing.periods import period_after
-from billing.plans.allowances import included_credit_posting, rollover_seconds
+from billing.plans.allowances import (
+    included_credit_posting,
+    new_period_allowance,
+    next_period_terms,
+)
 
 # Accounts per transaction. Larger chunks save statements but hold more locks for longer and
 # more objects in memory (about 40 kB per account while its chunk is open).
@@ -135,33 +139,25 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
             )
             # Advance to the next period, applying a plan change staff scheduled for it.
             next_start, next_end = period_after(anchor_day=sub.anchor_day, end=end)
-            next_plan = plans[sub.pending_plan_id] if sub.pending_plan_id else plan
-            rollover = sub.rollover_enabled
-            if sub.pending_plan_id:
-                # Prepaid or postpaid follows the plan, from the new period on.
-                if next_plan.billing_mode != account.billing_mode:
-                    mode_changes[next_plan.billing_mode].append(account.pk)
-                # So does rollover, already into the new plan's first period (as after a
-                # change made now): what is left of the old plan's minutes carries over only
-                # if the new plan has rollover.
-                rollover = next_plan.rollover_available
+            next_plan, rollover = next_period_terms(
+                plan=plan,
+                pending_plan=plans[sub.pending_plan_id] if sub.pending_plan_id else None,
+                rollover_enabled=sub.rollover_enabled,
+            )
+            # Prepaid or postpaid follows a scheduled plan, from the new period on.
+            if sub.pending_plan_id and next_plan.billing_mode != account.billing_mode:
+                mode_changes[next_plan.billing_mode].append(account.pk)
             advances[(next_plan.pk, next_start, next_end, rollover)].append(sub.id)
             if next_plan.included_minutes:
                 new_allowances.append(
-                    Allowance(
+                    new_period_allowance(
                         account=account,
-                        period_start=next_start,
-                        period_end=next_end,
-                        included_seconds=next_plan.included_minutes * 60,
-                        rollover_seconds=rollover_seconds(
-                            rollover_enabled=rollover,
-                            previous=allowances.get((account.pk, start)),
-                            # A period in which the plan was changed to or from one with
-                            # included minutes has its row (keep_period_allowance), so no
-                            # row here means the ending period's allowance, that of the plan
-                            # it began on, was not used at all.
-                            unused_without_row_seconds=plan.included_minutes * 60,
-                        ),
+                        start=next_start,
+                        end=next_end,
+                        plan=next_plan,
+                        rollover_enabled=rollover,
+                        previous=allowances.get((account.pk, start)),
+                        ending_plan=plan,
                     )
                 )
             # A period that ended already (an account several periods behind) gets no included

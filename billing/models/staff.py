@@ -20,6 +20,7 @@ class StaffAction(models.TextChoices):
     VOID_INVOICE = "void_invoice", "Invoice voided"
     MARK_UNCOLLECTIBLE = "mark_uncollectible", "Invoice marked uncollectible"
     RESEND_INVOICE = "resend_invoice", "Invoice email sent again"
+    REPRICE_PAST = "reprice_past", "Price added from a past moment"
 
 
 class AuditRecord(models.Model):

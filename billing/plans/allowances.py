@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import F
+
 from accounts.models import Account
 from billing.ledger.locks import LockedAccount
 from billing.ledger.posting import Posting, apply_postings
@@ -76,36 +78,95 @@ def current_allowance(
     """Return the period's allowance row, creating it (with any rollover) on first use.
 
     Call with the account locked. Period close creates the rows eagerly; this covers usage that
-    arrives first. A row that exists is the period's allowance whatever the plan is now: an
-    immediate plan change leaves the period the minutes it began with (`keep_period_allowance`).
+    arrives first, and makes the row period close would have made (`new_period_allowance`).
+    A row that exists is the period's allowance whatever the plan is now: an immediate plan
+    change leaves the period the minutes it began with (`keep_period_allowance`).
     """
-    plan = subscription.plan
-    start, end = period_containing(anchor_day=subscription.anchor_day, moment=now)
+    start, _ = period_containing(anchor_day=subscription.anchor_day, moment=now)
     allowance = Allowance.objects.filter(account=account, period_start=start).first()
-    if allowance is not None or not plan.included_minutes:
+    if allowance is not None:
         return allowance
-    previous = None
-    if subscription.rollover_enabled:  # else no rollover: not even a query
-        latest = (
-            Allowance.objects.filter(account=account, period_start__lt=start)
-            .order_by("-period_start")
-            .first()
+    return create_period_allowance(account=account, subscription=subscription, now=now)
+
+
+def create_period_allowance(
+    *, account: Account, subscription: Subscription, now: datetime
+) -> Allowance | None:
+    """Create the allowance row of the period containing `now`, which has none yet; return
+    None if the plan that period begins on has no included minutes. Call with the account
+    locked."""
+    start, end = period_containing(anchor_day=subscription.anchor_day, moment=now)
+    if start == subscription.current_period_end:
+        # Usage of the next period before period close reached this account: the period
+        # begins on the plan staff scheduled for it, as period close would begin it.
+        plan, rollover = next_period_terms(
+            plan=subscription.plan,
+            pending_plan=subscription.pending_plan,
+            rollover_enabled=subscription.rollover_enabled,
         )
-        if latest is not None and latest.period_end == start:
-            previous = latest
-    return Allowance.objects.create(
+        ending_plan = subscription.plan
+    else:
+        plan, rollover, ending_plan = subscription.plan, subscription.rollover_enabled, None
+    if not plan.included_minutes:
+        return None
+    previous = None
+    if rollover:  # else no rollover: not even a query
+        previous = Allowance.objects.filter(account=account, period_end=start).first()
+    allowance = new_period_allowance(
+        account=account,
+        start=start,
+        end=end,
+        plan=plan,
+        rollover_enabled=rollover,
+        previous=previous,
+        ending_plan=ending_plan,
+    )
+    allowance.save()
+    return allowance
+
+
+def next_period_terms(
+    *, plan: Plan, pending_plan: Plan | None, rollover_enabled: bool
+) -> tuple[Plan, bool]:
+    """Return the plan and the rollover setting the period after the current one begins on.
+
+    A plan change staff scheduled takes effect there, and so does its rollover setting: what
+    is left of the old plan's minutes carries over only if the new plan has rollover (S2).
+    """
+    if pending_plan is None:
+        return plan, rollover_enabled
+    return pending_plan, pending_plan.rollover_available
+
+
+def new_period_allowance(
+    *,
+    account: Account,
+    start: datetime,
+    end: datetime,
+    plan: Plan,
+    rollover_enabled: bool,
+    previous: Allowance | None,
+    ending_plan: Plan | None,
+) -> Allowance:
+    """Return the (unsaved) allowance row of the period [start, end) on `plan` (U9).
+
+    The one rule for a period's row, used by period close and by a period's first usage
+    before the close, so that both make the same row whichever comes first. `ending_plan` is
+    the plan the period just before began on, when the caller knows it (the subscription's
+    current period is the one ending): a period with included minutes has its row from its
+    start (opening, period close, an immediate plan change), so one without a row used none
+    of them. When the caller does not know it, a missing row rolls over nothing.
+    """
+    unused_without_row = ending_plan.included_minutes * 60 if ending_plan is not None else 0
+    return Allowance(
         account=account,
         period_start=start,
         period_end=end,
         included_seconds=plan.included_minutes * 60,
         rollover_seconds=rollover_seconds(
-            rollover_enabled=subscription.rollover_enabled,
+            rollover_enabled=rollover_enabled,
             previous=previous,
-            # Every period with included minutes has its row from its start (opening, period
-            # close, an immediate plan change), so a period just before without one is one
-            # that period close has not reached yet: what it left is not known here, and
-            # nothing rolls over.
-            unused_without_row_seconds=0,
+            unused_without_row_seconds=unused_without_row,
         ),
     )
 
@@ -124,6 +185,91 @@ def rollover_seconds(
     if previous is not None:
         return max(previous.remaining_seconds, 0)
     return unused_without_row_seconds
+
+
+# Late usage of a settled period (U9, U10) ---------------------------------------------------
+#
+# A period's allowance is settled once the next period's row exists: that row took over what
+# was left (its `rollover_seconds`), or let it expire. A late item of the settled period still
+# uses what its own period had left, first the part that expired (nobody else counts it), then
+# the part that rolled over, which it takes back from the next period: that period's
+# `rollover_seconds` shrinks by as much. If the next period passed some of it on in turn, the
+# same rule repeats down the chain. So each included second is used once, in one period, and a
+# late item never gets minutes that a later period already used.
+
+
+def allowances_from(*, account: Account, period_start: datetime) -> list[Allowance]:
+    """Return the account's allowance rows of the period starting at `period_start` and of
+    every later period, in order. Call with the account locked: the rows are read to be
+    changed."""
+    return list(
+        Allowance.objects.filter(account=account, period_start__gte=period_start).order_by(
+            "period_start"
+        )
+    )
+
+
+def rollover_chain(rows: list[Allowance], *, period_start: datetime) -> list[Allowance]:
+    """Return, from `rows` (`allowances_from`), the row of the period starting at
+    `period_start`, then each later row that took over what the row before it left (empty if
+    that period has no row)."""
+    chain: list[Allowance] = []
+    for row in rows:
+        if not chain:
+            if row.period_start != period_start:
+                return []
+        elif row.period_start != chain[-1].period_end or row.rollover_seconds <= 0:
+            break
+        chain.append(row)
+    return chain
+
+
+def _expired_seconds(chain: list[Allowance], index: int) -> int:
+    """What the row at `index` left that no later row took over."""
+    row = chain[index]
+    passed_on = chain[index + 1].rollover_seconds if index + 1 < len(chain) else 0
+    return max(row.remaining_seconds - passed_on, 0)
+
+
+def chain_available_seconds(chain: list[Allowance], *, pending_last_seconds: int = 0) -> int:
+    """Return the included seconds an item of `chain[0]`'s period may still use.
+
+    `pending_last_seconds`: seconds of the last row already promised in memory (a charge
+    session writes its current period's use at its end).
+    """
+    if not chain:
+        return 0
+    available = max(chain[-1].remaining_seconds - pending_last_seconds, 0)
+    for index in range(len(chain) - 2, -1, -1):
+        taken_over = chain[index + 1].rollover_seconds
+        available = _expired_seconds(chain, index) + min(taken_over, available)
+    return available
+
+
+def use_chain(chain: list[Allowance], *, seconds: int) -> None:
+    """Use `seconds` of `chain[0]`'s allowance, taking back rolled-over seconds as needed.
+
+    Call with the account locked, with at most `chain_available_seconds`. Writes the rows and
+    updates the instances in `chain`; the database's check (used within included + rollover)
+    refuses anything more.
+    """
+    if seconds <= 0:
+        return
+    first = chain[0]
+    Allowance.objects.filter(pk=first.pk).update(used_seconds=F("used_seconds") + seconds)
+    # What each row let expire, read before any rollover below changes.
+    expired = [_expired_seconds(chain, index) for index in range(len(chain))]
+    wanted = seconds
+    for index in range(len(chain) - 1):
+        wanted -= min(wanted, expired[index])
+        if not wanted:
+            break
+        following = chain[index + 1]
+        Allowance.objects.filter(pk=following.pk).update(
+            rollover_seconds=F("rollover_seconds") - wanted
+        )
+        following.rollover_seconds -= wanted
+    first.used_seconds += seconds
 
 
 def keep_period_allowance(

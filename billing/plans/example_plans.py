@@ -144,23 +144,39 @@ def load_example_plans() -> list[Plan]:
         fields = {k: v for k, v in spec.items() if k not in ("code", "rates")}
         plan, _ = Plan.objects.update_or_create(code=spec["code"], defaults=fields)
         for (component, key), price in spec["rates"].items():
-            Rate.objects.update_or_create(
-                plan=plan,
-                component=component,
-                key=key,
-                effective_from=EXAMPLES_EFFECTIVE_FROM,
-                defaults={"price": Decimal(price)},
+            _create_example_price(
+                Rate,
+                lookup={"plan": plan, "component": component, "key": key},
+                prices={"price": Decimal(price)},
             )
         plans.append(plan)
     for provider, model, kind, input_price, output_price in MODEL_PRICES:
-        ModelPrice.objects.update_or_create(
-            provider=provider,
-            model=model,
-            effective_from=EXAMPLES_EFFECTIVE_FROM,
-            defaults={
+        _create_example_price(
+            ModelPrice,
+            lookup={"provider": provider, "model": model},
+            prices={
                 "kind": kind,
                 "input_per_million": Decimal(input_price),
                 "output_per_million": Decimal(output_price),
             },
         )
     return plans
+
+
+def _create_example_price(model, *, lookup: dict, prices: dict) -> None:
+    """Create an example price from EXAMPLES_EFFECTIVE_FROM, the moment the catalog starts.
+
+    A price that exists already is never changed: it has been in effect since that moment, and
+    changing it would re-price usage reported late (S1). A new price is added in admin, from a
+    moment that has not passed yet.
+    """
+    price, created = model.objects.get_or_create(
+        **lookup, effective_from=EXAMPLES_EFFECTIVE_FROM, defaults=prices
+    )
+    changed = {name for name, value in prices.items() if getattr(price, name) != value}
+    if not created and changed:
+        raise ValueError(
+            f"{price} has been in effect since {EXAMPLES_EFFECTIVE_FROM:%Y-%m-%d}; loading the "
+            f"examples does not change its {', '.join(sorted(changed))}. Add a new price from a "
+            "later moment in admin."
+        )

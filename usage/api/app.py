@@ -251,6 +251,7 @@ def authorize(request: HttpRequest, payload: AuthorizeIn):
         start_within=payload.start_within,
         call_id=payload.call_id,
         direction=payload.direction.value,
+        destination=payload.destination,
         now=timezone.now(),
     )
     return _json(

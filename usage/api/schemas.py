@@ -121,6 +121,13 @@ class Loose(BaseModel):
 # Requests ----------------------------------------------------------------------------------
 
 
+DESTINATION_DESCRIPTION = (
+    "The called number in international format: +44 20 7946 0000, 0044 20 7946 0000 and "
+    "+442079460000 are the same number. It is stored in E.164 and matched against the "
+    "destination prefixes of the plan (the longest wins). An invalid number answers 400."
+)
+
+
 class AuthorizeIn(Strict):
     """What decides whether the usage is free, as the report of it will say (free usage is
     allowed whatever the balance)."""
@@ -135,6 +142,7 @@ class AuthorizeIn(Strict):
     direction: Direction = Field(
         Direction.INBOUND, description="Calls: as in the call report; outbound may be free."
     )
+    destination: _text(32) = Field("", description=DESTINATION_DESCRIPTION)
 
 
 class CallIn(Strict):
@@ -145,7 +153,7 @@ class CallIn(Strict):
     ended_at: Moment | None = None
     transferred_at: Moment | None = None
     hold_seconds: HoldSeconds = Decimal(0)
-    destination: _text(32) = ""
+    destination: _text(32) = Field("", description=DESTINATION_DESCRIPTION)
     llm: _text(100) = ""
     reservation_id: _text(32) = Field("", description="From the authorize answer, if any.")
 

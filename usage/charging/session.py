@@ -24,7 +24,13 @@ from billing.ledger.locks import LockedAccount
 from billing.ledger.posting import Posting, apply_postings
 from billing.models import Allowance, Subscription
 from billing.periods import period_containing
-from billing.plans.allowances import current_allowance
+from billing.plans.allowances import (
+    allowances_from,
+    chain_available_seconds,
+    create_period_allowance,
+    rollover_chain,
+    use_chain,
+)
 from billing.plans.rates import ModelCatalog, RateCard
 from usage.charging.rollups import RollupDeltas
 from usage.models import UsageCarry
@@ -87,6 +93,10 @@ class ChargeSession:
         self._changed_carries: set[tuple[str, str]] = set()
         self._allowance: Allowance | None = None
         self._allowance_used = 0
+        # The rows the last item rated against when its period is not the session's latest
+        # (a late item), written at once; and the start of that item's period.
+        self._late_chain: list[Allowance] | None = None
+        self._allowance_period_start: datetime | None = None
         self.postings: list[Posting] = []
         self.rollups = RollupDeltas()
         self.unbilled = UnbilledDeltas()
@@ -121,54 +131,55 @@ class ChargeSession:
 
     @property
     def allowance(self) -> Allowance | None:
-        """The allowance the last item rated used (the one `close()` writes and alerts on)."""
+        """The allowance of the latest period items of this session used (the one `close()`
+        writes and alerts on)."""
         return self._allowance
 
     def allowance_remaining_seconds(self, *, at: datetime) -> int:
-        """Return what is left of the allowance of the period `at` (the item's time) is in.
+        """Return what is left of the allowance of the period `at` (the item's time) is in,
+        for the item rated next (its `charge` uses what it covers).
 
         An item uses its own period's included minutes, not those of the period it is
-        reported in (items may come 35 days late, U10), while that allowance is open.
+        reported in (items may come 35 days late, U10), also once that period is settled:
+        then it takes back what rolled over from it, as far as later periods have not used
+        it (billing.plans.allowances, "Late usage of a settled period").
         """
         start, _ = period_containing(anchor_day=self.subscription.anchor_day, moment=at)
-        if not self.plan.included_minutes:
-            # A plan without included minutes makes no allowance rows. The one row it may
-            # still use is that of the period an immediate change away from included minutes
-            # was made in: the period keeps the minutes it began with (S2), and that row is
-            # the account's latest.
-            latest = self._latest_allowance
-            if latest is None or latest.period_start != start:
-                return 0
-        if start < self._allowance_open_from:
-            return 0  # a late item of a settled period is paid usage
-        if self._allowance is None or self._allowance.period_start != start:
-            # A batch that spans two periods: write what it used of the first before switching.
-            self._write_allowance_used()
-            self._allowance = current_allowance(
+        self._late_chain = None
+        self._allowance_period_start = start
+        if self._allowance is not None and self._allowance.period_start == start:
+            return self._allowance.remaining_seconds - self._allowance_used
+        # Another period: write what the batch used of the one before switching, so that the
+        # rows read below (and a next period's rollover made from them) see it.
+        self._write_allowance_used()
+        rows = allowances_from(account=self.account, period_start=start)
+        chain = rollover_chain(rows, period_start=start)
+        if len(chain) > 1:
+            # A settled period: its row is written at once, with what it passes on.
+            if self._allowance is not None:
+                chain = [self._allowance if r.pk == self._allowance.pk else r for r in chain]
+            self._late_chain = chain
+            return chain_available_seconds(chain)
+        if chain:
+            allowance = chain[0]
+        elif rows or start < self.subscription.current_period_start:
+            # A past period without a row had no included minutes to use (period close and
+            # every plan change make the row of a period with them); one that a later period's
+            # row follows is settled: that row took over all of them, or let them expire.
+            return 0
+        else:
+            allowance = create_period_allowance(
                 account=self.account, subscription=self.subscription, now=at
             )
-            self._allowance_open_from = max(self._allowance_open_from, start)
-        return self._allowance.remaining_seconds - self._allowance_used
-
-    @cached_property
-    def _latest_allowance(self) -> Allowance | None:
-        """Return the account's allowance row of the latest period (read under the lock)."""
-        return Allowance.objects.filter(account=self.account).order_by("-period_start").first()
-
-    @cached_property
-    def _allowance_open_from(self) -> datetime:
-        """Return the start of the earliest period whose allowance items may still use.
-
-        A period's allowance is settled once the next period's row is made (by period close,
-        or by the next period's first usage or authorization if that comes first): the new
-        row took over what was left as rollover, or let it expire, so using it afterwards
-        would count those minutes twice. Rows are made under the account lock, so reading
-        the latest here is exact; the subscription's current period (maybe read before the
-        lock) keeps out periods that have no row: before it began, or closed on another plan.
-        """
-        latest = self._latest_allowance
-        current = self.subscription.current_period_start
-        return max(latest.period_start, current) if latest else current
+            if allowance is None:
+                return 0
+        if self._allowance is None or allowance.period_start >= self._allowance.period_start:
+            self._allowance = allowance
+            return allowance.remaining_seconds
+        # An older period than the session's latest, not settled: rated against its own row,
+        # written at once so that the latest stays the one `close()` writes and alerts on.
+        self._late_chain = [allowance]
+        return allowance.remaining_seconds
 
     def _write_allowance_used(self) -> None:
         if self._allowance_used:
@@ -179,7 +190,11 @@ class ChargeSession:
             self._allowance_used = 0
 
     def use_allowance(self, seconds: int) -> None:
-        self._allowance_used += seconds
+        """Use `seconds` of the allowance the last `allowance_remaining_seconds` read."""
+        if self._late_chain is not None:
+            use_chain(self._late_chain, seconds=seconds)
+        else:
+            self._allowance_used += seconds
 
     # Charges -----------------------------------------------------------------------------
 
@@ -267,9 +282,14 @@ class ChargeSession:
                 savings_micros=savings,
             )
         if rating.allowance_seconds:
+            # The included part of a late item is stated on the invoice that bills its period's
+            # late usage, naming the period whose minutes it used.
+            period = self._allowance_period_start
+            late = period is not None and period < self.subscription.current_period_start
             self.unbilled.add(
                 account_id=account_id,
                 component="allowance",
+                model=f"{period:%Y-%m-%d}" if late else "",
                 items=1,
                 quantity=rating.allowance_seconds,
             )

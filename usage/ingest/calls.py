@@ -1,6 +1,6 @@
 """Call reports from the platform: record, rate once when final, refund (U1-U4, P4)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
@@ -15,6 +15,7 @@ from usage.charging.session import ChargeSession, Pricing
 from usage.ingest.fingerprints import call_hash
 from usage.ingest.validation import moment_problem
 from usage.models import FINAL_CALL_STATUSES, Call, CallStatus, Direction
+from usage.rating.destinations import destination_e164
 from usage.rating.rules import Rating, rate_call
 from usage.reads.calls import read_before_lock
 from usage.reports import CallReport, Conflict, NotFound, UsageError
@@ -72,6 +73,8 @@ def report_call(*, report: CallReport, now: datetime) -> tuple[Call, bool]:
     answer to a repeat of a final report) is done before taking it.
     """
     _validate(report, now)
+    # One form of the number for rating, the call row and the repeat check alike.
+    report = replace(report, destination=destination_e164(report.destination))
     try:
         return _report_call(report=report, now=now, first_try=True)
     except IntegrityError:

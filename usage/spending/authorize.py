@@ -15,6 +15,7 @@ from billing.periods import current_period, period_containing
 from billing.plans.allowances import current_allowance
 from billing.plans.rates import RateCard
 from usage.models import Direction
+from usage.rating.destinations import destination_e164
 from usage.rating.rules import FLEX_DURATION, FREE_ROUTING
 from usage.reads.keys import LoadedKey
 from usage.reports import Authorization, PaymentRequired, UsageError
@@ -86,8 +87,15 @@ def _calls_priced(*, card: RateCard, at) -> bool:
     return False
 
 
-def call_price_per_minute(*, card: RateCard, model: str, at) -> Decimal:
-    """The per-minute price an authorization reserves against (destination not yet known)."""
+def call_price_per_minute(*, card: RateCard, model: str, destination: str, at) -> Decimal:
+    """The per-minute price an authorization reserves against: the call's rates and, when the
+    platform names the destination (E.164), its surcharge."""
+    surcharge = card.destination(destination, at) if destination else None
+    extra = surcharge.price if surcharge else Decimal(0)
+    return _call_base_price(card=card, model=model, at=at) + extra
+
+
+def _call_base_price(*, card: RateCard, model: str, at) -> Decimal:
     if card.has_component(RateComponent.LLM):
         llm = card.rate(RateComponent.LLM, model, at) if model else None
         if llm is None:  # unknown until the call reports: reserve at the dearest LLM
@@ -111,6 +119,7 @@ def authorize(
     call_id: str,
     now: datetime,
     direction: str = Direction.INBOUND,
+    destination: str = "",
 ) -> Authorization:
     """Answer whether the key's account may start a call or request; hold credit for calls.
 
@@ -121,6 +130,7 @@ def authorize(
         raise UsageError(f"feature is one of {', '.join(FEATURES)}.", param="feature")
     if direction not in DIRECTIONS:
         raise UsageError("direction is inbound or outbound.", param="direction")
+    destination = destination_e164(destination)
     api_key, account, subscription = key.api_key, key.account, key.subscription
     if subscription is None:
         raise Subscription.DoesNotExist(f"Account {account.public_id} has no subscription.")
@@ -190,7 +200,7 @@ def authorize(
             else 0
         )
         available = account.balance_micros - account.held_micros
-        per_minute = call_price_per_minute(card=card, model=model, at=now)
+        per_minute = call_price_per_minute(card=card, model=model, destination=destination, at=now)
         # WARNING (money): an exact fraction, not a Decimal: 0.10 USD/min is 1666.66...67 micros
         # per second as a Decimal, and 300 s of it would hold 500,001 micros, not 500,000.
         micros_per_second = Fraction(per_minute) * 1_000_000 / 60

@@ -47,13 +47,30 @@ def test_loading_again_restores_the_seed_figures_of_an_edited_example_plan(db):
     load_example_plans()
     seeded = snapshot()
     Plan.objects.filter(code="voice-prepaid").update(min_topup_micros=1)
-    Rate.objects.filter(plan__code="voice-prepaid", component=RateComponent.CALL).update(
-        price=Decimal("0.5")
-    )
 
     load_example_plans()
 
     assert snapshot() == seeded
+
+
+@pytest.mark.parametrize("kind", ["rate", "model price"])
+def test_loading_again_never_changes_a_price_already_in_effect(db, kind):
+    # Issue 14 item 17: the example prices took effect on EXAMPLES_EFFECTIVE_FROM; setting one
+    # back would re-price every late report of usage since then.
+    load_example_plans()
+    if kind == "rate":
+        Rate.objects.filter(plan__code="voice-prepaid", component=RateComponent.CALL).update(
+            price=Decimal("0.5")
+        )
+    else:
+        ModelPrice.objects.filter(model="gpt-4o").update(input_per_million=Decimal("9"))
+    Plan.objects.filter(code="voice-prepaid").update(min_topup_micros=1)
+    edited = snapshot()
+
+    with pytest.raises(ValueError, match="has been in effect since 2026-01-01"):
+        load_example_plans()
+
+    assert snapshot() == edited
 
 
 def test_the_load_example_plans_command_lists_the_six_codes(db, capsys):

@@ -12,6 +12,7 @@ from decimal import Decimal
 from html.parser import HTMLParser
 
 import pytest
+import time_machine
 from django.contrib import admin
 from django.db import transaction
 from django.urls import reverse
@@ -26,6 +27,7 @@ from billing.models import (
     Invoice,
     InvoiceStatus,
     LedgerEntry,
+    ModelPrice,
     Rate,
     RateComponent,
     Refund,
@@ -641,6 +643,9 @@ def test_a_rate_added_on_the_plan_page_leaves_past_charges_alone_and_prices_late
     client = as_staff(finance)
     plan = plans["voice-prepaid"]
     past_call = Call.objects.get(account=prepaid)
+    # The staff member adds it on NOW's day: the rate takes effect the next day, in the future.
+    clock = time_machine.travel(NOW)
+    clock.start()
     ledger_before = list(
         LedgerEntry.objects.filter(account=prepaid).values_list("pk", "amount_micros")
     )
@@ -658,12 +663,14 @@ def test_a_rate_added_on_the_plan_page_leaves_past_charges_alone_and_prices_late
     )
 
     response = client.post(change_url(plan), data)
+    clock.stop()
 
     assert response.status_code == 302, response.context and [
         response.context["adminform"].form.errors,
         [formset.formset.errors for formset in response.context["inline_admin_formsets"]],
     ]
     assert Rate.objects.filter(plan=plan, component="call", price=Decimal("0.10")).exists()
+    assert not AuditRecord.objects.filter(action=StaffAction.REPRICE_PAST).exists()
     later_call, _ = report_call(
         report=call(prepaid, 60, connected_at=NOW + timedelta(days=2)),
         now=NOW + timedelta(days=2, hours=1),
@@ -724,3 +731,112 @@ def test_a_rate_not_yet_in_effect_can_be_corrected_by_finance_only(
         == 302
     )
     assert not Rate.objects.filter(pk=rate.pk).exists()
+
+
+# Prices dated in the past (issue 14, item 17) -------------------------------------------------
+
+YESTERDAY = timezone.now() - timedelta(days=1)
+
+
+def new_rate_row(page, *, confirm: bool) -> tuple[dict, str]:
+    data = form_fields(page, "plan_form")
+    row = data["rates-INITIAL_FORMS"]
+    data.update(
+        {
+            f"rates-{row}-component": RateComponent.CALL,
+            f"rates-{row}-key": "",
+            f"rates-{row}-price": "0.10",
+            f"rates-{row}-effective_from_0": f"{YESTERDAY:%Y-%m-%d}",
+            f"rates-{row}-effective_from_1": "00:00:00",
+        }
+    )
+    if confirm:
+        data[f"rates-{row}-confirm_past_effective"] = "on"
+    return data, row
+
+
+def test_a_rate_dated_in_the_past_is_refused_on_the_plan_page(finance, plans, as_staff):
+    client = as_staff(finance)
+    plan = plans["voice-prepaid"]
+    rates_before = Rate.objects.count()
+    data, _ = new_rate_row(client.get(change_url(plan)), confirm=False)
+
+    response = client.post(change_url(plan), data)
+
+    assert response.status_code == 200
+    [formset] = response.context["inline_admin_formsets"]
+    errors = [
+        e for form_errors in formset.formset.errors for e in form_errors.get("effective_from", [])
+    ]
+    assert any("is in the past" in e and "confirm re-pricing usage from" in e for e in errors)
+    assert Rate.objects.count() == rates_before
+    assert not AuditRecord.objects.filter(action=StaffAction.REPRICE_PAST).exists()
+
+
+def test_a_rate_dated_in_the_past_is_added_once_confirmed_and_the_confirmation_is_audited(
+    finance, plans, as_staff
+):
+    client = as_staff(finance)
+    plan = plans["voice-prepaid"]
+    data, _ = new_rate_row(client.get(change_url(plan)), confirm=True)
+
+    response = client.post(change_url(plan), data)
+
+    assert response.status_code == 302
+    rate = Rate.objects.get(plan=plan, component="call", price=Decimal("0.10"))
+    [record] = AuditRecord.objects.filter(action=StaffAction.REPRICE_PAST)
+    assert record.actor == finance
+    assert record.target_id == str(rate.pk)
+    assert record.after["owner"] == "voice-prepaid"
+    assert Decimal(record.after["price"]) == Decimal("0.10")
+    assert record.after["reprices"]["from"] == rate.effective_from.isoformat()
+    assert f"{rate.effective_from:%Y-%m-%d}" in record.reason
+
+
+def model_price_form(*, confirm: bool) -> dict:
+    data = {
+        "provider": "openai",
+        "model": "gpt-4o",
+        "kind": "text",
+        "input_per_million": "5.00",
+        "output_per_million": "20.00",
+        "effective_from_0": f"{YESTERDAY:%Y-%m-%d}",
+        "effective_from_1": "00:00:00",
+    }
+    if confirm:
+        data["confirm_past_effective"] = "on"
+    return data
+
+
+def test_a_model_price_dated_in_the_past_is_refused_unless_confirmed_and_audited(
+    finance, plans, as_staff
+):
+    client = as_staff(finance)
+    url = reverse("admin:billing_modelprice_add")
+    prices_before = ModelPrice.objects.count()
+
+    refused = client.post(url, model_price_form(confirm=False))
+
+    assert refused.status_code == 200
+    assert "is in the past" in str(refused.context["adminform"].form.errors["effective_from"])
+    assert ModelPrice.objects.count() == prices_before
+    assert not AuditRecord.objects.filter(action=StaffAction.REPRICE_PAST).exists()
+
+    confirmed = client.post(url, model_price_form(confirm=True))
+
+    assert confirmed.status_code == 302
+    price = ModelPrice.objects.get(model="gpt-4o", input_per_million=Decimal("5.00"))
+    [record] = AuditRecord.objects.filter(action=StaffAction.REPRICE_PAST)
+    assert (record.target_id, record.after["model"]) == (str(price.pk), "gpt-4o")
+    assert record.after["reprices"]["from"] == price.effective_from.isoformat()
+
+
+def test_a_model_price_from_tomorrow_needs_no_confirmation(finance, plans, as_staff):
+    client = as_staff(finance)
+    data = model_price_form(confirm=False)
+    data["effective_from_0"] = f"{timezone.now() + timedelta(days=2):%Y-%m-%d}"
+
+    response = client.post(reverse("admin:billing_modelprice_add"), data)
+
+    assert response.status_code == 302
+    assert not AuditRecord.objects.filter(action=StaffAction.REPRICE_PAST).exists()

@@ -3,9 +3,10 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 
 from billing.invoicing.period_close import close_periods
-from billing.models import Allowance, EntryKind, Subscription, UnbilledLine
+from billing.models import Allowance, EntryKind, Invoice, Subscription, UnbilledLine
 from billing.plans.allowances import current_allowance
 from tests.conftest import NOW
 from tests.usage.metering import (
@@ -13,7 +14,9 @@ from tests.usage.metering import (
     call,
     carries,
     chat,
+    concurrent,
     entries,
+    in_processes,
     no_ledger_drift,  # noqa: F401 - autouse: every test ends with the ledger checked
 )
 from usage.ingest.calls import report_call
@@ -154,28 +157,78 @@ def test_a_late_call_uses_what_is_left_of_the_allowance_of_its_own_period(enterp
     assert not Allowance.objects.filter(account=enterprise, period_start=NEXT_PERIOD).exists()
 
 
-def test_a_late_call_from_a_closed_period_is_paid_and_leaves_both_allowances_alone(enterprise):
-    use_allowance(enterprise, 1000 * 60)
-    close_periods(now=NEXT_PERIOD + timedelta(hours=1))  # 5,000 minutes roll over
+def test_a_late_call_of_a_closed_period_uses_its_minutes_and_takes_them_from_the_rollover(
+    enterprise,
+):
+    # Issue 14 item 15: 10 of 6,000 minutes used, the period closed, a 60 s call of that period
+    # reported the next day.
+    use_allowance(enterprise, 10 * 60)
+    close_periods(now=NEXT_PERIOD + timedelta(hours=1))  # 5,990 minutes roll over
+    following = Allowance.objects.get(account=enterprise, period_start=NEXT_PERIOD)
+    rolled_over = following.rollover_seconds
+
+    result, _ = report_call(
+        report=call(enterprise, 60, llm="gpt-4o", connected_at=LATE), now=REPORTED
+    )
+
+    assert result.allowance_seconds == 60
+    assert result.cost_micros == 0
+    assert allowance_of(enterprise).used_seconds == 10 * 60 + 60
+    # The minute it used had rolled over: the next period no longer has it.
+    following.refresh_from_db()
+    assert (following.rollover_seconds, following.used_seconds) == (rolled_over - 60, 0)
+    assert entries(enterprise, EntryKind.USAGE) == []
+    # The next invoice states the included part, naming the period whose minutes it used.
+    [line] = UnbilledLine.objects.filter(account=enterprise)
+    assert (line.component, line.model, line.quantity, line.amount_micros) == (
+        "allowance",
+        "2026-03-15",
+        60,
+        0,
+    )
+
+
+def test_a_late_call_takes_back_only_rolled_over_minutes_the_next_period_has_not_used(
+    enterprise,
+):
+    use_allowance(enterprise, INCLUDED_SECONDS - 120)  # 120 s left, all rolled over
+    close_periods(now=NEXT_PERIOD + timedelta(hours=1))
+    following = Allowance.objects.get(account=enterprise, period_start=NEXT_PERIOD)
+    # The next period has used all but 45 s of its own and the rolled-over minutes.
+    Allowance.objects.filter(pk=following.pk).update(used_seconds=following.total_seconds - 45)
 
     result, _ = report_call(
         report=call(enterprise, 120, llm="gpt-4o", connected_at=LATE), now=REPORTED
     )
 
-    assert result.allowance_seconds == 0
-    assert result.cost_micros == 2 * 140_000
-    assert allowance_of(enterprise).used_seconds == 1000 * 60
+    assert result.allowance_seconds == 45
+    assert result.explanation["paid_seconds"] == 75
+    following.refresh_from_db()
+    assert following.remaining_seconds == 0
+    assert following.rollover_seconds == 120 - 45
+    assert allowance_of(enterprise).used_seconds == INCLUDED_SECONDS - 120 + 45
+
+
+def test_without_rollover_a_late_call_uses_what_expired_and_leaves_the_next_period_alone(
+    enterprise,
+):
+    Subscription.objects.filter(account=enterprise).update(rollover_enabled=False)
+    use_allowance(enterprise, 10 * 60)
+    close_periods(now=NEXT_PERIOD + timedelta(hours=1))
+
+    result, _ = report_call(
+        report=call(enterprise, 60, llm="gpt-4o", connected_at=LATE), now=REPORTED
+    )
+
+    assert (result.allowance_seconds, result.cost_micros) == (60, 0)
     following = Allowance.objects.get(account=enterprise, period_start=NEXT_PERIOD)
-    assert (following.rollover_seconds, following.used_seconds) == (5000 * 60, 0)
-    # Charged after the close, so it is on the next invoice.
-    unbilled = UnbilledLine.objects.filter(account=enterprise).exclude(component="allowance")
-    assert {line.component: line.amount_micros for line in unbilled} == {
-        "llm": 100_000,
-        "voice_engine": 180_000,
-    }
+    assert (following.rollover_seconds, following.used_seconds) == (0, 0)
+    assert allowance_of(enterprise).used_seconds == 10 * 60 + 60
 
 
-def test_a_late_call_after_the_next_period_s_allowance_started_is_paid(enterprise):
+def test_a_late_call_after_the_next_period_s_allowance_started_uses_its_own_period_s_minutes(
+    enterprise,
+):
     use_allowance(enterprise, 1000 * 60)
     # Before period close: the next period's first call makes its row, rolling over 5,000 min.
     report_call(report=call(enterprise, 60, llm="gpt-4o", connected_at=REPORTED), now=REPORTED)
@@ -184,11 +237,29 @@ def test_a_late_call_after_the_next_period_s_allowance_started_is_paid(enterpris
         report=call(enterprise, 120, llm="gpt-4o", connected_at=LATE), now=REPORTED
     )
 
-    assert result.allowance_seconds == 0
-    assert result.cost_micros == 2 * 140_000
-    assert allowance_of(enterprise).used_seconds == 1000 * 60
+    assert (result.allowance_seconds, result.cost_micros) == (120, 0)
+    assert allowance_of(enterprise).used_seconds == 1000 * 60 + 120
     following = Allowance.objects.get(account=enterprise, period_start=NEXT_PERIOD)
-    assert (following.rollover_seconds, following.used_seconds) == (5000 * 60, 60)
+    assert (following.rollover_seconds, following.used_seconds) == (5000 * 60 - 120, 60)
+
+
+def test_the_invoice_after_a_late_call_states_its_included_minutes_with_their_period(enterprise):
+    use_allowance(enterprise, 10 * 60)
+    close_periods(now=NEXT_PERIOD + timedelta(hours=1))
+    report_call(report=call(enterprise, 60, llm="gpt-4o", connected_at=LATE), now=REPORTED)
+    report_call(report=call(enterprise, 30, llm="gpt-4o", connected_at=REPORTED), now=REPORTED)
+
+    close_periods(now=datetime(2026, 5, 15, 1, tzinfo=UTC))
+
+    invoice = Invoice.objects.get(account=enterprise, period_start=NEXT_PERIOD)
+    lines = {
+        line.description: line.quantity for line in invoice.lines.filter(component="allowance")
+    }
+    assert lines == {
+        "Included minutes used": 30,
+        "Included minutes used, of the period from 2026-03-15": 60,
+    }
+    assert invoice.total_micros == 0
 
 
 def test_chat_in_one_batch_uses_the_allowance_of_each_message_s_period(enterprise):
@@ -203,3 +274,91 @@ def test_chat_in_one_batch_uses_the_allowance_of_each_message_s_period(enterpris
     assert current.cost_micros == 0
     assert allowance_of(enterprise).used_seconds == INCLUDED_SECONDS
     assert allowance_of(enterprise, REPORTED).used_seconds == 60
+
+
+def test_a_late_call_of_a_period_without_a_row_that_the_next_row_follows_is_paid(enterprise):
+    # The first period has no row (it used none of its minutes), and the next period's first
+    # call made that period's row, which took all of them over: none are left to use again.
+    Allowance.objects.filter(account=enterprise).delete()
+    report_call(report=call(enterprise, 60, llm="gpt-4o", connected_at=REPORTED), now=REPORTED)
+
+    result, _ = report_call(
+        report=call(enterprise, 60, llm="gpt-4o", connected_at=LATE), now=REPORTED
+    )
+
+    assert result.allowance_seconds == 0
+    assert not Allowance.objects.filter(account=enterprise, period_start__lt=NEXT_PERIOD).exists()
+    following = Allowance.objects.get(account=enterprise, period_start=NEXT_PERIOD)
+    assert (following.rollover_seconds, following.used_seconds) == (INCLUDED_SECONDS, 60)
+
+
+# The next period's row made before period close is the one period close would make -------------
+
+
+def next_period_row(account) -> tuple[int, int]:
+    row = Allowance.objects.get(account=account, period_start=NEXT_PERIOD)
+    return row.included_seconds, row.rollover_seconds
+
+
+def test_usage_of_the_next_period_before_close_gets_the_scheduled_plan_s_minutes(
+    make_account, plans
+):
+    early, closed = make_account("voice-payg"), make_account("voice-payg")
+    Subscription.objects.filter(account__in=[early, closed]).update(
+        pending_plan=plans["voice-enterprise"]
+    )
+
+    result, _ = report_call(
+        report=call(early, 60, llm="gpt-4o", connected_at=REPORTED), now=REPORTED
+    )
+    close_periods(now=REPORTED)
+
+    assert (result.allowance_seconds, result.cost_micros) == (60, 0)
+    assert next_period_row(early) == next_period_row(closed) == (INCLUDED_SECONDS, 0)
+
+
+def test_a_period_without_a_row_rolls_over_the_same_before_and_at_period_close(make_account):
+    early, closed = make_account("voice-enterprise"), make_account("voice-enterprise")
+    # A period with included minutes but no row used none of them.
+    Allowance.objects.filter(account__in=[early, closed]).delete()
+
+    report_call(report=call(early, 60, llm="gpt-4o", connected_at=REPORTED), now=REPORTED)
+    close_periods(now=REPORTED)
+
+    assert next_period_row(early) == next_period_row(closed) == (INCLUDED_SECONDS,) * 2
+
+
+# A late and a current item racing for the same minutes (PostgreSQL row lock) ---------------------
+
+
+def _report_in_child(report):
+    result, _ = report_call(report=report, now=REPORTED)
+    return result.allowance_seconds, result.explanation["paid_seconds"]
+
+
+@concurrent
+def test_a_late_and_a_current_call_at_once_never_use_the_same_included_minutes(
+    transactional_db, make_account
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("Row locks: PostgreSQL only (SQLite serializes every writer).")
+    enterprise = make_account("voice-enterprise")
+    use_allowance(enterprise, INCLUDED_SECONDS - 90)  # 90 s left, all rolled over
+    close_periods(now=NEXT_PERIOD + timedelta(hours=1))
+    following = Allowance.objects.get(account=enterprise, period_start=NEXT_PERIOD)
+    Allowance.objects.filter(pk=following.pk).update(used_seconds=following.included_seconds)
+    reports = [
+        call(enterprise, 60, llm="gpt-4o", connected_at=LATE),
+        call(enterprise, 60, llm="gpt-4o", connected_at=REPORTED),
+    ]
+
+    outcomes = in_processes(_report_in_child, [(report,) for report in reports])
+
+    assert all(outcome[0] == "ok" for outcome in outcomes), outcomes
+    covered = [outcome[1][0] for outcome in outcomes]
+    # Either order gives one call 60 s and the other the last 30 s of the 90 s left.
+    assert sorted(covered) == [30, 60]
+    following.refresh_from_db()
+    assert following.remaining_seconds == 0
+    assert following.rollover_seconds == 90 - covered[0]
+    assert allowance_of(enterprise).used_seconds == INCLUDED_SECONDS - 90 + covered[0]

@@ -265,7 +265,7 @@ def test_an_identical_repeat_of_a_final_report_returns_unchanged_with_no_second_
         {"status": "failed"},
         {"ended_at": CONNECTED_AT + timedelta(seconds=84)},
         {"hold_seconds": Decimal(3)},
-        {"destination": "+4420"},
+        {"destination": "+442079460000"},
         {"direction": "outbound"},
         {"status": "in_progress", "ended_at": None},
     ],
@@ -358,7 +358,9 @@ def test_outbound_calls_are_free_on_credits_monthly(make_account):
     ("destination", "prefix", "surcharge_micros"),
     [
         ("+442071234567", "+4420", 20_000),
-        ("+447700900123", "+44", 30_000),
+        ("+44 20 7946 0000", "+4420", 20_000),
+        ("0044 20 7946 0000", "+4420", 20_000),
+        ("+447911123456", "+44", 30_000),
         ("+14155550100", None, 0),
     ],
 )
