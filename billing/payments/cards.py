@@ -22,7 +22,7 @@ from accounts.models import Account
 from billing.ledger.locks import lock_account
 from billing.models import PaymentMethod, TestCardBehaviour
 from billing.payments.auto_topup import rearm
-from billing.payments.collection import retry_account_invoices
+from billing.payments.collection import invoices_keeping_past_due, retry_account_invoices
 from billing.payments.gateway import get_gateway
 from billing.payments.gateway.protocol import CardDetails, ProviderUnavailable
 from billing.task_queue import enqueue
@@ -128,15 +128,32 @@ def card_detached(*, payment_method_id: str, now: datetime) -> None:
 def _card_added(*, account: Account, card: PaymentMethod, now: datetime) -> None:
     with transaction.atomic():
         lock_account(account.pk)
-        has_default = PaymentMethod.objects.filter(
+        default = PaymentMethod.objects.filter(
             account=account, is_default=True, removed_at__isnull=True
-        ).exists()
-        if not has_default:
+        ).first()
+        if default is None or _failed_unpaid(account=account):
+            # P5, document 004 ("update your card ... to clear the balance"): a card added
+            # while an invoice is unpaid because the default card failed is the one the
+            # retry below charges, so it becomes the default; charging the failed card
+            # again would keep the account past due.
+            PaymentMethod.objects.filter(account=account, is_default=True).exclude(
+                pk=card.pk
+            ).update(is_default=False)
             PaymentMethod.objects.filter(pk=card.pk).update(is_default=True)
             card.is_default = True
     if card.is_default:
         get_gateway().make_default_card(account=account, card=card)
     transaction.on_commit(partial(queue_card_changed, account.pk))
+
+
+def _failed_unpaid(*, account: Account) -> bool:
+    """Return whether the default card is the one that failed an unpaid invoice.
+
+    Every charge is made to the default card, and a new or changed default retries the unpaid
+    invoices at once: while an invoice keeps the account past due, its last charge failed on
+    the card that is the default now.
+    """
+    return invoices_keeping_past_due(account).exists()
 
 
 def set_default_card(*, account: Account, card_id: int, now: datetime) -> PaymentMethod:

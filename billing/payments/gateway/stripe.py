@@ -240,6 +240,11 @@ class StripeGateway:
             return ChargeOutcome(
                 "failed", reference=reference, error=error.user_message or "The card was declined."
             )
+        except stripe.InvalidRequestError as error:
+            # Stripe refused the request itself (an amount below its minimum, a card it no
+            # longer has, ...): this attempt failed for that reason. Raising would stop the
+            # whole collection run and leave the attempt pending for ever.
+            return ChargeOutcome("failed", error=error.user_message or str(error))
         except _UNANSWERED as error:
             raise _unavailable(error) from error
         _mirror("PaymentIntent", intent)

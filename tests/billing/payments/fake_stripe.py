@@ -126,6 +126,9 @@ class FakeStripeAPI(stripe.HTTPClient):
         answer = self.card_answers.get(pm_id, "succeed")
         pi_id = stripe_json.stripe_id("pi")
         amount = int(params["amount"])
+        if amount < 50:
+            # Stripe's own answer to a charge under its 0.50 USD minimum.
+            return 400, _error("amount_too_small", "Amount must be at least $0.50 usd")
         metadata = _nested(params, "metadata")
         if answer == "succeed":
             charge = stripe_json.charge(
