@@ -287,7 +287,14 @@ class StripeGateway:
         except _UNANSWERED as error:
             raise _unavailable(error) from error
         _mirror("Refund", refund)
-        status = "failed" if refund.status in ("failed", "canceled") else "succeeded"
+        if refund.status in ("failed", "canceled"):
+            status = "failed"
+        elif refund.status == "succeeded":
+            status = "succeeded"
+        else:
+            # pending or requires_action: Stripe finishes it later and says how with a webhook
+            # (refund.updated, refund.failed); it may still fail.
+            status = "pending"
         return RefundOutcome(status, reference=refund.id, error=refund.get("failure_reason") or "")
 
     def cancel_payment_intent(self, *, payment_intent_id: str) -> bool:
