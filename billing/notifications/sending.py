@@ -73,8 +73,9 @@ def send_notification(notification_id: int) -> str:
     skipped or given up on already.
 
     Return "sent", "skipped" (the kind is turned off, or nobody is there to receive it) or
-    "nothing to send". Raise what the mail backend raised after recording the failure, so the
-    queue retries it.
+    "nothing to send". Raise what the mail backend raised after recording the failure: the task
+    shows as failed, and `send_pending_notifications` tries the pending row again (the queue
+    does not: `ack_failures` acknowledges a task that raised).
     """
     try:
         return _send(notification_id)

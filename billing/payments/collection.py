@@ -176,10 +176,12 @@ def _mark_failed(*, invoice: Invoice, account: Account, now: datetime) -> None:
 
 
 def invoices_to_collect(*, now: datetime) -> list[int]:
+    # An uncollectible invoice has no next attempt (the dunning stopped) unless a new card
+    # scheduled one (`schedule_card_retries`): then it is collected too.
     return list(
         Invoice.objects.filter(
             kind=InvoiceKind.INVOICE,
-            status=InvoiceStatus.OPEN,
+            status__in=(InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE),
             next_payment_attempt_at__lte=now,
         )
         .order_by("next_payment_attempt_at")
@@ -208,13 +210,32 @@ def _collect_each(invoice_ids, *, now: datetime) -> int:
     return collected
 
 
-def retry_account_invoices(*, account: Account, now: datetime) -> int:
-    """Retry every unpaid invoice of an account at once, e.g. after it adds a card (P5)."""
-    unpaid = Invoice.objects.filter(
+def _unpaid(account: Account):
+    return Invoice.objects.filter(
         account=account,
         kind=InvoiceKind.INVOICE,
         status__in=(InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE),
     )
+
+
+def schedule_card_retries(*, account: Account, now: datetime) -> int:
+    """Make every unpaid invoice of the account due now (a new or changed card, P5).
+
+    Called in the transaction that changes the card: the invoices' due time is the record of
+    the retry, so the dunning job collects them even if the task that does it at once is lost
+    with the broker. Return how many were scheduled.
+    """
     # An invoice with a pending attempt keeps its lease (see _claim_attempt).
-    unpaid.exclude(payments__status=PaymentStatus.PENDING).update(next_payment_attempt_at=now)
-    return _collect_each(list(unpaid.order_by("pk").values_list("pk", flat=True)), now=now)
+    return (
+        _unpaid(account)
+        .exclude(payments__status=PaymentStatus.PENDING)
+        .update(next_payment_attempt_at=now)
+    )
+
+
+def retry_account_invoices(*, account: Account, now: datetime) -> int:
+    """Retry every unpaid invoice of an account at once, e.g. after it adds a card (P5)."""
+    schedule_card_retries(account=account, now=now)
+    return _collect_each(
+        list(_unpaid(account).order_by("pk").values_list("pk", flat=True)), now=now
+    )
