@@ -7,9 +7,12 @@ keyword-only arguments, ignores those it does not know (a task queued by another
 makes one call into its service, which is free to move. Paths that work queued before a move
 may still name resolve through billing.moved_paths.
 
-Each is safe to run twice or concurrently: django-q2 delivers at least once. A lost notification
-or auto-top-up charge is picked up again from its pending row by a scheduled job; a card change
-the broker refuses runs inline instead (billing.payments.cards.queue_card_changed).
+Each is safe to run twice or concurrently: django-q2 delivers at least once. The queue never
+retries a task that failed (`ack_failures`), and with Redis a task whose worker was killed is
+lost, so each task's work has a database row a scheduled job picks up again: a pending
+notification (notification resend), a pending auto-top-up charge (auto-top-up retries), the
+unpaid invoices a card change made due (dunning). A card change the broker refuses runs inline
+(billing.payments.cards.queue_card_changed).
 """
 
 from billing.notifications import sending

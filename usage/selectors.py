@@ -6,19 +6,27 @@ from decimal import Decimal
 from django.db.models import Q
 
 from accounts.models import Account
+from billing.ledger.grants import expired_credit_micros
 from billing.models import Allowance, ModelPrice, Rate, Subscription
 from billing.money import micros_to_api
 from billing.periods import period_containing
 from billing.plans.allowances import included_credit
+from usage.reads.keys import LoadedKey
 from usage.reads.rollups import ComponentUsage, period_usage_by_component
 
 
-def balance_summary(*, account: Account) -> dict:
+def balance_summary(*, key: LoadedKey, now: datetime) -> dict:
+    """Return the key's account's balance, without credit past its expiry (L5): the hourly job
+    may not have written it off yet, and it is not there to spend."""
+    account = key.account
+    balance = account.balance_micros
+    if key.has_expired_credit(now=now):
+        balance -= expired_credit_micros(account_id=account.pk, now=now)
     return {
         "account": account.public_id,
-        "balance": micros_to_api(account.balance_micros),
+        "balance": micros_to_api(balance),
         "held": micros_to_api(account.held_micros),
-        "available": micros_to_api(account.balance_micros - account.held_micros),
+        "available": micros_to_api(balance - account.held_micros),
         "currency": "USD",
         "billing_mode": account.billing_mode,
     }

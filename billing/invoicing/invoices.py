@@ -33,7 +33,7 @@ from billing.models import (
     Subscription,
     UnbilledLine,
 )
-from billing.money import format_usd, round_to_cents
+from billing.money import MINIMUM_CARD_CHARGE_MICROS, format_usd, round_to_cents
 
 # Postpaid invoices are due at once: they are charged to the saved card when issued.
 PAYMENT_TERMS = timedelta(days=0)
@@ -226,17 +226,21 @@ def draft_invoice(
     total = sum(line.amount_micros for line in lines)
     subtotal = sum(line.amount_micros for line in lines if line.component in UNITS)
     carry = 0
-    if kind == InvoiceKind.INVOICE and 0 < total < minimum_micros:
-        # I4: under the minimum, nothing is charged; the amount moves to the next invoice.
+    # I4: under the plan's minimum charge, or under the smallest amount a card can be charged
+    # (which also covers a total under half a cent, that would round to nothing due), nothing
+    # is charged: the amount moves to the next invoice as a visible line, so the debt stays
+    # billed (balance + unbilled + open invoices never negative).
+    if kind == InvoiceKind.INVOICE and 0 < total < max(minimum_micros, MINIMUM_CARD_CHARGE_MICROS):
         carry = total
+        if total < minimum_micros:
+            why = f"Below the minimum charge of {format_usd(minimum_micros)}"
+        else:
+            why = f"Below the smallest card payment, {format_usd(MINIMUM_CARD_CHARGE_MICROS)}"
         lines.append(
             LineDraft(
                 position=len(lines) + 1,
                 component="carried_to_next",
-                description=(
-                    f"Below the minimum charge of {format_usd(minimum_micros)}: "
-                    "carried to the next invoice"
-                ),
+                description=f"{why}: carried to the next invoice",
                 amount_micros=-carry,
             )
         )

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from django.db import transaction
 
+from accounts.models import Account
 from billing.ledger.locks import lock_account
 from billing.ledger.posting import expire_account_credit
 from billing.models import CreditGrant
@@ -25,3 +26,16 @@ def expire_credit(*, now: datetime) -> int:
         with transaction.atomic():
             touched += expire_account_credit(locked=lock_account(account_id), now=now)
     return touched
+
+
+def write_off_expired_credit(*, account_id: int, now: datetime) -> Account:
+    """Lock the account, write off its credit past expiry and return the account as locked.
+
+    For a read that decides spending (authorize) and found credit past its expiry still in the
+    cached balance: it is never spendable, and the first to find it writes it off rather than
+    leaving it to the hourly job (a charge does the same under its own lock).
+    """
+    with transaction.atomic():
+        locked = lock_account(account_id)
+        expire_account_credit(locked=locked, now=now)
+        return locked.account

@@ -14,7 +14,7 @@ set-wise batch of period close (billing.ledger.batch):
 
 from datetime import UTC, datetime
 
-from django.db.models import F
+from django.db.models import F, Sum
 
 from accounts.models import Account
 from billing.ledger.errors import InsufficientCredit
@@ -81,6 +81,15 @@ def expiry_entry(
 
 def is_expired(grant: CreditGrant, *, now: datetime) -> bool:
     return bool(grant.remaining_micros) and grant.expires_at is not None and grant.expires_at <= now
+
+
+def expired_credit_micros(*, account_id: int, now: datetime) -> int:
+    """Return the credit past its expiry still in the account's cached balance (not yet
+    written off): never spendable, so a balance shown as spendable leaves it out."""
+    expired = CreditGrant.objects.filter(
+        account_id=account_id, remaining_micros__gt=0, expires_at__lte=now
+    ).aggregate(total=Sum("remaining_micros"))["total"]
+    return expired or 0
 
 
 class GrantBook:

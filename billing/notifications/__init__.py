@@ -13,7 +13,11 @@ run-out estimate of usage.pages.runway).
 
 Optional kinds (OPTIONAL_KINDS) follow the account's choices in `AlertSettings`: a kind turned
 off is recorded SKIPPED and not sent. A send that fails (SMTP down) stays PENDING with the error
-and is tried again by the queue's retry and by `send_pending_notifications`, up to MAX_ATTEMPTS.
+and is tried again by `send_pending_notifications` (the "Notification resend" job, every 10
+minutes), up to MAX_ATTEMPTS. The queue itself never retries it: with `ack_failures` a task that
+raised is acknowledged, and a task lost with the Redis broker is gone; the pending row is what
+brings it back. Kinds in STAFF_KINDS go to the operator's staff (STAFF_ALERT_EMAILS, else
+ADMINS) instead of the account's billing contacts.
 """
 
 

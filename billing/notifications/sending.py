@@ -33,6 +33,11 @@ OPTIONAL_KINDS = {
 }
 
 
+# Kinds addressed to the operator's staff (STAFF_ALERT_EMAILS, else ADMINS), not to the
+# account's billing contacts: something about the account that staff must act on.
+STAFF_KINDS = frozenset({"refund_failed"})
+
+
 MAX_ATTEMPTS = 5
 
 
@@ -67,8 +72,10 @@ def send_notification(notification_id: int) -> str:
     """Send one notification (task billing.tasks.send_notification) unless it was sent,
     skipped or given up on already.
 
-    Return "sent", "skipped" (the kind is turned off) or "nothing to send". Raise what the mail
-    backend raised after recording the failure, so the queue retries it.
+    Return "sent", "skipped" (the kind is turned off, or nobody is there to receive it) or
+    "nothing to send". Raise what the mail backend raised after recording the failure: the task
+    shows as failed, and `send_pending_notifications` tries the pending row again (the queue
+    does not: `ack_failures` acknowledges a task that raised).
     """
     try:
         return _send(notification_id)
@@ -97,7 +104,7 @@ def _send(notification_id: int) -> str:
         if notification is None or notification.status != NotificationStatus.PENDING:
             return "nothing to send"
         account = notification.account
-        if not wants_email(account=account, kind=notification.kind):
+        if not wants_email(account=account, kind=notification.kind) or not recipients(notification):
             notification.status = NotificationStatus.SKIPPED
             notification.save(update_fields=["status"])
             return "skipped"
@@ -108,6 +115,13 @@ def _send(notification_id: int) -> str:
         notification.recipients = ", ".join(message.to)
         notification.save(update_fields=["status", "sent_at", "recipients"])
     return "sent"
+
+
+def recipients(notification: Notification) -> list[str]:
+    """Return who receives a notification: staff for STAFF_KINDS, else the billing contacts."""
+    if notification.kind in STAFF_KINDS:
+        return list(settings.STAFF_ALERT_EMAILS) or [email for _, email in settings.ADMINS]
+    return notification.account.billing_emails
 
 
 def wants_email(*, account: Account, kind: str) -> bool:
@@ -154,7 +168,7 @@ def build_message(notification: Notification) -> EmailMultiAlternatives:
     message = EmailMultiAlternatives(
         subject=subject,
         body=render_to_string(f"{base}.txt", context),
-        to=account.billing_emails,
+        to=recipients(notification),
         headers={"X-Meterline-Notification": notification.key},
     )
     message.attach_alternative(render_to_string(f"{base}.html", context), "text/html")

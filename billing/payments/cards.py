@@ -6,8 +6,9 @@ detached) and `save_stripe_card` / `card_detached` keep `billing.PaymentMethod` 
 mode it is the test-card page, which adds a test card that succeeds, declines or needs
 authentication, like Stripe's test cards.
 
-A new or changed default card retries the account's unpaid invoices at once (P5) and re-arms
-auto-top-up; both run after commit, in a task (inline with PAYMENTS_SYNC).
+A new or changed default card re-arms auto-top-up and makes the account's unpaid invoices due
+now, in the transaction that changes the card; a task queued after commit (inline with
+PAYMENTS_SYNC) collects them at once, and the dunning job does if the task is lost (P5).
 """
 
 import secrets
@@ -22,7 +23,11 @@ from accounts.models import Account
 from billing.ledger.locks import lock_account
 from billing.models import PaymentMethod, TestCardBehaviour
 from billing.payments.auto_topup import rearm
-from billing.payments.collection import retry_account_invoices
+from billing.payments.collection import (
+    invoices_keeping_past_due,
+    retry_account_invoices,
+    schedule_card_retries,
+)
 from billing.payments.gateway import get_gateway
 from billing.payments.gateway.protocol import CardDetails, ProviderUnavailable
 from billing.task_queue import enqueue
@@ -128,15 +133,44 @@ def card_detached(*, payment_method_id: str, now: datetime) -> None:
 def _card_added(*, account: Account, card: PaymentMethod, now: datetime) -> None:
     with transaction.atomic():
         lock_account(account.pk)
-        has_default = PaymentMethod.objects.filter(
+        default = PaymentMethod.objects.filter(
             account=account, is_default=True, removed_at__isnull=True
-        ).exists()
-        if not has_default:
+        ).first()
+        if default is None or _failed_unpaid(account=account):
+            # P5, document 004 ("update your card ... to clear the balance"): a card added
+            # while an invoice is unpaid because the default card failed is the one the
+            # retry below charges, so it becomes the default; charging the failed card
+            # again would keep the account past due.
+            PaymentMethod.objects.filter(account=account, is_default=True).exclude(
+                pk=card.pk
+            ).update(is_default=False)
             PaymentMethod.objects.filter(pk=card.pk).update(is_default=True)
             card.is_default = True
+        _record_follow_ups(account=account, now=now)
     if card.is_default:
         get_gateway().make_default_card(account=account, card=card)
     transaction.on_commit(partial(queue_card_changed, account.pk))
+
+
+def _record_follow_ups(*, account: Account, now: datetime) -> None:
+    """Record what a new or changed card sets going, in the transaction that changes it.
+
+    Auto-top-up is re-armed here, and the unpaid invoices are made due now: the queued task
+    (`card_changed`) collects them at once, and if the broker loses it the dunning job (every
+    15 minutes) finds them due. Nothing of the follow-up lives only in the queue.
+    """
+    rearm(account=account, now=now)
+    schedule_card_retries(account=account, now=now)
+
+
+def _failed_unpaid(*, account: Account) -> bool:
+    """Return whether the default card is the one that failed an unpaid invoice.
+
+    Every charge is made to the default card, and a new or changed default retries the unpaid
+    invoices at once: while an invoice keeps the account past due, its last charge failed on
+    the card that is the default now.
+    """
+    return invoices_keeping_past_due(account).exists()
 
 
 def set_default_card(*, account: Account, card_id: int, now: datetime) -> PaymentMethod:
@@ -155,6 +189,7 @@ def set_default_card(*, account: Account, card_id: int, now: datetime) -> Paymen
             is_default=False
         )
         PaymentMethod.objects.filter(pk=card.pk).update(is_default=True)
+        _record_follow_ups(account=account, now=now)
     card.is_default = True
     transaction.on_commit(partial(queue_card_changed, account.pk))
     return card
@@ -196,17 +231,16 @@ def queue_card_changed(account_id: int) -> None:
         card_changed(account_id)
         return
     if not enqueue("billing.tasks.card_changed", account_id=account_id):
-        # No job would pick this up again (re-arming auto-top-up, retrying unpaid invoices at
-        # once), so with the broker down it runs here; a card change is rare.
+        # The dunning job would collect the invoices the change made due within 15 minutes;
+        # P5 says at once, so with the broker down it runs here; a card change is rare.
         card_changed(account_id)
 
 
 def card_changed(account_id: int) -> str:
-    """After a card was added or made default (task billing.tasks.card_changed): retry unpaid
-    invoices, re-arm auto-top-up."""
+    """After a card was added or made default (task billing.tasks.card_changed): collect the
+    unpaid invoices the change made due (auto-top-up was re-armed with the change itself)."""
 
     now = timezone.now()
     account = Account.objects.get(pk=account_id)
-    rearm(account=account, now=now)
     retried = retry_account_invoices(account=account, now=now)
     return f"{retried} invoice(s) retried"

@@ -6,6 +6,7 @@ pending attempt behind; the next run repeats the call with the same key, and the
 or the test double) answers with the first result instead of charging again.
 """
 
+import logging
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -24,7 +25,9 @@ from billing.models import (
     PaymentStatus,
 )
 from billing.payments.gateway import get_gateway
-from billing.payments.gateway.protocol import ChargeOutcome
+from billing.payments.gateway.protocol import ChargeOutcome, ProviderUnavailable
+
+logger = logging.getLogger(__name__)
 
 # After a failed charge, try again after these delays; then wait for the customer (new card).
 RETRY_DELAYS = [timedelta(days=1), timedelta(days=3), timedelta(days=5), timedelta(days=7)]
@@ -77,6 +80,13 @@ def _claim_attempt(*, invoice_id: int, now: datetime) -> InvoicePayment | None:
             # A run died between recording the attempt and its outcome: ask again, same key.
             Invoice.objects.filter(pk=invoice.pk).update(next_payment_attempt_at=lease_end)
             return pending
+        due_at = invoice.next_payment_attempt_at
+        if due_at is None or due_at > now:
+            # Not due (any more): a run that listed the invoice before another run's attempt
+            # failed and moved the next one on must not try again. Checked under the invoice's
+            # row lock, so however many runs overlap, each due time gets one attempt, one
+            # email and one step of the retry schedule.
+            return None
         attempt = invoice.payment_attempts + 1
         payment = InvoicePayment.objects.create(
             invoice=invoice,
@@ -166,10 +176,12 @@ def _mark_failed(*, invoice: Invoice, account: Account, now: datetime) -> None:
 
 
 def invoices_to_collect(*, now: datetime) -> list[int]:
+    # An uncollectible invoice has no next attempt (the dunning stopped) unless a new card
+    # scheduled one (`schedule_card_retries`): then it is collected too.
     return list(
         Invoice.objects.filter(
             kind=InvoiceKind.INVOICE,
-            status=InvoiceStatus.OPEN,
+            status__in=(InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE),
             next_payment_attempt_at__lte=now,
         )
         .order_by("next_payment_attempt_at")
@@ -179,24 +191,51 @@ def invoices_to_collect(*, now: datetime) -> list[int]:
 
 def collect_due_invoices(*, now: datetime) -> int:
     """Charge every open invoice whose (first or next) attempt is due; the dunning job."""
+    return _collect_each(invoices_to_collect(now=now), now=now)
+
+
+def _collect_each(invoice_ids, *, now: datetime) -> int:
+    """Charge each invoice once; one that the provider cannot answer never stops the rest."""
     collected = 0
-    for invoice_id in invoices_to_collect(now=now):
-        if collect_invoice(invoice_id=invoice_id, now=now) is not None:
+    for invoice_id in invoice_ids:
+        try:
+            payment = collect_invoice(invoice_id=invoice_id, now=now)
+        except ProviderUnavailable:
+            # The attempt stays pending under its lease and the run after it asks again with
+            # the same key; the other accounts' invoices are still collected now.
+            logger.warning("Payment provider unavailable for invoice %s", invoice_id)
+            continue
+        if payment is not None:
             collected += 1
     return collected
 
 
-def retry_account_invoices(*, account: Account, now: datetime) -> int:
-    """Retry every unpaid invoice of an account at once, e.g. after it adds a card (P5)."""
-    unpaid = Invoice.objects.filter(
+def _unpaid(account: Account):
+    return Invoice.objects.filter(
         account=account,
         kind=InvoiceKind.INVOICE,
         status__in=(InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE),
     )
+
+
+def schedule_card_retries(*, account: Account, now: datetime) -> int:
+    """Make every unpaid invoice of the account due now (a new or changed card, P5).
+
+    Called in the transaction that changes the card: the invoices' due time is the record of
+    the retry, so the dunning job collects them even if the task that does it at once is lost
+    with the broker. Return how many were scheduled.
+    """
     # An invoice with a pending attempt keeps its lease (see _claim_attempt).
-    unpaid.exclude(payments__status=PaymentStatus.PENDING).update(next_payment_attempt_at=now)
-    return sum(
-        1
-        for invoice_id in unpaid.order_by("pk").values_list("pk", flat=True)
-        if collect_invoice(invoice_id=invoice_id, now=now) is not None
+    return (
+        _unpaid(account)
+        .exclude(payments__status=PaymentStatus.PENDING)
+        .update(next_payment_attempt_at=now)
+    )
+
+
+def retry_account_invoices(*, account: Account, now: datetime) -> int:
+    """Retry every unpaid invoice of an account at once, e.g. after it adds a card (P5)."""
+    schedule_card_retries(account=account, now=now)
+    return _collect_each(
+        list(_unpaid(account).order_by("pk").values_list("pk", flat=True)), now=now
     )

@@ -11,7 +11,9 @@ is safe against double clicks and retries:
    form's request key), and the credit is taken back from the top-up's grant in the same
    transaction (ledger TOPUP_REFUND via `from_grant`), so usage can no longer spend it;
 2. the payment gateway is asked, with the row's key as idempotency key;
-3. its answer is recorded; a refusal puts the credit back.
+3. its answer is recorded; a refusal puts the credit back. Stripe may also accept a refund as
+   pending and fail it later (or fail one it reported succeeded): its refund webhooks
+   (`settle_stripe_refund`) record that, put the credit back once and tell staff.
 
 A second request with the same key finds the row: it returns it while the first is in flight,
 and asks Stripe again (same key, same answer) only once the row has been pending for a while,
@@ -30,6 +32,7 @@ from billing.ledger.locks import LockedAccount, lock_account
 from billing.ledger.posting import Posting, post_entries, post_entry
 from billing.models import EntryKind, LedgerEntry, Refund, RefundStatus, TopUp, TopUpStatus
 from billing.money import MoneyError, format_usd, micros_to_cents
+from billing.notifications.outbox import notify
 from billing.payments.gateway import get_gateway
 from billing.payments.gateway.protocol import ProviderUnavailable, RefundOutcome
 
@@ -203,36 +206,125 @@ def record_refund_outcome(*, refund_id: int, outcome: RefundOutcome, now: dateti
         refund = Refund.objects.select_for_update().get(pk=refund_id)
         if refund.status != RefundStatus.PENDING:
             return refund
+        if outcome.status == "pending":
+            # Accepted but not done: Stripe finishes some card refunds later, and may still
+            # fail them (refund.updated / refund.failed, `settle_stripe_refund`). The credit
+            # stays taken and the row pending until Stripe says how it ended.
+            refund.stripe_refund_id = outcome.reference or refund.stripe_refund_id
+            refund.error = ""
+            refund.save(update_fields=["stripe_refund_id", "error"])
+            return refund
         refund.completed_at = now
         refund.error = outcome.error
+        refund.stripe_refund_id = outcome.reference or refund.stripe_refund_id
         if outcome.status == "succeeded":
             refund.status = RefundStatus.SUCCEEDED
-            refund.stripe_refund_id = outcome.reference or None
             if topup.refunded_micros >= topup.amount_micros:
                 topup.status = TopUpStatus.REFUNDED
                 topup.save(update_fields=["status"])
         else:
-            refund.status = RefundStatus.FAILED
-            post_entry(
-                locked=locked,
-                amount_micros=refund.amount_micros,
-                kind=EntryKind.ADJUSTMENT,
-                now=now,
-                cause=refund,
-                description=f"Refund of top-up {topup.public_id} failed; credit restored",
-                reason=outcome.error or "The card refund failed.",
-                idempotency_key=f"refund-failed:{refund.pk}",
-            )
-            topup.refunded_micros -= refund.amount_micros
-            topup.save(update_fields=["refunded_micros"])
+            _restore_credit(locked=locked, topup=topup, refund=refund, now=now)
+        refund.save(update_fields=["status", "stripe_refund_id", "error", "completed_at"])
+    return refund
+
+
+def _restore_credit(*, locked: LockedAccount, topup: TopUp, refund: Refund, now: datetime) -> None:
+    """Mark a refund failed and give back the credit it took (the money never left).
+
+    The credit goes back to the account it was taken from with one entry, whose key makes a
+    second failure report (the gateway's answer, then Stripe's webhook) restore it once; it
+    keeps the expiry and priority of the top-up's own credit. Staff are told: a refund they
+    made did not reach the card.
+    """
+    refund.status = RefundStatus.FAILED
+    grant = topup.grant
+    try:
+        post_entry(
+            locked=locked,
+            amount_micros=refund.amount_micros,
+            kind=EntryKind.ADJUSTMENT,
+            now=now,
+            cause=refund,
+            description=f"Refund of top-up {topup.public_id} failed; credit restored",
+            reason=refund.error or "The card refund failed.",
+            idempotency_key=f"refund-failed:{refund.pk}",
+            grant_expires_at=grant.expires_at if grant else None,
+            grant_priority=grant.priority if grant else 0,
+        )
+    except DuplicatePosting:
+        return  # restored already
+    topup.refunded_micros -= refund.amount_micros
+    if topup.status == TopUpStatus.REFUNDED:
+        topup.status = TopUpStatus.SUCCEEDED
+    topup.save(update_fields=["refunded_micros", "status"])
+    notify(
+        account=locked.account,
+        kind="refund_failed",
+        key=f"refund_failed:{refund.pk}",
+        context={
+            "refund": refund.key,
+            "stripe_refund": refund.stripe_refund_id or "",
+            "topup": topup.public_id,
+            "amount": format_usd(refund.amount_micros),
+            "error": refund.error or "The card refund failed.",
+        },
+        now=now,
+    )
+
+
+def settle_stripe_refund(
+    *, stripe_refund_id: str, refund_key: str, status: str, failure_reason: str, now: datetime
+) -> Refund | None:
+    """Apply what Stripe says a refund became (refund.updated, refund.failed,
+    charge.refund.updated). Idempotent, in any order.
+
+    Succeeded: a pending refund is recorded succeeded. Failed or canceled: the refund is
+    recorded failed, also after it was recorded succeeded (Stripe may fail a refund days after
+    accepting it), and its credit is restored once. Pending: nothing changes.
+    """
+    refund = (
+        Refund.objects.filter(stripe_refund_id=stripe_refund_id).first()
+        if stripe_refund_id
+        else None
+    )
+    if refund is None and refund_key:
+        refund = Refund.objects.filter(key=refund_key).first()
+    if refund is None:
+        return None
+    if status == "succeeded":
+        return record_refund_outcome(
+            refund_id=refund.pk,
+            outcome=RefundOutcome("succeeded", reference=stripe_refund_id),
+            now=now,
+        )
+    if status not in ("failed", "canceled"):
+        return refund
+    with transaction.atomic():
+        locked = lock_account(refund.topup.account_id)
+        topup = (
+            TopUp.objects.select_for_update(of=("self",))
+            .select_related("grant")
+            .get(pk=refund.topup_id)
+        )
+        refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        if refund.status == RefundStatus.FAILED:
+            return refund
+        refund.error = f"Stripe: the refund {status} ({failure_reason or 'no reason given'})."
+        refund.completed_at = now
+        refund.stripe_refund_id = stripe_refund_id or refund.stripe_refund_id
+        _restore_credit(locked=locked, topup=topup, refund=refund, now=now)
         refund.save(update_fields=["status", "stripe_refund_id", "error", "completed_at"])
     return refund
 
 
 def retry_pending_refunds(*, now: datetime) -> int:
     """The scheduled job: ask again for refunds whose request died before Stripe answered."""
+    # A refund Stripe accepted as pending (it has Stripe's id) is settled by its webhook:
+    # asking again with the same key would only repeat Stripe's first answer.
     stale = Refund.objects.filter(
-        status=RefundStatus.PENDING, attempted_at__lte=now - STALE_ATTEMPT
+        status=RefundStatus.PENDING,
+        attempted_at__lte=now - STALE_ATTEMPT,
+        stripe_refund_id__isnull=True,
     ).values_list("pk", flat=True)
     retried = 0
     for refund_id in stale:

@@ -181,6 +181,21 @@ def charge_refunded(sender, event, **kwargs):
         )
 
 
+@djstripe_receiver(["refund.updated", "refund.failed", "charge.refund.updated"])
+def refund_updated(sender, event, **kwargs):
+    """A refund Stripe accepted (maybe as pending) ended: record it, and if it failed, put the
+    credit back and tell staff (billing.payments.refunds.settle_stripe_refund)."""
+    refund = _object(event)
+    metadata = refund.get("metadata") or {}
+    refunds.settle_stripe_refund(
+        stripe_refund_id=refund.get("id", ""),
+        refund_key=metadata.get("refund", ""),
+        status=refund.get("status") or "",
+        failure_reason=refund.get("failure_reason") or "",
+        now=timezone.now(),
+    )
+
+
 @djstripe_receiver(["payment_method.attached", "payment_method.detached"])
 def payment_method_changed(sender, event, **kwargs):
     """Make our card what Stripe holds now, not what the event said then.

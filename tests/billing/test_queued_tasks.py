@@ -18,10 +18,22 @@ from django_q.models import Schedule, Task
 from django_q.tasks import async_task
 
 from billing import jobs, tasks
-from billing.models import EntryKind, Notification, NotificationStatus, TopUp, TopUpStatus
+from billing.invoicing.invoices import invoice_thresholds
+from billing.models import (
+    AutoTopUpSettings,
+    EntryKind,
+    Invoice,
+    InvoiceStatus,
+    Notification,
+    NotificationStatus,
+    PaymentMethod,
+    TopUp,
+    TopUpStatus,
+)
 from billing.moved_paths import MOVED
 from billing.payments.auto_topup import save_auto_topup_settings
 from billing.payments.cards import add_test_card
+from billing.payments.collection import collect_due_invoices, collect_invoice
 from billing.task_queue import enqueue
 from tests.billing.postings import post_entry
 from tests.billing.usage_reports import (
@@ -29,6 +41,7 @@ from tests.billing.usage_reports import (
     fresh_test_gateway,  # noqa: F401 - autouse
     no_ledger_drift,  # noqa: F401 - autouse
     reload,
+    report_usage_of_458_usd,
 )
 from tests.conftest import NOW
 from tests.usage import metering
@@ -238,3 +251,52 @@ def test_the_migration_points_schedules_at_the_job_s_new_path(db):
     migration.backwards(apps, schema_editor=None)
 
     assert Schedule.objects.get(pk=moved.pk).func == "billing.jobs.release_holds"
+
+
+# Follow-ups that outlive a lost task (issue 14 item 8) -------------------------------------------
+
+
+def test_a_card_change_whose_task_is_lost_is_collected_by_the_next_dunning_run(
+    make_account, queued_tasks, settings, django_capture_on_commit_callbacks
+):
+    account = make_account("voice-payg")
+    PaymentMethod.objects.create(
+        account=account, gateway_id="test_pm_declines", is_default=True, test_behaviour="decline"
+    )
+    report_usage_of_458_usd(account, now=NOW)
+    [invoice] = invoice_thresholds(now=NOW)
+    collect_invoice(invoice_id=invoice.pk, now=NOW)
+    assert reload(account).past_due_since == NOW
+    settings.PAYMENTS_SYNC = False  # queued, as in production
+    changed_at = NOW + timedelta(hours=1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        add_test_card(account=account, behaviour="succeed", now=changed_at)
+    assert queued_tasks == [("billing.tasks.card_changed", {"account_id": account.pk})]
+    # The worker that took the task was killed: it never runs. The next dunning run (every 15
+    # minutes) finds the invoice due since the card change.
+    collected = collect_due_invoices(now=changed_at + timedelta(minutes=15))
+
+    assert collected == 1
+    assert Invoice.objects.get(pk=invoice.pk).status == InvoiceStatus.PAID
+    assert reload(account).past_due_since is None
+
+
+def test_a_card_change_re_arms_auto_top_up_without_waiting_for_its_task(
+    make_account, queued_tasks, settings, django_capture_on_commit_callbacks
+):
+    account = make_account("voice-prepaid", credit_micros=30 * USD)
+    add_test_card(account=account, behaviour="decline", now=NOW)
+    save_auto_topup_settings(
+        account=account, enabled=True, threshold_micros=10 * USD, amount_micros=20 * USD, now=NOW
+    )
+    AutoTopUpSettings.objects.filter(account=account).update(
+        armed=False, consecutive_failures=3, next_attempt_at=None
+    )
+    settings.PAYMENTS_SYNC = False
+
+    with django_capture_on_commit_callbacks(execute=True):
+        add_test_card(account=account, behaviour="succeed", now=NOW)
+
+    row = AutoTopUpSettings.objects.get(account=account)
+    assert (row.armed, row.consecutive_failures) == (True, 0)

@@ -286,7 +286,7 @@ def usage(request: HttpRequest):
 )
 def balance(request: HttpRequest):
     """The credit balance, the credit held by authorized calls and what is available."""
-    return _json(selectors.balance_summary(account=request.auth.account))
+    return _json(selectors.balance_summary(key=request.auth, now=timezone.now()))
 
 
 @api.get(

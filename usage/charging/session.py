@@ -21,7 +21,7 @@ from accounts.models import Account
 from billing.alerts.allowance import usage_charged
 from billing.invoicing.unbilled import UnbilledDeltas
 from billing.ledger.locks import LockedAccount
-from billing.ledger.posting import Posting, apply_postings
+from billing.ledger.posting import Posting, apply_postings, expire_account_credit
 from billing.models import Allowance, Subscription
 from billing.periods import period_containing
 from billing.plans.allowances import (
@@ -336,11 +336,17 @@ class ChargeSession:
             )
             for posting, into in zip(self.postings, merged_of, strict=True):
                 posting.entry = into.entry
-        elif unbilled:
-            Account.objects.filter(pk=self.account.pk).update(
-                unbilled_micros=F("unbilled_micros") + unbilled
-            )
-            self.account.unbilled_micros += unbilled
+        else:
+            if unbilled:
+                Account.objects.filter(pk=self.account.pk).update(
+                    unbilled_micros=F("unbilled_micros") + unbilled
+                )
+                self.account.unbilled_micros += unbilled
+            if self._expired_micros:
+                # A debit writes off credit past its expiry before it spends (billing.ledger),
+                # but nothing was debited: the expired credit left nothing to charge. Write it
+                # off now, or every later charge would find it again and collect nothing (L5).
+                expire_account_credit(locked=self.locked, now=self.now)
         alert_settings = usage_charged(
             locked=self.locked,
             subscription=self.subscription,

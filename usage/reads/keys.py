@@ -38,7 +38,7 @@ from django.db.models import Model
 
 from accounts.models import Account, ApiKey
 from billing.db.raw_rows import Columns
-from billing.models import Budget, Plan, Subscription
+from billing.models import Budget, CreditGrant, Plan, Subscription
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,10 @@ class LoadedKey:
     # None if none ever was. Earlier than the current period: no hard budget stops the key now,
     # and authorize skips usage.spending.budgets.reached_hard_budget's query.
     last_hard_budget_period: datetime | None
+    # When the account's earliest-expiring unspent credit expires (None: none of it expires).
+    # Past `now`, credit in the cached balance is no longer spendable and must be written off
+    # before the balance answers anything (billing.ledger.expiry.write_off_expired_credit).
+    credit_expires_at: datetime | None = None
 
     @property
     def account(self) -> Account | None:
@@ -62,6 +66,10 @@ class LoadedKey:
         """Return whether a hard budget may have been reached in the period starting then."""
         last = self.last_hard_budget_period
         return last is not None and last >= period_start
+
+    def has_expired_credit(self, *, now: datetime) -> bool:
+        """Return whether credit in the account's cached balance had expired by `now`."""
+        return self.credit_expires_at is not None and self.credit_expires_at <= now
 
 
 _KEY = Columns(ApiKey, "k")
@@ -86,20 +94,24 @@ class _Value(Columns):
 
 
 _BUDGET_PERIOD = _Value(Budget, "reached_period_start")
+_CREDIT_EXPIRY = _Value(CreditGrant, "expires_at")
 
 
 @cache
 def _sql(placeholder: str = "%s") -> str:
     key, account = ApiKey._meta.db_table, Account._meta.db_table
     subscription, plan = Subscription._meta.db_table, Plan._meta.db_table
-    budget = Budget._meta.db_table
+    budget, grant = Budget._meta.db_table, CreditGrant._meta.db_table
     # Every join is on a primary key or a unique column; the budget subquery uses the
-    # budget's account index. Platform keys have no account: the LEFT JOINs give NULLs.
+    # budget's account index, the credit expiry subquery the grants' (account, expires_at)
+    # index. Platform keys have no account: the LEFT JOINs give NULLs.
     return (
         f"SELECT {_KEY.sql}, {_ACCOUNT.sql}, {_SUBSCRIPTION.sql}, {_PLAN.sql}, "  # noqa: S608  # nosec B608 - model names
         f"(SELECT MAX(b.reached_period_start) FROM {budget} b "
         "WHERE b.account_id = k.account_id AND b.hard "
-        "AND (b.api_key_id IS NULL OR b.api_key_id = k.id)) "
+        "AND (b.api_key_id IS NULL OR b.api_key_id = k.id)), "
+        f"(SELECT MIN(g.expires_at) FROM {grant} g "
+        "WHERE g.account_id = k.account_id AND g.remaining_micros > 0) "
         f"FROM {key} k LEFT JOIN {account} a ON a.id = k.account_id "
         f"LEFT JOIN {subscription} s ON s.account_id = a.id "
         f"LEFT JOIN {plan} p ON p.id = s.plan_id "
@@ -246,5 +258,6 @@ def load_key(key_id: str) -> LoadedKey | None:
     return LoadedKey(
         api_key=api_key,
         subscription=subscription,
-        last_hard_budget_period=_BUDGET_PERIOD.read(row[-1], conn),
+        last_hard_budget_period=_BUDGET_PERIOD.read(row[-2], conn),
+        credit_expires_at=_CREDIT_EXPIRY.read(row[-1], conn),
     )

@@ -8,6 +8,7 @@ from fractions import Fraction
 from django.db import transaction
 
 from accounts.models import Account
+from billing.ledger.expiry import write_off_expired_credit
 from billing.ledger.locks import lock_account
 from billing.models import Allowance, Plan, RateComponent, Subscription
 from billing.notifications.links import billing_page_url
@@ -135,6 +136,13 @@ def authorize(
     if subscription is None:
         raise Subscription.DoesNotExist(f"Account {account.public_id} has no subscription.")
     plan = subscription.plan
+    if key.has_expired_credit(now=now):
+        # Credit past its expiry is still in the cached balance until the hourly job runs, and
+        # is never spendable: the first authorization to find it writes it off under the lock,
+        # and answers from the balance without it (L5).
+        written_off = write_off_expired_credit(account_id=account.pk, now=now)
+        account.balance_micros = written_off.balance_micros
+        account.held_micros = written_off.held_micros
     # Rates are read only for the features whose answer depends on them (SMS, calls).
     card = _LazyRateCard(plan=plan, account=account)
     billable = is_billable(

@@ -239,6 +239,11 @@ class StripeGateway:
             return ChargeOutcome(
                 "failed", reference=reference, error=error.user_message or "The card was declined."
             )
+        except stripe.InvalidRequestError as error:
+            # Stripe refused the request itself (an amount below its minimum, a card it no
+            # longer has, ...): this attempt failed for that reason. Raising would stop the
+            # whole collection run and leave the attempt pending for ever.
+            return ChargeOutcome("failed", error=error.user_message or str(error))
         except _UNANSWERED as error:
             raise _unavailable(error) from error
         _mirror("PaymentIntent", intent)
@@ -281,7 +286,14 @@ class StripeGateway:
         except _UNANSWERED as error:
             raise _unavailable(error) from error
         _mirror("Refund", refund)
-        status = "failed" if refund.status in ("failed", "canceled") else "succeeded"
+        if refund.status in ("failed", "canceled"):
+            status = "failed"
+        elif refund.status == "succeeded":
+            status = "succeeded"
+        else:
+            # pending or requires_action: Stripe finishes it later and says how with a webhook
+            # (refund.updated, refund.failed); it may still fail.
+            status = "pending"
         return RefundOutcome(status, reference=refund.id, error=refund.get("failure_reason") or "")
 
     def cancel_payment_intent(self, *, payment_intent_id: str) -> bool:

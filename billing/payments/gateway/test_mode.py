@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from accounts.models import Account
 from billing.models import PaymentMethod, TestCardBehaviour
-from billing.money import micros_to_cents
+from billing.money import MINIMUM_CARD_CHARGE_MICROS, format_usd, micros_to_cents
 from billing.payments.gateway.protocol import (
     CardDetails,
     ChargeOutcome,
@@ -72,7 +72,13 @@ class TestModeGateway:
             return self._results[idempotency_key]
         cents = micros_to_cents(amount_micros)
         card = default_card(account)
-        if card is None:
+        if amount_micros < MINIMUM_CARD_CHARGE_MICROS:
+            # Stripe refuses such a charge outright (amount_too_small), whatever the card.
+            outcome = ChargeOutcome(
+                "failed",
+                error=f"Amount must be at least {format_usd(MINIMUM_CARD_CHARGE_MICROS)} usd.",
+            )
+        elif card is None:
             outcome = ChargeOutcome("failed", error="No saved card.")
         elif card.test_behaviour == TestCardBehaviour.DECLINE:
             outcome = ChargeOutcome("failed", error="Your card was declined.")

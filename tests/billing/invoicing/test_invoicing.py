@@ -380,7 +380,8 @@ def test_two_workers_closing_the_same_periods_make_one_gapless_invoice_each(
     payg = [make_account("voice-payg", at=NOW - timedelta(days=31)) for _ in range(6)]
     prepaid = [make_account("voice-prepaid", credit_micros=50 * USD) for _ in range(6)]
     for n, account in enumerate(payg, start=1):
-        report_minutes(account, n, now=NOW)
+        # 4 minutes or more (0.56 USD): an invoice under 0.50 USD would be carried instead.
+        report_minutes(account, 4 * n, now=NOW)
     for account in prepaid:
         report_minutes(account, 30, now=NOW, llm="")
     subscriptions = Subscription.objects.all()

@@ -254,7 +254,8 @@ def test_a_close_that_crashed_between_chunks_resumes_without_duplicates_or_gaps(
 
     accounts = [make_account("voice-payg") for _ in range(5)]
     for n, account in enumerate(accounts, start=1):
-        report_minutes(account, n, now=DURING_FIRST)
+        # 4 minutes or more (0.56 USD): an invoice under 0.50 USD would be carried instead.
+        report_minutes(account, 4 * n, now=DURING_FIRST)
     save_drafts = period_close.save_drafts
     calls = []
 
@@ -277,7 +278,7 @@ def test_a_close_that_crashed_between_chunks_resumes_without_duplicates_or_gaps(
         f"2026-{n:06d}" for n in range(1, 6)
     ]
     assert [i.total_micros for i in Invoice.objects.order_by("account_id")] == [
-        n * 140_000 for n in range(1, 6)
+        4 * n * 140_000 for n in range(1, 6)
     ]
 
 

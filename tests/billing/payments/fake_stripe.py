@@ -22,6 +22,8 @@ class FakeStripeAPI(stripe.HTTPClient):
         self.objects: dict[str, dict] = {}
         self.requests: list[tuple[str, str, dict, str | None]] = []
         self.card_answers: dict[str, str] = {}  # pm id -> succeed | decline | authenticate
+        # The status a new refund is created in: Stripe finishes some card refunds later.
+        self.refund_status = "succeeded"
         self._idempotent: dict[str, tuple[str, int, dict]] = {}
         self.add(stripe_json.account())
 
@@ -109,6 +111,7 @@ class FakeStripeAPI(stripe.HTTPClient):
                 charge_id=intent["latest_charge"],
                 metadata=_nested(params, "metadata"),
             )
+            obj["status"] = self.refund_status
             self.add(obj)
             return 200, obj
         if parts[0] == "payment_methods" and parts[-1] == "detach":
@@ -126,6 +129,9 @@ class FakeStripeAPI(stripe.HTTPClient):
         answer = self.card_answers.get(pm_id, "succeed")
         pi_id = stripe_json.stripe_id("pi")
         amount = int(params["amount"])
+        if amount < 50:
+            # Stripe's own answer to a charge under its 0.50 USD minimum.
+            return 400, _error("amount_too_small", "Amount must be at least $0.50 usd")
         metadata = _nested(params, "metadata")
         if answer == "succeed":
             charge = stripe_json.charge(

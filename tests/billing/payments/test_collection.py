@@ -318,12 +318,13 @@ def test_the_account_stays_past_due_while_another_invoice_is_unpaid(make_account
     [second] = invoice_thresholds(now=later)
     collect_invoice(invoice_id=second.pk, now=later)
     PaymentMethod.objects.filter(account=account).update(test_behaviour=Card.SUCCEED)
+    retry_at = later + RETRY_DELAYS[0]  # the second invoice's first retry
 
-    collect_invoice(invoice_id=second.pk, now=later)
+    collect_invoice(invoice_id=second.pk, now=retry_at)
 
     assert fresh(second).status == InvoiceStatus.PAID
     assert reload(account).past_due_since == ISSUED  # the first is still unpaid
-    collect_invoice(invoice_id=first.pk, now=later)
+    collect_invoice(invoice_id=first.pk, now=retry_at)
     assert reload(account).past_due_since is None
     assert reload(account).balance_micros == 0
 

@@ -6,7 +6,8 @@ import time
 import pytest
 from djstripe.models import Event, WebhookEventTrigger
 
-from billing.models import EntryKind, LedgerEntry, Notification, TopUpStatus
+from billing.models import EntryKind, LedgerEntry, Notification, RefundStatus, TopUpStatus
+from billing.payments.refunds import refund_topup
 from billing.payments.topups import start_topup
 from tests.billing.payments import stripe_json
 from tests.conftest import NOW
@@ -282,3 +283,112 @@ def test_refund_made_in_stripe_takes_the_credit_back(pending_topup, fake_stripe,
     refund_entries = LedgerEntry.objects.filter(kind=EntryKind.TOPUP_REFUND)
     assert [e.amount_micros for e in refund_entries] == [-10 * USD]
     assert pending_topup.grant.remaining_micros == 15 * USD
+
+
+# Refunds that Stripe finishes later, and may fail (issue 14 item 7) ------------------------------
+
+
+@pytest.fixture
+def refunded_topup(pending_topup, fake_stripe, post_event, make_user):
+    """A paid 25 USD top-up, 10 USD of which staff refunded to the card; return the refund."""
+
+    def refund(*, stripe_status: str):
+        objects = paid_objects(fake_stripe, pending_topup)
+        post_event(
+            stripe_json.event("payment_intent.succeeded", objects["payment_intent.succeeded"])
+        )
+        pending_topup.refresh_from_db()
+        fake_stripe.refund_status = stripe_status
+        staff = make_user(is_staff=True, is_superuser=True)
+        return refund_topup(
+            topup=pending_topup,
+            amount_micros=10 * USD,
+            reason="Customer asked",
+            request_key="req-1",
+            now=NOW,
+            actor=staff,
+        )
+
+    return refund
+
+
+def stripe_refund(refund, *, status: str, failure_reason=None) -> dict:
+    obj = {
+        **stripe_json.refund(
+            refund.stripe_refund_id,
+            amount_cents=refund.amount_micros // 10_000,
+            payment_intent_id=refund.topup.payment_intent_id,
+            charge_id=stripe_json.stripe_id("ch"),
+            metadata={"refund": refund.key, "topup": refund.topup.public_id},
+        ),
+        "status": status,
+        "failure_reason": failure_reason,
+    }
+    return obj
+
+
+def balance_of(topup) -> int:
+    topup.account.refresh_from_db()
+    return topup.account.balance_micros
+
+
+def test_a_refund_pending_at_stripe_is_not_recorded_as_succeeded(refunded_topup):
+    refund = refunded_topup(stripe_status="pending")
+
+    assert refund.status == RefundStatus.PENDING
+    assert refund.stripe_refund_id.startswith("re_")
+    assert balance_of(refund.topup) == 15 * USD  # the credit is held back while Stripe works
+
+
+def test_a_pending_refund_that_fails_at_stripe_restores_the_credit_once_and_tells_staff(
+    refunded_topup, post_event, settings, mailoutbox, django_capture_on_commit_callbacks
+):
+    settings.STAFF_ALERT_EMAILS = ["finance@operator.test"]
+    refund = refunded_topup(stripe_status="pending")
+    failed = stripe_refund(refund, status="failed", failure_reason="expired_or_canceled_card")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for event_type in ("refund.failed", "refund.updated", "charge.refund.updated"):
+            response = post_event(stripe_json.event(event_type, failed))
+            assert response.status_code == 200, response.content
+
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.FAILED
+    assert "expired_or_canceled_card" in refund.error
+    assert balance_of(refund.topup) == 25 * USD
+    [restored] = LedgerEntry.objects.filter(kind=EntryKind.ADJUSTMENT)
+    assert (restored.amount_micros, restored.idempotency_key) == (
+        10 * USD,
+        f"refund-failed:{refund.pk}",
+    )
+    refund.topup.refresh_from_db()
+    assert refund.topup.refunded_micros == 0
+    [alert] = Notification.objects.filter(kind="refund_failed")
+    assert alert.recipients == "finance@operator.test"
+    [email] = [m for m in mailoutbox if m.to == ["finance@operator.test"]]
+    assert "Refund failed: $10.00" in email.subject
+
+
+def test_a_refund_stripe_reported_succeeded_and_then_failed_restores_the_credit(
+    refunded_topup, post_event, settings
+):
+    settings.STAFF_ALERT_EMAILS = ["finance@operator.test"]
+    refund = refunded_topup(stripe_status="succeeded")
+    assert refund.status == RefundStatus.SUCCEEDED
+
+    post_event(stripe_json.event("refund.updated", stripe_refund(refund, status="failed")))
+
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.FAILED
+    assert balance_of(refund.topup) == 25 * USD
+
+
+def test_a_pending_refund_that_succeeds_at_stripe_is_recorded_succeeded(refunded_topup, post_event):
+    refund = refunded_topup(stripe_status="pending")
+
+    post_event(stripe_json.event("refund.updated", stripe_refund(refund, status="succeeded")))
+
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.SUCCEEDED
+    assert balance_of(refund.topup) == 15 * USD
+    assert not Notification.objects.filter(kind="refund_failed").exists()

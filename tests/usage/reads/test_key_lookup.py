@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 from django.db import InterfaceError, OperationalError, ProgrammingError, connection, transaction
-from django.db.models import Max
+from django.db.models import Max, Min
 from django.test.utils import CaptureQueriesContext
 
 from accounts.keys import revoke_api_key
 from accounts.models import ApiKey
-from billing.models import Budget, Plan, Subscription
+from billing.models import Budget, CreditGrant, Plan, Subscription
 from tests.conftest import NOW
 from usage.reads import keys as key_lookup
 from usage.reads.keys import load_key
@@ -34,7 +34,7 @@ def snapshot(loaded):
     return [
         {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
         for obj in (api_key, api_key.account, subscription, subscription.plan)
-    ] + [loaded.last_hard_budget_period]
+    ] + [loaded.last_hard_budget_period, loaded.credit_expires_at]
 
 
 def forget_statement():
@@ -49,16 +49,19 @@ def orm_snapshot(api_key):
     budget = Budget.objects.filter(account_id=key.account_id, hard=True).aggregate(
         last=Max("reached_period_start")
     )["last"]
+    credit_expiry = CreditGrant.objects.filter(
+        account_id=key.account_id, remaining_micros__gt=0
+    ).aggregate(first=Min("expires_at"))["first"]
     return [
         {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
         for obj in (key, key.account, subscription, Plan.objects.get(pk=subscription.plan_id))
-    ] + [budget]
+    ] + [budget, credit_expiry]
 
 
 def tzinfos(snapshot):
     return [
         (name, value.tzinfo)
-        for part in snapshot[:-1]
+        for part in snapshot[:-2]
         for name, value in part.items()
         if isinstance(value, datetime)
     ]
