@@ -63,7 +63,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 class PastPriceConfirmation(forms.ModelForm):
-    """A rate or model price form that refuses a past `effective_from` unless confirmed (S1).
+    """A rate or model price form that refuses a past `effective_from` unless confirmed (S1),
+    and a destination rate whose prefix is not in E.164.
 
     The rule and its message live in `billing.staff.prices`; the admin records the confirmation
     in the audit trail when it saves the price (`PastPriceAudit`).
@@ -85,6 +86,12 @@ class PastPriceConfirmation(forms.ModelForm):
         )
         if problem:
             self.add_error("effective_from", problem)
+        if "key" in self.fields and (
+            problem := staff.rate_key_problem(
+                component=cleaned.get("component"), key=cleaned.get("key", "")
+            )
+        ):
+            self.add_error("key", problem)
         return cleaned
 
 

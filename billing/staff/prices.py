@@ -8,10 +8,11 @@ date is refused unless the staff member confirms re-pricing usage from it, and t
 is written to the audit trail with the price and the window it re-prices.
 """
 
+import re
 from datetime import datetime
 
 from accounts.models import User
-from billing.models import AuditRecord, ModelPrice, Rate, StaffAction
+from billing.models import AuditRecord, ModelPrice, Rate, RateComponent, StaffAction
 from billing.staff.audit import Audit
 
 
@@ -30,6 +31,22 @@ def past_price_problem(
         "priced at this one. Choose a moment from now on, or confirm re-pricing usage from "
         f"{effective_from:%Y-%m-%d %H:%M} UTC."
     )
+
+
+# Called numbers are matched in E.164 (usage.rating.destinations): a country code and digits
+# after a "+", at most 15 digits.
+E164_PREFIX = re.compile(r"\+[1-9]\d{0,14}")
+
+
+def rate_key_problem(*, component: str | None, key: str) -> str | None:
+    """Return why `key` cannot name a rate of `component`, or None.
+
+    A destination prefix that is not in E.164 ("44", "0044 20") would never match a number,
+    since every reported number is kept in E.164: its surcharge would silently never apply.
+    """
+    if component == RateComponent.DESTINATION and not E164_PREFIX.fullmatch(key or ""):
+        return "A destination prefix is in E.164: '+' then the country code and digits, e.g. +4420."
+    return None
 
 
 def record_past_price(

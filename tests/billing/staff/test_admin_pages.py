@@ -840,3 +840,26 @@ def test_a_model_price_from_tomorrow_needs_no_confirmation(finance, plans, as_st
 
     assert response.status_code == 302
     assert not AuditRecord.objects.filter(action=StaffAction.REPRICE_PAST).exists()
+
+
+@pytest.mark.parametrize(("key", "saved"), [("44", False), ("0044 20", False), ("+4420", True)])
+def test_a_destination_rate_s_prefix_must_be_e164_to_be_added(finance, plans, as_staff, key, saved):
+    # Issue 14 item 18: numbers are matched in E.164, so a prefix in another form never matches.
+    client = as_staff(finance)
+    tomorrow = timezone.now() + timedelta(days=2)
+    data = {
+        "plan": plans["voice-payg"].pk,
+        "component": RateComponent.DESTINATION,
+        "key": key,
+        "price": "0.07",
+        "effective_from_0": f"{tomorrow:%Y-%m-%d}",
+        "effective_from_1": "00:00:00",
+    }
+
+    response = client.post(reverse("admin:billing_rate_add"), data)
+
+    assert Rate.objects.filter(key=key, price=Decimal("0.07")).exists() == saved
+    if saved:
+        assert response.status_code == 302
+    else:
+        assert "E.164" in str(response.context["adminform"].form.errors["key"])
