@@ -12,7 +12,7 @@ from accounts.models import Role
 from billing.invoicing.documents import format_quantity, period_label
 from billing.invoicing.period_close import close_periods
 from billing.models import InvoicePayment, PaymentMethod, PaymentStatus
-from billing.payments.collection import collect_invoice
+from billing.payments.collection import collect_invoice, retry_account_invoices
 from billing.payments.gateway.test_mode import TestModeGateway
 from tests.billing.invoice_data import THRESHOLD_AT, threshold_invoice, two_statements
 
@@ -245,7 +245,8 @@ def test_payments_show_each_attempt_with_status_and_date(
         is_default=True,
         test_behaviour="succeed",
     )
-    collect_invoice(invoice_id=invoice.pk, now=datetime(2026, 3, 16, 9, 30, tzinfo=UTC))
+    # The new card retries the unpaid invoice at once (P5).
+    retry_account_invoices(account=postpaid, now=datetime(2026, 3, 16, 9, 30, tzinfo=UTC))
     assert list(InvoicePayment.objects.order_by("attempt").values_list("attempt", "status")) == [
         (1, PaymentStatus.FAILED),
         (2, PaymentStatus.SUCCEEDED),

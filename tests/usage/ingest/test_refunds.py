@@ -102,7 +102,8 @@ def test_refunding_an_unknown_call_is_not_found(prepaid):
 
 # Postpaid: a refund reduces what is owed exactly once (SPEC P4, L6, I1) ---------------------
 # A 60 s call with gpt-4o on voice-payg is one aggregated minute: 0.05 (LLM) + 0.09 (voice
-# engine) = 0.14 USD. What the customer pays in the end is what the invoices collect.
+# engine) = 0.14 USD. What the customer pays in the end is what the invoices collect. Calls that
+# are invoiced are 4 minutes (0.56 USD): an invoice under 0.50 USD is carried, not charged.
 
 
 def unbilled_lines(account: Account) -> dict[str, int]:
@@ -127,10 +128,10 @@ def pay(invoice: Invoice, *, now: datetime) -> None:
 
 
 def second_call(account: Account) -> None:
-    """Another 0.14 USD call, in the second period."""
+    """Another 0.56 USD call (4 minutes), in the second period."""
     connected_at = FIRST_END + timedelta(hours=3)
     report_call(
-        report=call(account, 60, call_id="c2", llm="gpt-4o", connected_at=connected_at),
+        report=call(account, 240, call_id="c2", llm="gpt-4o", connected_at=connected_at),
         now=connected_at + timedelta(hours=1),
     )
 
@@ -179,61 +180,61 @@ def test_refunding_a_call_on_an_open_invoice_gives_it_back_once_when_the_invoice
     make_account,
 ):
     account = make_account("voice-payg")
-    report_call(report=call(account, 60, call_id="c1", llm="gpt-4o"), now=NOW)
+    report_call(report=call(account, 240, call_id="c1", llm="gpt-4o"), now=NOW)
     invoice = close_period(account, FIRST_END)
-    assert (invoice.status, invoice.total_micros) == (InvoiceStatus.OPEN, 140_000)
+    assert (invoice.status, invoice.total_micros) == (InvoiceStatus.OPEN, 560_000)
 
     refund_call(call_id="c1", now=FIRST_END + timedelta(hours=1))
 
     assert (balance(account), unbilled_total(account), unbilled_lines(account)) == (0, 0, {})
     pay(invoice, now=FIRST_END + timedelta(hours=2))
-    assert balance(account) == 140_000  # the refund, as credit
+    assert balance(account) == 560_000  # the refund, as credit
     second_call(account)
     assert (balance(account), unbilled_total(account)) == (0, 0)
     assert unbilled_lines(account) == {
-        "llm": 50_000,
-        "voice_engine": 90_000,
-        "credits_applied": -140_000,
+        "llm": 200_000,
+        "voice_engine": 360_000,
+        "credits_applied": -560_000,
     }
     assert close_period(account, SECOND_END).total_micros == 0
-    # Two calls of 0.14, one refunded: 0.14 paid in all.
-    assert cash_collected(account) == 140_000
+    # Two calls of 0.56, one refunded: 0.56 paid in all.
+    assert cash_collected(account) == 560_000
 
 
 def test_refunding_a_call_on_a_paid_invoice_credits_it_once(make_account):
     account = make_account("voice-payg")
-    report_call(report=call(account, 60, call_id="c1", llm="gpt-4o"), now=NOW)
+    report_call(report=call(account, 240, call_id="c1", llm="gpt-4o"), now=NOW)
     pay(close_period(account, FIRST_END), now=FIRST_END + timedelta(hours=1))
     assert balance(account) == 0
 
     refund_call(call_id="c1", now=FIRST_END + timedelta(hours=2))
 
-    assert (balance(account), unbilled_total(account), unbilled_lines(account)) == (140_000, 0, {})
+    assert (balance(account), unbilled_total(account), unbilled_lines(account)) == (560_000, 0, {})
     second_call(account)
-    # The auditor's figures: unbilled was -0.14 USD here, crediting the refund twice.
+    # The auditor's figures: unbilled was -0.56 USD here, crediting the refund twice.
     assert (balance(account), unbilled_total(account)) == (0, 0)
     assert unbilled_lines(account) == {
-        "llm": 50_000,
-        "voice_engine": 90_000,
-        "credits_applied": -140_000,
+        "llm": 200_000,
+        "voice_engine": 360_000,
+        "credits_applied": -560_000,
     }
     assert close_period(account, SECOND_END).total_micros == 0
-    assert cash_collected(account) == 140_000
+    assert cash_collected(account) == 560_000
 
 
 def test_refunding_a_paid_call_while_newer_usage_is_unbilled_takes_it_off_that_usage_once(
     make_account,
 ):
     account = make_account("voice-payg")
-    report_call(report=call(account, 60, call_id="c1", llm="gpt-4o"), now=NOW)
+    report_call(report=call(account, 240, call_id="c1", llm="gpt-4o"), now=NOW)
     pay(close_period(account, FIRST_END), now=FIRST_END + timedelta(hours=1))
     second_call(account)
-    assert (balance(account), unbilled_total(account)) == (-140_000, 140_000)
+    assert (balance(account), unbilled_total(account)) == (-560_000, 560_000)
 
     refund_call(call_id="c1", now=FIRST_END + timedelta(hours=5))
 
     # The credit-back repaid the new debt: that much is no longer to be invoiced.
     assert (balance(account), unbilled_total(account)) == (0, 0)
-    assert unbilled_lines(account)["refunds"] == -140_000
+    assert unbilled_lines(account)["refunds"] == -560_000
     assert close_period(account, SECOND_END).total_micros == 0
-    assert cash_collected(account) == 140_000
+    assert cash_collected(account) == 560_000
