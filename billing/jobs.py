@@ -15,6 +15,8 @@ from django.conf import settings
 from django.core.mail import mail_admins, send_mail
 from django.utils import timezone
 
+from accounts.mail import one_line_subject
+
 logger = logging.getLogger(__name__)
 
 
@@ -79,7 +81,7 @@ def check_ledger(**_) -> str:
             f"grants {d.grants_micros}"
             for d in drift
         )
-        subject = f"Meterline: {len(drift)} account(s) drift from their ledger"
+        subject = one_line_subject(f"Meterline: {len(drift)} account(s) drift from their ledger")
         logger.error("%s\n%s", subject, body)
         if settings.STAFF_ALERT_EMAILS:
             send_mail(subject, body, None, settings.STAFF_ALERT_EMAILS)
