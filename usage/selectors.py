@@ -9,6 +9,7 @@ from accounts.models import Account
 from billing.models import Allowance, ModelPrice, Rate, Subscription
 from billing.money import micros_to_api
 from billing.periods import period_containing
+from billing.plans.allowances import period_included_seconds
 from usage.reads.rollups import ComponentUsage, period_usage_by_component
 
 
@@ -40,7 +41,9 @@ def usage_summary(*, account: Account, now: datetime) -> dict:
 
     tokens_in = total("llm", "quantity") + total("embedding", "quantity")
     allowance = Allowance.objects.filter(account=account, period_start=start).first()
-    included = subscription.plan.included_minutes * 60
+    included = period_included_seconds(
+        plan=subscription.plan, allowance_locked=subscription.allowance_locked
+    )
     total_allowance = allowance.total_seconds if allowance else included
     used = allowance.used_seconds if allowance else 0
     return {

@@ -42,7 +42,12 @@ from billing.models import (
     Subscription,
 )
 from billing.periods import period_after
-from billing.plans.allowances import included_credit_posting, rollover_seconds
+from billing.plans.allowances import (
+    included_credit_posting,
+    period_included_credit_micros,
+    period_included_seconds,
+    rollover_seconds,
+)
 
 # Accounts per transaction. Larger chunks save statements but hold more locks for longer and
 # more objects in memory (about 40 kB per account while its chunk is open).
@@ -56,6 +61,7 @@ SUBSCRIPTION_FIELDS = [
     "current_period_start",
     "current_period_end",
     "rollover_enabled",
+    "allowance_locked",
 ]
 
 
@@ -152,7 +158,9 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
                         account=account,
                         period_start=next_start,
                         period_end=next_end,
-                        included_seconds=next_plan.included_minutes * 60,
+                        included_seconds=period_included_seconds(
+                            plan=next_plan, allowance_locked=sub.allowance_locked
+                        ),
                         rollover_seconds=rollover_seconds(
                             rollover_enabled=rollover,
                             previous=allowances.get((account.pk, start)),
@@ -160,14 +168,19 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
                             # included minutes has its row (keep_period_allowance), so no
                             # row here means the ending period's allowance, that of the plan
                             # it began on, was not used at all.
-                            unused_without_row_seconds=plan.included_minutes * 60,
+                            unused_without_row_seconds=period_included_seconds(
+                                plan=plan, allowance_locked=sub.allowance_locked
+                            ),
                         ),
                     )
                 )
             # A period that ended already (an account several periods behind) gets no included
             # credit: nothing could spend it, and granting and expiring it at this same instant
             # would put entries at the statement cut that no statement can tell apart.
-            if next_plan.included_credit_micros and next_end > now:
+            included_credit = period_included_credit_micros(
+                plan=next_plan, allowance_locked=sub.allowance_locked
+            )
+            if included_credit and next_end > now:
                 credits.append(
                     (
                         account,
