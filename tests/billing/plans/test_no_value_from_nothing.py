@@ -124,6 +124,9 @@ def test_a_self_signed_up_users_credits_monthly_subaccount_has_no_credit_until_s
 
     assert child.balance_micros == 0
     assert not CreditGrant.objects.filter(account=child).exists()
+    overview = client.get(response.url)
+    assert overview.status_code == 200
+    assert overview.context["o"]["allowance"]["total"] == "$0.00"
     assert refused.status_code == 402
     assert refused.json()["error"]["type"] == "insufficient_quota"
     assert send(client, "get", "/api/v1/balance", key).json()["balance"] == "0.000000"
