@@ -120,23 +120,30 @@ def create_account(
     return account
 
 
-def open_account_for_new_user(*, user: User, now: datetime) -> Account | None:
-    """Give a user who just signed up their own account on the sign-up plan, as its owner.
+def signup_plans() -> list[Plan]:
+    """Return the plans a new customer may choose at sign-up (staff decide which)."""
+    return list(Plan.objects.filter(selectable_at_signup=True).order_by("name"))
 
-    The plan is `settings.SIGNUP_PLAN_CODE` (llm-api by default) if staff made it selectable
-    at sign-up, so its signup credit is on the balance at once (once per person). A site
-    whose operator has not loaded that plan opens no account (the user sees an empty
-    dashboard and staff can attach them to one) rather than refusing the sign-up.
+
+def open_account_for_new_user(*, user: User, now: datetime, plan_code: str = "") -> Account | None:
+    """Give a user who just signed up their own account on their plan, as its owner.
+
+    The plan is the one they chose, else `settings.SIGNUP_PLAN_CODE` (llm-api by default),
+    and only if staff made it selectable at sign-up; its signup credit is on the balance at
+    once (once per person). A site whose operator has not loaded that plan opens no account
+    (the user sees an empty dashboard and staff can attach them to one) rather than refusing
+    the sign-up.
     """
     if Membership.objects.filter(user=user).exists():
         return None
+    code = plan_code or settings.SIGNUP_PLAN_CODE
     # Only a plan staff made selectable at sign-up: a setting pointing at a sales-led plan
     # must not hand every new user its included minutes.
-    plan = Plan.objects.filter(code=settings.SIGNUP_PLAN_CODE, selectable_at_signup=True).first()
+    plan = Plan.objects.filter(code=code, selectable_at_signup=True).first()
     if plan is None:
         logger.warning(
             "Sign-up plan %r does not exist or is not selectable at sign-up: %s has no account",
-            settings.SIGNUP_PLAN_CODE,
+            code,
             user,
         )
         return None

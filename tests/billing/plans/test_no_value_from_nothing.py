@@ -221,6 +221,39 @@ def test_voice_enterprise_is_neither_offered_nor_accepted_for_a_subaccount(clien
     assert not Account.objects.filter(parent=parent).exists()
 
 
+def test_sign_up_offers_and_accepts_only_plans_selectable_at_sign_up(client, plans):
+    page = client.get("/accounts/signup/")
+    refused = client.post(
+        "/accounts/signup/",
+        {
+            "email": "big@example.test",
+            "password1": PASSWORD,
+            "password2": PASSWORD,
+            "plan": "voice-enterprise",
+        },
+    )
+
+    offered = [code for code, _ in page.context["form"].fields["plan"].choices]
+    assert sorted(offered) == ["llm-api", "voice-prepaid"]
+    assert refused.status_code == 200
+    assert refused.context["form"].errors["plan"]
+    assert not User.objects.exists() and not Account.objects.exists()
+
+    chosen = client.post(
+        "/accounts/signup/",
+        {
+            "email": "voice@example.test",
+            "password1": PASSWORD,
+            "password2": PASSWORD,
+            "plan": "voice-prepaid",
+        },
+    )
+
+    assert chosen.status_code == 302
+    account = Membership.objects.get(user__email="voice@example.test").account
+    assert account.subscription.plan.code == "voice-prepaid"
+
+
 def test_a_sign_up_plan_not_selectable_at_sign_up_opens_no_account(client, plans, settings):
     settings.SIGNUP_PLAN_CODE = "voice-enterprise"
 
