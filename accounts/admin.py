@@ -1,8 +1,9 @@
 """Staff's view of users, accounts, memberships and keys, with the money actions.
 
-The money actions (credit-back, top-up refund, grant, adjustment, plan change) are form pages
-under each account (`<account>/staff/<action>/`); each form carries a one-time token that is the
-action's idempotency key, and each makes one call into billing.staff.
+The money actions (credit-back, top-up refund, grant, adjustment, plan change, approving a
+subaccount's included allowance) are form pages under each account
+(`<account>/staff/<action>/`); each form carries a one-time token that is the action's
+idempotency key, and each makes one call into billing.staff.
 """
 
 import uuid
@@ -309,12 +310,30 @@ class ChangePlanForm(StaffActionForm):
         }
 
 
+class ApproveAllowanceForm(StaffActionForm):
+    title = "Approve included allowance"
+    permission = "billing.approve_allowance"
+    action = staticmethod(staff.approve_allowance)
+    amount = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].help_text = (
+            "A subaccount a customer opened gets its plan's included minutes or credit only "
+            "once staff approve it (or its plan fee is paid). Say why it may have them."
+        )
+
+    def arguments(self) -> dict:
+        return {"account": self.account}
+
+
 ACTION_FORMS: dict[str, type[StaffActionForm]] = {
     "credit-back": CreditBackForm,
     "grant": GrantCreditForm,
     "adjust": AdjustBalanceForm,
     "refund-topup": RefundTopUpForm,
     "change-plan": ChangePlanForm,
+    "approve-allowance": ApproveAllowanceForm,
 }
 
 

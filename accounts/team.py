@@ -17,6 +17,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 
+from accounts.mail import one_line_subject
 from accounts.models import Account, Invitation, Membership, Role, User
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def _send_invitation(invitation_id: int, token: str, now: datetime) -> None:
     context = {"invitation": invitation, "url": invitation_url(token)}
     try:
         send_mail(
-            subject=f"You are invited to {invitation.account.name} on Meterline",
+            subject=one_line_subject(f"You are invited to {invitation.account.name} on Meterline"),
             message=render_to_string("accounts/email/invitation.txt", context),
             from_email=None,
             recipient_list=[invitation.email],

@@ -120,7 +120,15 @@ class RateInline(admin.TabularInline):
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "billing_mode", "rounding", "minute_aggregation"]
+    list_display = [
+        "code",
+        "name",
+        "billing_mode",
+        "rounding",
+        "minute_aggregation",
+        "selectable_at_signup",
+        "selectable_for_subaccount",
+    ]
     search_fields = ["code", "name"]
     inlines = [RateInline]
 

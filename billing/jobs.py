@@ -16,6 +16,7 @@ from django.core.mail import mail_admins, send_mail
 from django.utils import timezone
 from django_q.models import Schedule
 
+from accounts.mail import one_line_subject
 from billing.invoicing.invoices import invoice_thresholds as issue_threshold_invoices
 from billing.invoicing.period_close import close_periods as close_due_periods
 from billing.ledger.drift import ledger_drift
@@ -73,7 +74,7 @@ def check_ledger(**_) -> str:
             f"grants {d.grants_micros}"
             for d in drift
         )
-        subject = f"Meterline: {len(drift)} account(s) drift from their ledger"
+        subject = one_line_subject(f"Meterline: {len(drift)} account(s) drift from their ledger")
         logger.error("%s\n%s", subject, body)
         if settings.STAFF_ALERT_EMAILS:
             send_mail(subject, body, None, settings.STAFF_ALERT_EMAILS)

@@ -5,6 +5,7 @@ django-q2's ORM broker, the database cache, email to the console and the test-mo
 page instead of Stripe. Production sets DATABASE_URL, REDIS_URL, SMTP and Stripe keys.
 """
 
+from email.utils import parseaddr
 from pathlib import Path
 
 import environ
@@ -164,6 +165,8 @@ LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "dashboard:home"
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+# Adds the plan a new customer chooses, among those staff made selectable at sign-up.
+ACCOUNT_SIGNUP_FORM_CLASS = "accounts.web.forms.SignupPlanForm"
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_EMAIL_VERIFICATION = env("ACCOUNT_EMAIL_VERIFICATION", default="mandatory")
 ACCOUNT_UNIQUE_EMAIL = True
@@ -198,6 +201,16 @@ EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Meterline <billing@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 STAFF_ALERT_EMAILS = env.list("STAFF_ALERT_EMAILS", default=[])
+# Django's file backend writes each email to a file in this directory; without it every send
+# fails. Relative paths are taken from the project directory.
+EMAIL_FILE_PATH = str(BASE_DIR / env("EMAIL_FILE_PATH", default="var/mail"))
+# Who gets mail_admins(): server errors (500) and, when STAFF_ALERT_EMAILS is empty, the daily
+# ledger check's drift report. Comma-separated "Name <address>" or bare addresses.
+ADMINS = [parseaddr(entry) for entry in env.list("ADMINS", default=[])]
+if any("@" not in address for _, address in ADMINS):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"ADMINS has an entry that is not an email address: {ADMINS}")
 
 # Stripe (optional: without keys the test-mode payment page stands in, SPEC P6) ---------------
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")

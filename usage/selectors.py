@@ -10,7 +10,7 @@ from billing.ledger.grants import expired_credit_micros
 from billing.models import Allowance, ModelPrice, Rate, Subscription
 from billing.money import micros_to_api
 from billing.periods import period_containing
-from billing.plans.allowances import included_credit
+from billing.plans.allowances import included_credit, period_included_seconds
 from usage.reads.keys import LoadedKey
 from usage.reads.rollups import ComponentUsage, period_usage_by_component
 
@@ -49,7 +49,9 @@ def usage_summary(*, account: Account, now: datetime) -> dict:
 
     tokens_in = total("llm", "quantity") + total("embedding", "quantity")
     allowance = Allowance.objects.filter(account=account, period_start=start).first()
-    included = subscription.plan.included_minutes * 60
+    included = period_included_seconds(
+        plan=subscription.plan, allowance_locked=subscription.allowance_locked
+    )
     total_allowance = allowance.total_seconds if allowance else included
     used = allowance.used_seconds if allowance else 0
     # Included credit (credits-monthly) as granted for this period; none granted reads zero.

@@ -34,6 +34,7 @@ from billing.payments import auto_topup, cards, simulated, topups
 from billing.payments.collection import collect_due_invoices, collect_invoice
 from billing.periods import period_containing
 from billing.plans.onboarding import create_account
+from billing.staff import approve_allowance
 from usage.api.ratelimit import hit
 from usage.ingest.calls import refund_call, report_call
 from usage.ingest.events import MAX_BATCH, ingest_events
@@ -93,7 +94,17 @@ class History:
                     anchor_day=spec.anchor_day,
                     credit_micros=spec.credit_micros,
                     actor=self.staff,
+                    # As when the customer opens it: its included allowance waits for staff.
+                    allowance_locked=parent is not None,
                 )
+                if parent is not None:
+                    approve_allowance(
+                        account=spec.account,
+                        reason="Demo: the parent's contract covers this subaccount.",
+                        actor=self.staff,
+                        key=f"demo:{spec.account.public_id}",
+                        now=self.start,
+                    )
             opened[spec.name] = spec.account
             if spec.card:
                 cards.add_test_card(

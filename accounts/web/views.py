@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -28,7 +29,14 @@ from usage.pages.overview import overview
 
 
 def admin_login_redirect(request):
-    """Send /admin/login/ to allauth's login, which throttles failed attempts."""
+    """Send /admin/login/ to allauth's login, which throttles failed attempts.
+
+    A signed-in user who is not active staff gets 403, as allauth's own `secure_admin_login`
+    answers: sending them to the login page would loop, since allauth sends a signed-in user
+    on to `next` (the admin), which sends them back here.
+    """
+    if request.user.is_authenticated and not (request.user.is_active and request.user.is_staff):
+        raise PermissionDenied("The admin is for staff.")
     next_url = request.GET.get("next") or reverse("admin:index")
     return redirect(f"{reverse('account_login')}?{urlencode({'next': next_url})}")
 

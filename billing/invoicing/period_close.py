@@ -46,6 +46,7 @@ from billing.plans.allowances import (
     included_credit_posting,
     new_period_allowance,
     next_period_terms,
+    period_included_credit_micros,
 )
 
 # Accounts per transaction. Larger chunks save statements but hold more locks for longer and
@@ -60,6 +61,7 @@ SUBSCRIPTION_FIELDS = [
     "current_period_start",
     "current_period_end",
     "rollover_enabled",
+    "allowance_locked",
 ]
 
 
@@ -158,12 +160,16 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
                         rollover_enabled=rollover,
                         previous=allowances.get((account.pk, start)),
                         ending_plan=plan,
+                        allowance_locked=sub.allowance_locked,
                     )
                 )
             # A period that ended already (an account several periods behind) gets no included
             # credit: nothing could spend it, and granting and expiring it at this same instant
             # would put entries at the statement cut that no statement can tell apart.
-            if next_plan.included_credit_micros and next_end > now:
+            included_credit = period_included_credit_micros(
+                plan=next_plan, allowance_locked=sub.allowance_locked
+            )
+            if included_credit and next_end > now:
                 credits.append(
                     (
                         account,

@@ -36,13 +36,14 @@ from billing.models.payments import (
     TopUpStatus,
 )
 from billing.models.plans import ModelKind, ModelPrice, Plan, Rate, RateComponent, Rounding
+from billing.models.signup_credit import SignupCreditClaim
 from billing.models.staff import (
     ApprovalStatus,
     AuditRecord,
     RefundApproval,
     StaffAction,
 )
-from billing.models.subscriptions import Subscription
+from billing.models.subscriptions import AllowanceUnlock, Subscription
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -50,6 +51,7 @@ __all__ = [
     "OFF_SESSION_KINDS",
     "AlertSettings",
     "Allowance",
+    "AllowanceUnlock",
     "AppendOnlyError",
     "ApprovalStatus",
     "AuditRecord",
@@ -80,6 +82,7 @@ __all__ = [
     "RefundApproval",
     "RefundStatus",
     "Rounding",
+    "SignupCreditClaim",
     "StaffAction",
     "Subscription",
     "TestCardBehaviour",

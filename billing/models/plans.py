@@ -24,7 +24,17 @@ class Plan(models.Model):
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
     billing_mode = models.CharField(max_length=8, choices=BillingMode.choices)
-    is_public = models.BooleanField(default=True, help_text="Offered at sign-up.")
+    # No customer action may create spendable value except the signup credit of a new
+    # customer's own plan and what is paid for (docs/billing-rules.md): staff decide which
+    # plans customers may choose themselves. Sales-led plans (voice-enterprise) are neither.
+    selectable_at_signup = models.BooleanField(
+        default=False, help_text="Customers may choose it when they sign up."
+    )
+    selectable_for_subaccount = models.BooleanField(
+        default=False,
+        help_text="Customers may choose it for a subaccount they open (its included minutes "
+        "or credit wait for staff approval or a paid plan fee).",
+    )
 
     # Calls (U1-U4)
     rounding = models.CharField(max_length=8, choices=Rounding.choices, default=Rounding.NEAREST)

@@ -21,6 +21,7 @@ class StaffAction(models.TextChoices):
     MARK_UNCOLLECTIBLE = "mark_uncollectible", "Invoice marked uncollectible"
     RESEND_INVOICE = "resend_invoice", "Invoice email sent again"
     REPRICE_PAST = "reprice_past", "Price added from a past moment"
+    APPROVE_ALLOWANCE = "approve_allowance", "Subaccount allowance approved"
 
 
 class AuditRecord(models.Model):
@@ -51,6 +52,7 @@ class AuditRecord(models.Model):
             # Not "change_plan": that is the built-in permission to edit Plan rows.
             ("move_account_plan", "Can move an account to another plan"),
             ("approve_refund", "Can approve a large refund"),
+            ("approve_allowance", "Can release a subaccount's included allowance"),
             ("void_invoice", "Can void or write off invoices"),
             ("view_reconciliation", "Can see the reconciliation page"),
         ]

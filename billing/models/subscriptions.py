@@ -8,6 +8,13 @@ from accounts.models import Account
 from billing.models.plans import Plan
 
 
+class AllowanceUnlock(models.TextChoices):
+    """Why a locked included allowance was released (billing.plans.allowances.unlock_allowance)."""
+
+    STAFF_APPROVAL = "staff_approval", "Approved by staff"
+    PLAN_FEE_PAID = "plan_fee_paid", "Plan fee paid"
+
+
 class Subscription(models.Model):
     """One per account. Periods are monthly from the anchor day, half-open [start, end).
 
@@ -27,6 +34,15 @@ class Subscription(models.Model):
     # A plan change staff scheduled for the next period (S2).
     pending_plan = models.ForeignKey(
         Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Included minutes and credit of a subaccount a customer opened wait for staff approval
+    # or a paid plan fee: while locked, the period starts with none of either (usage is paid
+    # usage), and period close grants no included credit. One home for what it means:
+    # billing.plans.allowances (period_included_seconds, period_included_credit_micros).
+    allowance_locked = models.BooleanField(default=False)
+    allowance_unlocked_at = models.DateTimeField(null=True, blank=True)
+    allowance_unlock_reason = models.CharField(
+        max_length=16, choices=AllowanceUnlock.choices, blank=True, default=""
     )
     # The moment the last invoice or statement was cut; the next one covers ledger entries
     # from here on, so every entry is stated exactly once.

@@ -11,6 +11,7 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from accounts.mail import one_line_subject
 from accounts.models import Account
 from billing.models.alert_settings import AlertSettings
 from billing.models.notifications import Notification, NotificationStatus
@@ -163,8 +164,7 @@ def build_message(notification: Notification) -> EmailMultiAlternatives:
     for provider in _context_providers.get(notification.kind, ()):
         context.update(provider(notification))
     base = f"billing/email/{notification.kind}"
-    # A subject is one line: a newline in it is a header injection, refused by Django.
-    subject = " ".join(render_to_string(f"{base}_subject.txt", context).split())
+    subject = one_line_subject(render_to_string(f"{base}_subject.txt", context))
     message = EmailMultiAlternatives(
         subject=subject,
         body=render_to_string(f"{base}.txt", context),

@@ -17,6 +17,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Account
@@ -53,6 +54,26 @@ def active_cards(account: Account) -> list[PaymentMethod]:
             "-is_default", "-created_at"
         )
     )
+
+
+def has_usable_card(*, account: Account, now: datetime) -> bool:
+    """Return whether the account, or its parent, has a saved card that has not expired.
+
+    A postpaid subaccount needs one before billable usage is authorized (docs/billing-rules.md,
+    "No value from nothing"): otherwise a customer could open children that use and never pay.
+    A card is good through the last day of its expiry month; one without an expiry date (not
+    told by the provider yet) counts.
+    """
+    owners = [account.pk] if account.parent_id is None else [account.pk, account.parent_id]
+    not_expired = (
+        Q(exp_year__isnull=True)
+        | Q(exp_month__isnull=True)
+        | Q(exp_year__gt=now.year)
+        | Q(exp_year=now.year, exp_month__gte=now.month)
+    )
+    return PaymentMethod.objects.filter(
+        not_expired, account_id__in=owners, removed_at__isnull=True
+    ).exists()
 
 
 def start_add_card(*, account: Account, success_url: str, cancel_url: str) -> str:

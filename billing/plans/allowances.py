@@ -1,21 +1,79 @@
-"""A period's included allowance (SPEC U9): included minutes, their rollover, included credit."""
+"""A period's included allowance (SPEC U9): included minutes, their rollover, included credit.
 
+Also the one home of the allowance lock: the included minutes and credit of a subaccount a
+customer opened wait until staff approve it or its plan fee is paid (`unlock_allowance`).
+While locked, a period starts with none of either, so authorization and charging treat its
+usage as paid usage and period close grants no included credit.
+"""
+
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import transaction
 from django.db.models import F
 
 from accounts.models import Account
-from billing.ledger.locks import LockedAccount
-from billing.ledger.posting import Posting, apply_postings
+from billing.ledger.errors import DuplicatePosting
+from billing.ledger.locks import LockedAccount, lock_account
+from billing.ledger.posting import Posting, apply_postings, post_entries
 from billing.models import (
     Allowance,
+    AllowanceUnlock,
     CreditGrant,
     EntryKind,
     Plan,
     Subscription,
 )
 from billing.periods import period_containing
+
+
+def period_included_seconds(*, plan: Plan, allowance_locked: bool) -> int:
+    """Return the included seconds a period on `plan` starts with: none while locked."""
+    return 0 if allowance_locked else plan.included_minutes * 60
+
+
+def period_included_credit_micros(*, plan: Plan, allowance_locked: bool) -> int:
+    """Return the included credit a period on `plan` is granted: none while locked."""
+    return 0 if allowance_locked else plan.included_credit_micros
+
+
+def unlock_allowance(*, account: Account, reason: AllowanceUnlock, now: datetime) -> bool:
+    """Release an account's locked included allowance; return False if it was not locked.
+
+    Idempotent: the lock is read and cleared under the account's row lock, so two calls (a
+    double click, staff approval racing a fee payment) release it once. The current period
+    gets what it was held back: its allowance rows made while locked take the plan's included
+    minutes, and its included credit is granted (with the period's key, as period close would).
+    Staff approval (billing.staff.plans.approve_allowance) and a paid plan fee both call this.
+    """
+    with transaction.atomic():
+        locked = lock_account(account.pk)
+        subscription = Subscription.objects.select_related("plan").get(account_id=account.pk)
+        if not subscription.allowance_locked:
+            return False
+        Subscription.objects.filter(pk=subscription.pk).update(
+            allowance_locked=False, allowance_unlocked_at=now, allowance_unlock_reason=reason
+        )
+        plan = subscription.plan
+        if plan.included_minutes:
+            # Rows made while locked hold no included seconds; a later period's row (usage
+            # that came before period close) is released too.
+            Allowance.objects.filter(
+                account_id=account.pk,
+                period_end__gt=now,
+                included_seconds=0,
+                rollover_seconds=0,
+            ).update(included_seconds=plan.included_minutes * 60)
+        start, end = subscription.current_period_start, subscription.current_period_end
+        # A period that already ended (close has not run yet) gets nothing: nothing could
+        # spend it, and period close grants the next period's, now unlocked.
+        if plan.included_credit_micros and end > now:
+            posting = included_credit_posting(account=account, plan=plan, start=start, end=end)
+            # Granted already if the period's credit came before it was locked (a fee unpaid).
+            with contextlib.suppress(DuplicatePosting):
+                post_entries(locked=locked, postings=[posting], now=now)
+    return True
 
 
 def included_credit_posting(*, account: Account, plan: Plan, start: datetime, end: datetime):
@@ -120,6 +178,7 @@ def create_period_allowance(
         rollover_enabled=rollover,
         previous=previous,
         ending_plan=ending_plan,
+        allowance_locked=subscription.allowance_locked,
     )
     allowance.save()
     return allowance
@@ -147,6 +206,7 @@ def new_period_allowance(
     rollover_enabled: bool,
     previous: Allowance | None,
     ending_plan: Plan | None,
+    allowance_locked: bool,
 ) -> Allowance:
     """Return the (unsaved) allowance row of the period [start, end) on `plan` (U9).
 
@@ -155,14 +215,20 @@ def new_period_allowance(
     the plan the period just before began on, when the caller knows it (the subscription's
     current period is the one ending): a period with included minutes has its row from its
     start (opening, period close, an immediate plan change), so one without a row used none
-    of them. When the caller does not know it, a missing row rolls over nothing.
+    of them. When the caller does not know it, a missing row rolls over nothing. A locked
+    allowance (a customer's subaccount not yet approved or paid for) starts with no minutes
+    and rolls over none from a period that had none.
     """
-    unused_without_row = ending_plan.included_minutes * 60 if ending_plan is not None else 0
+    unused_without_row = (
+        period_included_seconds(plan=ending_plan, allowance_locked=allowance_locked)
+        if ending_plan is not None
+        else 0
+    )
     return Allowance(
         account=account,
         period_start=start,
         period_end=end,
-        included_seconds=plan.included_minutes * 60,
+        included_seconds=period_included_seconds(plan=plan, allowance_locked=allowance_locked),
         rollover_seconds=rollover_seconds(
             rollover_enabled=rollover_enabled,
             previous=previous,

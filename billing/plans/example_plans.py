@@ -6,6 +6,12 @@ minutes, 10 USD signup credit, 5 and 20 USD minimum top-ups, 10/60/100 requests 
 20% commission, 20 USD minimum charge). Where a document names a price without giving it (per-LLM
 minute rates, model token prices, international surcharges, the credit plan's allowance) the
 figures below are Meterline's own example values.
+
+Which plans customers may choose themselves (`selectable_at_signup`, `selectable_for_subaccount`)
+follows "no customer action creates spendable value except the one signup credit of a new
+customer's own plan and what is paid for": at sign-up only the prepaid plans without included
+allowance; for a subaccount every self-serve plan (a child's included allowance waits for staff
+approval or its plan fee, a postpaid child for a card). `voice-enterprise` is sales-led: neither.
 """
 
 from datetime import UTC, datetime
@@ -37,6 +43,8 @@ DESTINATION_SURCHARGES = {  # USD per minute added for international destination
 PLANS = [
     {
         "code": "voice-prepaid",
+        "selectable_at_signup": True,
+        "selectable_for_subaccount": True,
         "name": "Voice Prepaid",
         "description": "Flat 0.08 USD per minute of voice, per second to the nearest second.",
         "billing_mode": "prepaid",
@@ -48,6 +56,8 @@ PLANS = [
     },
     {
         "code": "voice-payg",
+        "selectable_at_signup": False,
+        "selectable_for_subaccount": True,
         "name": "Voice Pay As You Go",
         "description": "Per-LLM minute rates plus the voice engine; minute aggregation; "
         "invoiced every 200 USD of usage.",
@@ -67,6 +77,8 @@ PLANS = [
     },
     {
         "code": "voice-enterprise",
+        "selectable_at_signup": False,
+        "selectable_for_subaccount": False,
         "name": "Voice Enterprise",
         "description": "Pay-as-you-go rates with 6,000 included minutes a period and rollover.",
         "billing_mode": "postpaid",
@@ -86,6 +98,8 @@ PLANS = [
     },
     {
         "code": "credits-monthly",
+        "selectable_at_signup": False,
+        "selectable_for_subaccount": True,
         "name": "Monthly Credits",
         "description": "50 USD of call credit each month, reset on the billing date without "
         "carry-over; outbound calls and hold time free; extra credit can be bought.",
@@ -100,6 +114,8 @@ PLANS = [
     },
     {
         "code": "llm-api",
+        "selectable_at_signup": True,
+        "selectable_for_subaccount": True,
         "name": "LLM API",
         "description": "Per-model token prices, 10 USD free credit on signup, rate tiers.",
         "billing_mode": "prepaid",
@@ -113,6 +129,8 @@ PLANS = [
     },
     {
         "code": "flex-router",
+        "selectable_at_signup": False,
+        "selectable_for_subaccount": True,
         "name": "Flex Router",
         "description": "20% of the savings of flex requests; standard routing and Anthropic "
         "free; billed monthly from 20 USD, smaller amounts carried forward.",

@@ -10,7 +10,12 @@ from accounts.models import Account, Membership, Role, User
 from billing.ledger.locks import lock_account
 from billing.ledger.posting import post_entry
 from billing.models import Allowance, EntryKind, Plan
-from billing.plans.allowances import grant_included_credit
+from billing.plans.allowances import (
+    grant_included_credit,
+    period_included_credit_micros,
+    period_included_seconds,
+)
+from billing.plans.signup_credit import claim_signup_credit
 from billing.plans.subscriptions import subscribe
 
 logger = logging.getLogger(__name__)
@@ -31,9 +36,14 @@ def create_account(
     anchor_day: int | None = None,
     credit_micros: int = 0,
     actor: User | None = None,
+    allowance_locked: bool = False,
 ) -> Account:
-    """Open an account on a plan, grant the plan's signup credit (not to a subaccount) and any
-    extra credit."""
+    """Open an account on a plan, grant the plan's signup credit (not to a subaccount, and
+    once per person) and any extra credit.
+
+    `allowance_locked`: the plan's included minutes and credit wait for staff approval or a
+    paid plan fee (`billing.plans.allowances.unlock_allowance`).
+    """
     name = name.strip()
     if not name:
         raise OnboardingError("An account needs a name.")
@@ -49,7 +59,13 @@ def create_account(
             billing_mode=plan.billing_mode,
             created_at=now,
         )
-        subscription = subscribe(account=account, plan=plan, now=now, anchor_day=anchor_day)
+        subscription = subscribe(
+            account=account,
+            plan=plan,
+            now=now,
+            anchor_day=anchor_day,
+            allowance_locked=allowance_locked,
+        )
         # Locked like any account whose balance changes, though no one else can see it yet.
         locked = lock_account(account.pk)
         account = locked.account
@@ -59,15 +75,22 @@ def create_account(
                 account=account,
                 period_start=start,
                 period_end=end,
-                included_seconds=plan.included_minutes * 60,
+                included_seconds=period_included_seconds(
+                    plan=plan, allowance_locked=allowance_locked
+                ),
             )
-        if plan.included_credit_micros:
+        if period_included_credit_micros(plan=plan, allowance_locked=allowance_locked):
             grant_included_credit(locked=locked, plan=plan, start=start, end=end, now=now)
         if owner is not None:
             Membership.objects.create(user=owner, account=account, role=Role.OWNER, created_at=now)
         # Signup credit welcomes a new customer once. A subaccount is an existing customer's
         # (it can open dozens), so it gets none: otherwise every child would be free credit.
-        if plan.signup_credit_micros and parent is None:
+        # Nor does a second account of the same person, however the address is spelled.
+        if (
+            plan.signup_credit_micros
+            and parent is None
+            and claim_signup_credit(account=account, email=email, now=now)
+        ):
             expires_at = (
                 now + timedelta(days=plan.signup_credit_expiry_days)
                 if plan.signup_credit_expiry_days
@@ -97,20 +120,31 @@ def create_account(
     return account
 
 
-def open_account_for_new_user(*, user: User, now: datetime) -> Account | None:
-    """Give a user who just signed up their own account on the sign-up plan, as its owner.
+def signup_plans() -> list[Plan]:
+    """Return the plans a new customer may choose at sign-up (staff decide which)."""
+    return list(Plan.objects.filter(selectable_at_signup=True).order_by("name"))
 
-    The plan is `settings.SIGNUP_PLAN_CODE` (llm-api by default), so its signup credit is on
-    the balance at once. A site whose operator has not loaded that plan opens no account (the
-    user sees an empty dashboard and staff can attach them to one) rather than refusing the
-    sign-up.
+
+def open_account_for_new_user(*, user: User, now: datetime, plan_code: str = "") -> Account | None:
+    """Give a user who just signed up their own account on their plan, as its owner.
+
+    The plan is the one they chose, else `settings.SIGNUP_PLAN_CODE` (llm-api by default),
+    and only if staff made it selectable at sign-up; its signup credit is on the balance at
+    once (once per person). A site whose operator has not loaded that plan opens no account
+    (the user sees an empty dashboard and staff can attach them to one) rather than refusing
+    the sign-up.
     """
     if Membership.objects.filter(user=user).exists():
         return None
-    plan = Plan.objects.filter(code=settings.SIGNUP_PLAN_CODE).first()
+    code = plan_code or settings.SIGNUP_PLAN_CODE
+    # Only a plan staff made selectable at sign-up: a setting pointing at a sales-led plan
+    # must not hand every new user its included minutes.
+    plan = Plan.objects.filter(code=code, selectable_at_signup=True).first()
     if plan is None:
         logger.warning(
-            "Sign-up plan %r does not exist: %s has no account", settings.SIGNUP_PLAN_CODE, user
+            "Sign-up plan %r does not exist or is not selectable at sign-up: %s has no account",
+            code,
+            user,
         )
         return None
     return create_account(

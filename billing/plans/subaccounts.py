@@ -19,8 +19,8 @@ class SubaccountError(ValueError):
 
 
 def offered_plans() -> list[Plan]:
-    """Return the plans a customer may choose for a subaccount: the public ones."""
-    return list(Plan.objects.filter(is_public=True).order_by("name"))
+    """Return the plans a customer may choose for a subaccount (staff decide which)."""
+    return list(Plan.objects.filter(selectable_for_subaccount=True).order_by("name"))
 
 
 def _depth(account: Account) -> int:
@@ -34,8 +34,13 @@ def _depth(account: Account) -> int:
 def create_subaccount(
     *, parent: Account, name: str, plan_code: str, email: str, actor: User | None, now: datetime
 ) -> Account:
-    """Open a child account of `parent` on a public plan (no signup credit: see create_account)."""
-    plan = Plan.objects.filter(code=plan_code, is_public=True).first()
+    """Open a child account of `parent` on a plan selectable for subaccounts.
+
+    No customer action creates spendable value (docs/billing-rules.md): the child gets no
+    signup credit (see create_account), and its plan's included minutes and credit stay locked
+    until staff approve it or its plan fee is paid (billing.plans.allowances.unlock_allowance).
+    """
+    plan = Plan.objects.filter(code=plan_code, selectable_for_subaccount=True).first()
     if plan is None:
         raise SubaccountError("Choose one of the plans.")
     if _depth(parent) >= MAX_ACCOUNT_DEPTH:
@@ -50,6 +55,7 @@ def create_subaccount(
             now=now,
             parent=parent,
             actor=actor,
+            allowance_locked=True,
         )
     except OnboardingError as error:
         raise SubaccountError(str(error)) from None

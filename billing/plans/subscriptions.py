@@ -9,9 +9,17 @@ from billing.periods import period_containing
 
 
 def subscribe(
-    *, account: Account, plan: Plan, now: datetime, anchor_day: int | None = None
+    *,
+    account: Account,
+    plan: Plan,
+    now: datetime,
+    anchor_day: int | None = None,
+    allowance_locked: bool = False,
 ) -> Subscription:
     """Subscribe a new account; its first period starts on the anchor day (default: today).
+
+    `allowance_locked`: its included minutes and credit wait for `unlock_allowance`
+    (billing.plans.allowances), as for a subaccount a customer opens.
 
     Rollover follows the plan; a plan change sets it again for the new plan's first period
     (billing.staff.plans.change_plan, billing.invoicing.period_close).
@@ -25,6 +33,7 @@ def subscribe(
         current_period_start=start,
         current_period_end=end,
         rollover_enabled=plan.rollover_available,
+        allowance_locked=allowance_locked,
         created_at=now,
     )
 

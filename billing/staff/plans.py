@@ -1,4 +1,5 @@
-"""Staff moving an account to another plan, from the next period or now (SPEC S2)."""
+"""Staff moving an account to another plan (SPEC S2), and releasing a subaccount's included
+allowance (docs/billing-rules.md, "No value from nothing")."""
 
 from datetime import datetime
 
@@ -6,8 +7,8 @@ from django.db import transaction
 
 from accounts.models import Account, User
 from billing.ledger.locks import lock_account
-from billing.models import Plan, StaffAction, Subscription
-from billing.plans.allowances import keep_period_allowance
+from billing.models import AllowanceUnlock, Plan, StaffAction, Subscription
+from billing.plans.allowances import keep_period_allowance, unlock_allowance
 from billing.staff.audit import Audit, Outcome
 from billing.staff.checks import StaffActionError, clean_reason, require_permission
 
@@ -68,3 +69,34 @@ def change_plan(
             target=subscription,
         )
     return Outcome(f"Plan change to {plan.code} ({when.replace('_', ' ')}).", record)
+
+
+def approve_allowance(
+    *, account: Account, reason: str, actor: User, key: str, now: datetime
+) -> Outcome:
+    """Release the included minutes and credit of a subaccount a customer opened (audited).
+
+    The same service releases them when the plan fee is paid: `unlock_allowance`, which does
+    it once however often it is asked.
+    """
+    require_permission(actor, "billing.approve_allowance")
+    reason = clean_reason(reason)
+    audit = Audit(
+        action=StaffAction.APPROVE_ALLOWANCE, actor=actor, reason=reason, key=key, now=now
+    )
+    if repeat := audit.repeated():
+        return repeat
+    with transaction.atomic():
+        lock_account(account.pk)
+        # Asked again under the lock, for a double click's twin that committed meanwhile.
+        if repeat := audit.repeated():
+            return repeat
+        if not unlock_allowance(account=account, reason=AllowanceUnlock.STAFF_APPROVAL, now=now):
+            raise StaffActionError("This account's included allowance is not waiting for approval.")
+        record = audit.write(
+            account=account,
+            before={"allowance_locked": True},
+            after={"allowance_locked": False},
+            target=Subscription.objects.get(account=account),
+        )
+    return Outcome("Included allowance released.", record)

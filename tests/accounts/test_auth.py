@@ -106,3 +106,13 @@ def test_fewer_failed_logins_than_the_limit_do_not_lock_a_user_out(client, make_
     client.post("/accounts/login/", {"login": "target@example.test", "password": PASSWORD})
 
     assert logged_in_user_id(client) == str(user.pk)
+
+
+def test_a_signed_in_customer_opening_the_admin_gets_403_not_a_redirect_loop(client, make_user):
+    client.force_login(make_user("customer@example.test", password=PASSWORD))
+
+    response = client.get("/admin/", follow=True)
+
+    assert response.status_code == 403
+    # One hop: /admin/ sends them to the admin login, which refuses them.
+    assert [url for url, _ in response.redirect_chain] == ["/admin/login/?next=/admin/"]

@@ -178,3 +178,23 @@ def test_a_member_of_another_account_is_a_404(client, account, owner, make_accou
     client.post(team_url(account, f"{theirs.pk}/remove/"))
 
     assert Membership.objects.filter(pk=theirs.pk).exists()
+
+
+def test_an_account_name_with_a_line_break_still_gets_its_invitation_sent(
+    owner, make_account, django_capture_on_commit_callbacks
+):
+    account = make_account("voice-prepaid", owner=owner, name="Acme\r\nBcc: victim@example.test")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        invite_member(
+            account=account,
+            email="new@example.test",
+            role=Role.VIEWER,
+            invited_by=owner,
+            actor_role=Role.OWNER,
+            now=NOW,
+        )
+
+    [message] = mail.outbox
+    assert message.subject == "You are invited to Acme Bcc: victim@example.test on Meterline"
+    assert Invitation.objects.get().sent_at == NOW

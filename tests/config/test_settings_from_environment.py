@@ -81,3 +81,40 @@ def test_the_embedded_default_simulates_payments_without_asking():
     result = run_settings_probe(_PAYMENTS_PROBE)
 
     assert result.stdout.splitlines()[0] == "True TestModeGateway"
+
+
+# Email (issue 14, item 19) --------------------------------------------------------------------
+
+_MAIL_PROBE = """
+import django
+django.setup()
+from django.conf import settings
+from django.core.mail import mail_admins
+print(settings.ADMINS)
+mail_admins("Ledger drift", "Account 7 drifts.")
+"""
+
+
+def test_the_file_backend_writes_to_email_file_path_and_admins_get_mail_admins(tmp_path):
+    result = run_settings_probe(
+        _MAIL_PROBE,
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(tmp_path),
+        ADMINS="Ops Team <ops@example.test>,finance@example.test",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        "[('Ops Team', 'ops@example.test'), ('', 'finance@example.test')]"
+    )
+    [written] = list(tmp_path.iterdir())
+    message = written.read_text()
+    assert "To: ops@example.test, finance@example.test" in message
+    assert "Ledger drift" in message
+
+
+def test_an_admins_entry_that_is_not_an_address_is_refused_at_start():
+    result = run_settings_probe(_MAIL_PROBE, ADMINS="ops team")
+
+    assert result.returncode != 0
+    assert "ADMINS has an entry that is not an email address" in result.stderr

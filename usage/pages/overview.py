@@ -20,7 +20,11 @@ from billing.invoicing.documents import invoice_summary, issued_invoices
 from billing.models import Allowance, Notification, Subscription
 from billing.money import format_usd
 from billing.periods import current_period
-from billing.plans.allowances import included_credit
+from billing.plans.allowances import (
+    included_credit,
+    period_included_credit_micros,
+    period_included_seconds,
+)
 from usage.pages.runway import credit_runway_days, runway_sentence
 from usage.reads.rollups import Spend, daily_spend
 
@@ -75,7 +79,12 @@ def _allowance(*, account: Account, subscription: Subscription, start, end) -> d
     # in keeps the minutes it began with (S2).
     row = Allowance.objects.filter(account=account, period_start=start).first()
     if row is not None or plan.included_minutes:
-        total = row.total_seconds if row else plan.included_minutes * SECONDS_PER_MINUTE
+        locked = subscription.allowance_locked
+        total = (
+            row.total_seconds
+            if row
+            else period_included_seconds(plan=plan, allowance_locked=locked)
+        )
         used = row.used_seconds if row else 0
         return {
             "unit": "minutes",
@@ -89,7 +98,13 @@ def _allowance(*, account: Account, subscription: Subscription, start, end) -> d
         }
     if plan.included_credit_micros:
         credit = included_credit(account=account, period_end=end)
-        total = credit.amount_micros if credit else plan.included_credit_micros
+        total = (
+            credit.amount_micros
+            if credit
+            else period_included_credit_micros(
+                plan=plan, allowance_locked=subscription.allowance_locked
+            )
+        )
         used = credit.used_micros if credit else 0
         return {
             "unit": "usd",

@@ -12,8 +12,9 @@ from billing.ledger.expiry import write_off_expired_credit
 from billing.ledger.locks import lock_account
 from billing.models import Allowance, Plan, RateComponent, Subscription
 from billing.notifications.links import billing_page_url
+from billing.payments.cards import has_usable_card
 from billing.periods import current_period, period_containing
-from billing.plans.allowances import current_allowance
+from billing.plans.allowances import current_allowance, period_included_seconds
 from billing.plans.rates import RateCard
 from usage.models import Direction
 from usage.rating.destinations import destination_e164
@@ -175,6 +176,13 @@ def authorize(
                 "Your account is past due: an invoice could not be charged. Update your card at "
                 f"{billing_page_url(account)} to continue."
             )
+        # A postpaid subaccount uses first and pays later: without a card to pay with (its
+        # own or its parent's) that usage would be value from nothing.
+        if account.parent_id is not None and not has_usable_card(account=account, now=now):
+            raise PaymentRequired(
+                "This subaccount is billed after use and has no saved card, nor has its parent "
+                f"account. Add a card at {billing_page_url(account)} to continue."
+            )
         max_seconds = MAX_CALL_SECONDS if feature == "call" else None
         return Authorization(True, account.balance_micros, max_seconds=max_seconds)
     if feature != "call":
@@ -263,7 +271,12 @@ def _allowance_left(*, account: Account, subscription: Subscription, now: dateti
         # No row yet means nothing of this period's allowance was used. A plan without
         # included minutes may still have a row: the period an immediate plan change was
         # made in keeps the minutes it began with (S2).
-        return bool(subscription.plan.included_minutes)
+        return (
+            period_included_seconds(
+                plan=subscription.plan, allowance_locked=subscription.allowance_locked
+            )
+            > 0
+        )
     return allowance.remaining_seconds > 0
 
 

@@ -90,11 +90,12 @@ def test_a_viewer_cannot_create_a_subaccount(client, make_account, make_user, ad
     assert not Account.objects.filter(parent=parent).exists()
 
 
-def test_a_plan_that_is_not_public_cannot_be_chosen(client, make_account, make_user, plans):
+def test_a_plan_not_selectable_for_subaccounts_cannot_be_chosen(
+    client, make_account, make_user, plans
+):
     owner = make_user()
     parent = make_account("voice-prepaid", owner=owner)
-    plans["voice-enterprise"].is_public = False
-    plans["voice-enterprise"].save()
+    assert not plans["voice-enterprise"].selectable_for_subaccount  # sales-led
     client.force_login(owner)
 
     response = client.post(

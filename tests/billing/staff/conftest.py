@@ -88,5 +88,16 @@ def dearer_plan(plans) -> Plan:
 
 
 @pytest.fixture
-def scene(prepaid, open_invoice, dearer_plan):
-    return {"account": prepaid, "topup": topup_of(prepaid), "invoice": open_invoice}
+def locked_child(prepaid, make_account):
+    """A credits-monthly subaccount of `prepaid` whose included credit waits for approval."""
+    return make_account("credits-monthly", parent=prepaid, allowance_locked=True)
+
+
+@pytest.fixture
+def scene(prepaid, open_invoice, dearer_plan, locked_child):
+    return {
+        "account": prepaid,
+        "topup": topup_of(prepaid),
+        "invoice": open_invoice,
+        "locked_child": locked_child,
+    }

@@ -75,5 +75,15 @@ ACTIONS = {
     "resend": lambda actor, s, key: staff.resend_invoice(
         invoice=s["invoice"], actor=actor, key=key, now=LATER
     ),
+    "approve allowance": lambda actor, s, key: staff.approve_allowance(
+        account=s["locked_child"], reason="r", actor=actor, key=key, now=NOW
+    ),
 }
-FINANCE_ONLY = ["adjust", "refund top-up", "change plan", "void", "uncollectible"]
+FINANCE_ONLY = [
+    "adjust",
+    "refund top-up",
+    "change plan",
+    "void",
+    "uncollectible",
+    "approve allowance",
+]
