@@ -122,6 +122,8 @@ def generate(accounts: int) -> dict:
                 None,
                 None,
                 created,
+                False,
+                "",
             )
         )
         first = usage * 2 // 5
@@ -167,6 +169,8 @@ def generate(accounts: int) -> dict:
                 "pending_plan_id",
                 "last_closed_at",
                 "created_at",
+                "allowance_locked",
+                "allowance_unlock_reason",
             ],
             rows["subs"],
         )

@@ -62,7 +62,7 @@ ACCOUNT_COLUMNS = (
 )
 SUBSCRIPTION_COLUMNS = (
     "account_id plan_id anchor_day current_period_start current_period_end rollover_enabled"
-    " pending_plan_id last_closed_at created_at"
+    " pending_plan_id last_closed_at created_at allowance_locked allowance_unlock_reason"
 )
 COUNTERS = ["calls", "events", "entries", "topups", "rollups", "unbilled_lines", "cost_micros"]
 
@@ -269,7 +269,7 @@ def _open_accounts(account_ids, codes, *, plans, anchor, start, end) -> None:
             SUBSCRIPTION_COLUMNS.split(),
             (
                 f"{pk}\t{plans[code].pk}\t{anchor}\t{start}\t{end}\t"
-                f"{'t' if plans[code].rollover_available else 'f'}\t\\N\t\\N\t{start}\n"
+                f"{'t' if plans[code].rollover_available else 'f'}\t\\N\t\\N\t{start}\tf\t\n"
                 for pk, code in zip(account_ids, codes, strict=True)
             ),
         )
