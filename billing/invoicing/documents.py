@@ -1,8 +1,9 @@
 """What an invoice or statement says to people: one selector for its HTML page and its PDF.
 
 The figures are stored by `billing.invoicing.invoices`; this module only reads and formats them,
-once, so the page and the PDF can never disagree. Amounts are text here: six decimals for lines and
-totals, whole cents for what is charged to a card (SPEC I1, L1).
+once, so the page and the PDF can never disagree. Amounts are text here, in cents as people read a
+document (docs/billing-rules.md, "Money as people read it"); each rounded figure carries its exact
+value as `*_title` for the page's hover, and a "Rounding" line makes the column add up.
 """
 
 from datetime import date, datetime, time, timedelta
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from billing.models import Invoice, InvoiceKind, InvoiceStatus
-from billing.money import format_usd
+from billing.money import cents_rounding, exact_title, format_usd
 
 SECONDS_PER_MINUTE = 60
 # Statement lines that sum ledger entries of a kind ("ledger:topup"), not usage.
@@ -52,8 +53,8 @@ def format_quantity(quantity: int, unit: str) -> str:
 
 
 def signed_usd(micros: int) -> str:
-    """Return '+$0.000003' or '-$0.000004': a difference, six decimals, sign always shown."""
-    return f"+{format_usd(micros, places=6)}" if micros > 0 else format_usd(micros, places=6)
+    """Return '+$0.01' or '-$0.01': a difference in cents, sign always shown."""
+    return f"+{format_usd(micros)}" if micros > 0 else format_usd(micros)
 
 
 def _local(moment: datetime | None) -> datetime | None:
@@ -88,7 +89,7 @@ def invoice_summary(invoice: Invoice) -> dict:
         "status_label": invoice.get_status_display(),
         "period": period_label(invoice.period_start, invoice.period_end),
         "issued_at": _local(invoice.issued_at),
-        "total": format_usd(invoice.total_micros, places=6),
+        "total": format_usd(invoice.total_micros),
         "amount_due": format_usd(invoice.amount_due_micros),
     }
 
@@ -104,9 +105,10 @@ def invoice_document(invoice: Invoice) -> dict:
             "position": line.position,
             "description": line.description,
             "quantity": format_quantity(line.quantity, line.unit),
-            "savings": format_usd(line.savings_micros, places=6) if line.savings_micros else "",
+            "savings": format_usd(line.savings_micros) if line.savings_micros else "",
             "amount_micros": line.amount_micros,
-            "amount": format_usd(line.amount_micros, places=6),
+            "amount": format_usd(line.amount_micros),
+            "amount_title": exact_title(line.amount_micros),
             "is_movement": line.component.startswith(LEDGER_LINE_PREFIX),
         }
         for line in invoice.lines.order_by("position")
@@ -131,6 +133,15 @@ def invoice_document(invoice: Invoice) -> dict:
         }
         for payment in invoice.payments.order_by("attempt")
     ]
+    # A statement asks for no money, so it has no total to reconcile its lines with.
+    rounding = (
+        0
+        if is_statement
+        else cents_rounding(
+            total_micros=invoice.total_micros,
+            line_micros=[line["amount_micros"] for line in lines],
+        )
+    )
     account = invoice.account
     return {
         "number": invoice.number or "",
@@ -153,23 +164,28 @@ def invoice_document(invoice: Invoice) -> dict:
         "lines": lines,
         "sections": sections,
         "subtotal_micros": invoice.subtotal_micros,
-        "subtotal": format_usd(invoice.subtotal_micros, places=6),
+        "subtotal": format_usd(invoice.subtotal_micros),
+        "subtotal_title": exact_title(invoice.subtotal_micros),
         "total_micros": invoice.total_micros,
-        "total": format_usd(invoice.total_micros, places=6),
+        "total": format_usd(invoice.total_micros),
+        "total_title": exact_title(invoice.total_micros),
         # WARNING: the amount due is the total rounded once, half-up, to whole cents by
         # invoicing; it is shown as stored, never re-rounded here.
         "amount_due_micros": invoice.amount_due_micros,
         "amount_due": format_usd(invoice.amount_due_micros),
-        "rounding_micros": invoice.rounding_micros,
-        "rounding": signed_usd(invoice.rounding_micros),
+        # Display only: the cents that make the lines, each shown rounded, add up to the total.
+        "rounding_micros": rounding,
+        "rounding": signed_usd(rounding) if rounding else "",
         "amount_paid": format_usd(invoice.amount_paid_micros),
         "opening_balance": (
-            format_usd(invoice.opening_balance_micros, places=6)
+            format_usd(invoice.opening_balance_micros)
             if invoice.opening_balance_micros is not None
             else ""
         ),
+        "opening_balance_title": exact_title(invoice.opening_balance_micros or 0),
+        "closing_balance_title": exact_title(invoice.closing_balance_micros or 0),
         "closing_balance": (
-            format_usd(invoice.closing_balance_micros, places=6)
+            format_usd(invoice.closing_balance_micros)
             if invoice.closing_balance_micros is not None
             else ""
         ),

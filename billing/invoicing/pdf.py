@@ -126,8 +126,8 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
     else:
         totals = [
             ("Usage subtotal", doc["subtotal"]),
+            *([("Rounding to cents", doc["rounding"])] if doc["rounding"] else []),
             ("Total", doc["total"]),
-            ("Rounding to cents", doc["rounding"]),
             ("Amount due", doc["amount_due"]),
             ("Amount paid", doc["amount_paid"]),
         ]

@@ -17,7 +17,7 @@ from billing.models import (
     Subscription,
     TopUp,
 )
-from billing.money import micros_to_api
+from billing.money import usd_input
 from billing.payments import cards, topups
 from billing.periods import current_period
 from usage.pages.runway import credit_runway_days, runway_sentence
@@ -27,21 +27,12 @@ from usage.spending.budgets import budget_label
 AUTO_FIELDS = ("threshold", "amount", "target", "monthly_cap")
 
 
-def usd_text(micros: int | None) -> str:
-    """Return an amount as a form shows it: '20.00', or '' for none."""
-    if micros is None:
-        return ""
-    text = micros_to_api(micros).rstrip("0")
-    whole, _, cents = text.partition(".")
-    return f"{whole}.{cents.ljust(2, '0')}"
-
-
 def auto_topup_initial(account: Account) -> dict:
     """Return the auto-top-up form's values as the account saved them."""
     row = AutoTopUpSettings.objects.filter(account=account).first()
     initial = {"enabled": bool(row and row.enabled)}
     for name in AUTO_FIELDS:
-        initial[name] = usd_text(getattr(row, f"{name}_micros", None) if row else None)
+        initial[name] = usd_input(getattr(row, f"{name}_micros", None) if row else None)
     return initial
 
 
@@ -50,13 +41,13 @@ def recurring_credit_initial(account: Account) -> dict:
     row = RecurringCreditSettings.objects.filter(account=account).first()
     return {
         "enabled": bool(row and row.enabled),
-        "amount": usd_text(row.amount_micros if row else None),
+        "amount": usd_input(row.amount_micros if row else None),
     }
 
 
 def alert_initial(account: Account) -> dict:
     state = alert_settings_for(account=account)
-    initial = {"threshold": usd_text(state.low_balance_threshold_micros)}
+    initial = {"threshold": usd_input(state.low_balance_threshold_micros)}
     for field in state._meta.fields:
         if field.name.startswith("email_"):
             initial[field.name] = getattr(state, field.name)

@@ -68,17 +68,18 @@ def test_invoice_page_shows_the_number_lines_and_totals(client, owner, invoice):
     assert "Billing threshold reached" in page
     assert "Open" in page
     assert "15 Mar 2026 00:00 to 15 Mar 2026 12:05 UTC" in page
-    # Lines: minutes with two decimals, tokens as whole numbers, amounts with six decimals.
+    # Lines: minutes with two decimals, tokens as whole numbers, amounts in cents with the exact
+    # figure as the hover text when cents hide part of it.
     assert "Call minutes, LLM gpt-4o" in page
     assert "1.00 min" in page
     assert "90,000,000 tokens" in page
     assert "1,234 tokens" in page
-    assert "$225.000000" in page
-    assert "$0.012340" in page
-    # Totals to the micro-dollar, the amount due in cents and the rounding between them.
-    assert "$225.152340" in page
-    assert "$225.15<" in page
-    assert "-$0.002340" in page
+    assert "$225.00<" in page
+    assert 'title="Exactly $0.01234">$0.01<' in page
+    # Totals in cents: the lines, each rounded, add up to the total, so no rounding line.
+    assert 'title="Exactly $225.15234">$225.15<' in page
+    assert "Rounding to cents" not in page
+    assert "000000" not in page
 
 
 def test_invoice_page_has_no_inline_script_or_style(client, owner, invoice):
@@ -104,8 +105,8 @@ def test_invoice_list_links_every_invoice_newest_first(client, owner, postpaid, 
     assert page.index(period_invoice.number) < page.index(invoice.number)
     assert detail_url(invoice) in page
     assert detail_url(period_invoice) in page
-    assert "$225.152340" in page
     assert "$225.15" in page
+    assert "$225.152340" not in page
 
 
 def test_invoice_list_without_invoices_says_so(client, owner, postpaid):
@@ -125,9 +126,10 @@ def test_pdf_opens_and_has_the_number_and_totals(client, owner, invoice):
     text = pdf_text(response)
     assert f"Invoice {invoice.number}" in text
     assert "90,000,000 tokens" in text
-    assert "$225.152340" in text
+    assert "Total $225.15" in text
     assert "Amount due $225.15" in text
-    assert "Rounding to cents -$0.002340" in text
+    assert "Rounding to cents" not in text
+    assert "000000" not in text
     assert response["Cache-Control"] == "private, no-store"
     assert invoice.number in response["Content-Disposition"]
 
@@ -211,17 +213,18 @@ def test_statement_shows_opening_and_closing_balances(client, make_user, make_ac
 
     assert f"Statement {second.number}" in page
     assert "Opening balance" in page
-    assert "$49.889333" in page
+    assert 'title="Exactly $49.889333">$49.89<' in page
     assert "Closing balance" in page
-    assert "$49.809333" in page
+    assert 'title="Exactly $49.809333">$49.81<' in page
     assert "Amount due" not in page
-    assert "Opening balance $49.889333" in text
-    assert "Usage $0.080000" in text
-    assert "Closing balance $49.809333" in text
+    assert "Opening balance $49.89" in text
+    assert "Usage $0.08" in text
+    assert "Closing balance $49.81" in text
     first_page = client.get(detail_url(first)).content.decode()
     assert "Credit movements" in first_page
     assert "Promotional credit" in first_page
-    assert "$50.000000" in first_page
+    assert "$50.00<" in first_page
+    assert "000000" not in first_page
     assert "1.38 min" in first_page
 
 

@@ -74,7 +74,7 @@ def test_the_usage_page_shows_charts_tables_and_the_filter_form(client, llm_acco
     assert '<script id="daily-chart-data" type="application/json">' in page
     assert '<script id="model-chart-data" type="application/json">' in page
     assert "<option selected>gpt-4o</option>" in page
-    assert "$0.015000" in page
+    assert 'title="Exactly $0.015">$0.02<' in page  # a total: cents, exact on hover
     assert '<label for="id_start">From</label>' in page
 
 
@@ -131,7 +131,7 @@ def test_a_refunded_call_is_marked_in_the_log(client, voice_account):
     page = get(client, voice_account, "log/", kind="calls").content.decode()
 
     assert 'data-testid="refunded"' in page
-    assert '<span class="step-label">Refund</span> $0.160000 credited back' in page
+    assert '<span class="step-label">Refund</span> $0.16 credited back' in page
 
 
 def test_minute_aggregation_is_explained_with_the_carried_seconds(client, make_account):
@@ -185,3 +185,19 @@ def test_the_event_log_lists_token_requests_with_their_prices(client, llm_accoun
 
     assert "gpt-4o-mini" in page
     assert "Input tokens (gpt-4o): 2,000 × 2.5 USD per million" in page  # noqa: RUF001
+
+
+def test_after_a_refund_the_usage_page_labels_gross_and_net_cost_apart(client, voice_account):
+    # Two calls of 120 s at 0.08 USD/min (0.16 USD each); one is credited back.
+    report_call_at(voice_account, seconds=120, at=at(4), call_id="call-kept")
+    report_call_at(voice_account, seconds=120, at=at(4, 11), call_id="call-dropped")
+    refund_call(call_id="call-dropped", now=at(4, 13), reason="dropped")
+
+    page = get(client, voice_account, start="2026-03-01", end="2026-03-15").content.decode()
+
+    assert '<div class="label">Net cost</div><div class="value">$0.16</div>' in page
+    assert "$0.32 gross, $0.16 refunded" in page
+    assert '<th scope="col" class="num">Gross cost</th>' in page
+    assert '<td data-label="Net cost" class="num">$0.16</td>' in page
+    assert ">Cost<" not in page  # one label, one meaning
+    assert "$0.160000" not in page
