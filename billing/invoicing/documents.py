@@ -13,8 +13,15 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import Account
+from billing.invoicing.parties import seller_details
 from billing.models import Invoice, InvoiceKind, InvoiceStatus
-from billing.money import cents_rounding, exact_title, format_usd
+from billing.money import (
+    MICROS_PER_USD,
+    cents_rounding,
+    exact_title,
+    format_rate,
+    format_usd,
+)
 
 SECONDS_PER_MINUTE = 60
 # Statement lines that sum ledger entries of a kind ("ledger:topup"), not usage.
@@ -50,6 +57,48 @@ def format_quantity(quantity: int, unit: str) -> str:
     if quantity == 1 and name.endswith("s"):
         name = name[:-1]
     return f"{quantity:,} {name}"
+
+
+# What a line's unit price is quoted per: the units rates are set in (billing.models.Rate).
+_PRICE_UNITS = {
+    "second": (SECONDS_PER_MINUTE, "min"),
+    "token": (1_000_000, "1M tokens"),
+    "message": (1, "message"),
+}
+
+
+def unit_price(amount_micros: int, quantity: int, unit: str) -> str:
+    """Return a line's price per unit ('$0.05 / min'), or '' where a line has no unit price.
+
+    The line's amount is the sum of charges each rounded once to the micro-dollar, so this is
+    amount ÷ quantity, shown to four decimals past the cent at most: equal to the rate for a
+    line at one rate, and the average when a price changed within the period.
+    """
+    if unit not in _PRICE_UNITS or quantity <= 0 or amount_micros <= 0:
+        return ""
+    per, name = _PRICE_UNITS[unit]
+    price = (Decimal(amount_micros) * per / (Decimal(quantity) * MICROS_PER_USD)).quantize(
+        Decimal("0.000001"), rounding=ROUND_HALF_UP
+    )
+    return f"{format_rate(price)} / {name}"
+
+
+def _parties(invoice_or_receipt) -> tuple[dict, dict]:
+    """Return the document's seller and customer as copied when it was issued.
+
+    Documents issued before the copies existed print the seller from settings and the account's
+    name and email, as they did then.
+    """
+    account = invoice_or_receipt.account
+    seller = invoice_or_receipt.seller_details or seller_details()
+    customer = invoice_or_receipt.customer_details or {
+        "legal_name": account.name,
+        "address": [],
+        "country": "",
+        "tax_id": "",
+        "email": account.email,
+    }
+    return seller, customer
 
 
 def signed_usd(micros: int) -> str:
@@ -90,8 +139,15 @@ def invoice_summary(invoice: Invoice) -> dict:
         "period": period_label(invoice.period_start, invoice.period_end),
         "issued_at": _local(invoice.issued_at),
         "total": format_usd(invoice.total_micros),
-        "amount_due": format_usd(invoice.amount_due_micros),
+        "amount_due": format_usd(_balance_due(invoice)),
     }
+
+
+def _balance_due(invoice: Invoice) -> int:
+    """Return what is left to pay: nothing on a statement or a paid invoice."""
+    if invoice.kind == InvoiceKind.STATEMENT:
+        return 0
+    return max(invoice.amount_due_micros - invoice.amount_paid_micros, 0)
 
 
 def invoice_document(invoice: Invoice) -> dict:
@@ -105,6 +161,7 @@ def invoice_document(invoice: Invoice) -> dict:
             "position": line.position,
             "description": line.description,
             "quantity": format_quantity(line.quantity, line.unit),
+            "unit_price": unit_price(line.amount_micros, line.quantity, line.unit),
             "savings": format_usd(line.savings_micros) if line.savings_micros else "",
             "amount_micros": line.amount_micros,
             "amount": format_usd(line.amount_micros),
@@ -143,7 +200,11 @@ def invoice_document(invoice: Invoice) -> dict:
         )
     )
     account = invoice.account
+    seller, customer = _parties(invoice)
+    balance_due = _balance_due(invoice)
     return {
+        "seller": seller,
+        "customer": customer,
         "number": invoice.number or "",
         "kind": invoice.kind,
         "kind_label": invoice.get_kind_display(),
@@ -169,10 +230,10 @@ def invoice_document(invoice: Invoice) -> dict:
         "total_micros": invoice.total_micros,
         "total": format_usd(invoice.total_micros),
         "total_title": exact_title(invoice.total_micros),
-        # WARNING: the amount due is the total rounded once, half-up, to whole cents by
+        # WARNING: the amount charged is the total rounded once, half-up, to whole cents by
         # invoicing; it is shown as stored, never re-rounded here.
-        "amount_due_micros": invoice.amount_due_micros,
-        "amount_due": format_usd(invoice.amount_due_micros),
+        "amount_due_micros": balance_due,
+        "amount_due": format_usd(balance_due),
         # Display only: the cents that make the lines, each shown rounded, add up to the total.
         "rounding_micros": rounding,
         "rounding": signed_usd(rounding) if rounding else "",

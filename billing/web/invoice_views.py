@@ -11,7 +11,6 @@ from django.shortcuts import get_object_or_404, render
 
 from accounts.permissions import Action, account_for_user
 from billing.invoicing.documents import invoice_document, invoice_summary, issued_invoices
-from billing.invoicing.pdf import render_invoice_pdf
 from billing.models import Invoice
 
 PER_PAGE = 50
@@ -47,6 +46,10 @@ def invoice_detail(request, public_id, number):
 
 @login_required
 def invoice_pdf(request, public_id, number):
+    # Imported here, as in billing/admin.py's pdf_view: fpdf and its fonts cost every web and
+    # worker process about 25 MB, and only the PDF views need them.
+    from billing.invoicing.pdf import render_invoice_pdf
+
     account = account_for_user(user=request.user, public_id=public_id, action=Action.VIEW)
     invoice = _invoice(account, number)
     response = HttpResponse(render_invoice_pdf(invoice), content_type="application/pdf")

@@ -11,6 +11,7 @@ from billing.alerts.balance import alert_settings_for, low_balance_threshold_mic
 from billing.invoicing.documents import invoice_summary, issued_invoices
 from billing.models import (
     AutoTopUpSettings,
+    BillingDetails,
     Budget,
     RecurringCreditPurchase,
     RecurringCreditSettings,
@@ -25,6 +26,19 @@ from usage.reads.rollups import period_spend
 from usage.spending.budgets import budget_label
 
 AUTO_FIELDS = ("threshold", "amount", "target", "monthly_cap")
+
+
+def billing_details_initial(account: Account) -> dict:
+    """Return the billing details form's values as the account saved them."""
+    details = BillingDetails.objects.filter(account=account).first()
+    if details is None:
+        return {}
+    return {
+        "legal_name": details.legal_name,
+        "address": details.address,
+        "country": details.country,
+        "tax_id": details.tax_id,
+    }
 
 
 def auto_topup_initial(account: Account) -> dict:
