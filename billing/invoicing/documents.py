@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from billing.invoicing.parties import seller_details
-from billing.models import Invoice, InvoiceKind, InvoiceStatus
+from billing.models import Invoice, InvoiceKind, InvoiceStatus, Receipt
 from billing.money import (
     MICROS_PER_USD,
     cents_rounding,
@@ -251,4 +251,35 @@ def invoice_document(invoice: Invoice) -> dict:
             else ""
         ),
         "payments": payments,
+    }
+
+
+def account_receipts(*, account: Account) -> QuerySet[Receipt]:
+    """Return the account's receipts, newest first, with what `receipt_document` reads."""
+    return (
+        Receipt.objects.filter(account=account)
+        .select_related("account", "topup", "invoice_payment__invoice")
+        .order_by("-paid_at", "-pk")
+    )
+
+
+def receipt_document(receipt: Receipt) -> dict:
+    """Return everything a receipt shows, for its HTML page and its PDF alike."""
+    seller, customer = _parties(receipt)
+    payment = receipt.invoice_payment
+    topup = receipt.topup
+    return {
+        "number": receipt.number,
+        "title": f"Receipt {receipt.number}",
+        "seller": seller,
+        "customer": customer,
+        "account_name": receipt.account.name,
+        "account_public_id": receipt.account.public_id,
+        "description": receipt.description,
+        "paid_at": _local(receipt.paid_at),
+        "amount_micros": receipt.amount_micros,
+        "amount": format_usd(receipt.amount_micros),
+        "method": "Card",
+        "reference": topup.public_id if topup else (payment.gateway_reference if payment else ""),
+        "invoice_number": payment.invoice.number if payment else "",
     }

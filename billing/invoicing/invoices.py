@@ -13,13 +13,14 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Max
 
 from accounts.models import Account, BillingMode
 from billing.db.bulk_insert import insert_objects, insert_rows
 from billing.db.row_updates import update_by_pk
 from billing.invoicing.emails import invoices_issued
+from billing.invoicing.numbering import next_numbers
 from billing.invoicing.parties import (
     customer_details,
     customer_details_by_account,
@@ -160,18 +161,8 @@ def lines_from_unbilled(rows: list[UnbilledRow]) -> list[LineDraft]:
 
 def allocate_numbers(*, year: int, count: int) -> list[str]:
     """Hand out `count` consecutive numbers of the year; call inside the issuing transaction."""
-    if count <= 0:
-        return []
-    try:
-        with transaction.atomic():
-            InvoiceNumberSequence.objects.get_or_create(year=year)
-    except IntegrityError:
-        pass  # created by a concurrent transaction a moment ago
-    sequence = InvoiceNumberSequence.objects.select_for_update().get(year=year)
-    first = sequence.last_number + 1
-    sequence.last_number += count
-    sequence.save(update_fields=["last_number"])
-    return [f"{year}-{n:06d}" for n in range(first, first + count)]
+    numbers = next_numbers(InvoiceNumberSequence, count=count, year=year)
+    return [f"{year}-{n:06d}" for n in numbers]
 
 
 def transition(*, invoice: Invoice, to: str, now: datetime, reason: str = "") -> Invoice:

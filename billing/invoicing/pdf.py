@@ -15,8 +15,8 @@ from django.contrib.staticfiles import finders
 from fpdf import FPDF, FontFace
 from fpdf.enums import TableBordersLayout, XPos, YPos
 
-from billing.invoicing.documents import invoice_document
-from billing.models import Invoice
+from billing.invoicing.documents import invoice_document, receipt_document
+from billing.models import Invoice, Receipt
 
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
 FONT = "DejaVu"
@@ -201,4 +201,26 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
                         payment["error"],
                     )
                 )
+    return bytes(pdf.output())
+
+
+def render_receipt_pdf(receipt: Receipt) -> bytes:
+    """Return the receipt as a PDF document: the same content as its page."""
+    doc = receipt_document(receipt)
+    pdf = _InvoicePDF(doc["title"])
+    pdf.add_page()
+    document_head(pdf, doc["title"])
+    document_parties(pdf, doc["seller"], doc["customer"])
+    facts = [
+        ("Account", f"{doc['account_name']} ({doc['account_public_id']})"),
+        ("Paid", _date(doc["paid_at"], with_time=True)),
+        ("Payment method", doc["method"]),
+    ]
+    if doc["reference"]:
+        facts.append(("Reference", doc["reference"]))
+    if doc["invoice_number"]:
+        facts.append(("Invoice", doc["invoice_number"]))
+    _pairs(pdf, facts)
+    _heading(pdf, "Payment")
+    _pairs(pdf, [(doc["description"], ""), ("Amount paid", doc["amount"])], label_width=120)
     return bytes(pdf.output())

@@ -102,7 +102,7 @@ def billing_page(*, account: Account, now: datetime) -> dict:
         "plan": plan,
         "minimum_micros": topups.minimum_topup_micros(account),
         "cards": cards.active_cards(account),
-        "topups": list(TopUp.objects.filter(account=account)[:10]),
+        "topups": list(TopUp.objects.filter(account=account).select_related("receipt")[:10]),
         "invoices": [invoice_summary(i) for i in issued_invoices(account=account)[:5]],
         "threshold_micros": low_balance_threshold_micros(account=account),
         "plan_threshold_micros": plan.low_balance_threshold_micros,
