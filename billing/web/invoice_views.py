@@ -76,9 +76,9 @@ def _receipt(account, number: str):
 
 
 @login_required
-def receipt_detail(request, public_id, number):
+def receipt_detail(request, public_id, receipt_number):
     account = account_for_user(user=request.user, public_id=public_id, action=Action.VIEW)
-    receipt = _receipt(account, number)
+    receipt = _receipt(account, receipt_number)
     return render(
         request,
         "billing/receipt_detail.html",
@@ -87,12 +87,12 @@ def receipt_detail(request, public_id, number):
 
 
 @login_required
-def receipt_pdf(request, public_id, number):
+def receipt_pdf(request, public_id, receipt_number):
     # Imported here for the reason given in invoice_pdf.
     from billing.invoicing.pdf import render_receipt_pdf
 
     account = account_for_user(user=request.user, public_id=public_id, action=Action.VIEW)
-    receipt = _receipt(account, number)
+    receipt = _receipt(account, receipt_number)
     response = HttpResponse(render_receipt_pdf(receipt), content_type="application/pdf")
     response["Content-Disposition"] = f'inline; filename="receipt-{receipt.number}.pdf"'
     response["Cache-Control"] = "private, no-store"
