@@ -207,9 +207,9 @@ BRAND_LOGO = env("BRAND_LOGO", default="")
 BRAND_PRIMARY_COLOR = env("BRAND_PRIMARY_COLOR", default="#4353d8")
 SUPPORT_EMAIL = env("SUPPORT_EMAIL", default="support@localhost")
 SUPPORT_URL = env("SUPPORT_URL", default="")
-EMAIL_SENDER_NAME = env("EMAIL_SENDER_NAME", default=BRAND_NAME)
+EMAIL_SENDER_NAME = env("EMAIL_SENDER_NAME", default="")  # empty: BRAND_NAME
 # The seller on invoices and receipts; SELLER_ADDRESS takes "\n" between lines.
-SELLER_LEGAL_NAME = env("SELLER_LEGAL_NAME", default=BRAND_NAME)
+SELLER_LEGAL_NAME = env("SELLER_LEGAL_NAME", default="")  # empty: BRAND_NAME
 SELLER_ADDRESS = env.str("SELLER_ADDRESS", default="", multiline=True)
 SELLER_TAX_ID = env("SELLER_TAX_ID", default="")
 

@@ -14,6 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, StreamingHttpResponse
 from django.utils import timezone
 
+from accounts.brand import brand
 from accounts.permissions import (
     ROLE_ACTIONS,
     Action,
@@ -90,7 +91,7 @@ def _page_account(request):
 
 def sidebar(request) -> dict:
     """Context for the base layout: the account switcher and the current period at a glance."""
-    shared = {"payments_test_mode": get_gateway().simulated}
+    shared = {"payments_test_mode": get_gateway().simulated, "brand": brand()}
     if not request.user.is_authenticated:
         return shared
     account = _page_account(request)

@@ -22,7 +22,7 @@ class BillingDetailsError(ValueError):
 def seller_details() -> dict:
     """Return the operator's identity as documents print it (settings, README: Configuration)."""
     return {
-        "legal_name": settings.SELLER_LEGAL_NAME,
+        "legal_name": settings.SELLER_LEGAL_NAME or settings.BRAND_NAME,
         "address": [line.strip() for line in settings.SELLER_ADDRESS.splitlines() if line.strip()],
         "tax_id": settings.SELLER_TAX_ID,
         "email": settings.SUPPORT_EMAIL,

@@ -40,7 +40,7 @@ class _InvoicePDF(FPDF):
         self.add_font(FONT, "", FONT_DIR / "DejaVuSans.ttf")
         self.add_font(FONT, "B", FONT_DIR / "DejaVuSans-Bold.ttf")
         self.set_title(title)
-        self.set_author(settings.SELLER_LEGAL_NAME)
+        self.set_author(settings.SELLER_LEGAL_NAME or settings.BRAND_NAME)
         self.set_creator(settings.BRAND_NAME)
         self.set_auto_page_break(auto=True, margin=18)
         self.alias_nb_pages()

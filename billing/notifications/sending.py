@@ -11,6 +11,7 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from accounts.brand import brand, email_sender
 from accounts.models import Account
 from billing.models.alert_settings import AlertSettings
 from billing.models.notifications import Notification, NotificationStatus
@@ -145,6 +146,7 @@ def build_message(notification: Notification) -> EmailMultiAlternatives:
         "dashboard_url": f"{settings.SITE_URL}/app/a/{account.public_id}/",
         "billing_url": billing_page_url(account),
         "preferences_url": f"{billing_page_url(account)}#alerts",
+        "brand": brand(),
     }
     for provider in _context_providers.get(notification.kind, ()):
         context.update(provider(notification))
@@ -154,6 +156,7 @@ def build_message(notification: Notification) -> EmailMultiAlternatives:
     message = EmailMultiAlternatives(
         subject=subject,
         body=render_to_string(f"{base}.txt", context),
+        from_email=email_sender(),
         to=account.billing_emails,
         headers={"X-Meterline-Notification": notification.key},
     )
