@@ -20,7 +20,7 @@ from billing.models import (
 )
 from billing.money import usd_input
 from billing.payments import cards, topups
-from billing.periods import current_period
+from billing.periods import current_period, period_last_day
 from usage.pages.runway import credit_runway_days, runway_sentence
 from usage.reads.rollups import period_spend
 from usage.spending.budgets import budget_label
@@ -77,6 +77,7 @@ def budgets_for(*, account: Account, now: datetime) -> dict:
     return {
         "spend_micros": spend,
         "period_end": end,
+        "period_last_day": period_last_day(end),
         "budgets": [
             {
                 "budget": b,

@@ -19,7 +19,7 @@ from accounts.models import Account
 from billing.invoicing.documents import invoice_summary, issued_invoices
 from billing.models import Allowance, CreditGrant, EntryKind, Notification, Subscription
 from billing.money import format_usd
-from billing.periods import current_period
+from billing.periods import current_period, period_last_day
 from usage.pages.runway import credit_runway_days, runway_sentence
 from usage.reads.rollups import Spend, daily_spend
 
@@ -118,7 +118,7 @@ def overview(account: Account, now: datetime) -> dict:
     start, end = current_period(subscription=subscription, now=now)
     today = now.date()
     period_first = start.date()
-    period_last = (end - timedelta(microseconds=1)).date()
+    period_last = period_last_day(end)
     window_first = min(period_first, today - timedelta(days=TREND_DAYS - 1))
     days = daily_usage(account=account, first_day=window_first, last_day=today)
 
