@@ -39,7 +39,7 @@ def subaccount_rows(*, parent: Account) -> list[dict]:
                 "period_start": subscription.current_period_start,
                 "period_end": subscription.current_period_end,
                 "period_last_day": period_last_day(subscription.current_period_end),
-                "minutes": spend.call_seconds // 60,
+                "minutes": spend.minute_seconds // 60,
                 "cost_micros": spend.net_micros,
             }
         )

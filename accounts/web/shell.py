@@ -105,7 +105,7 @@ def sidebar(request) -> dict:
         start, end = current_period(subscription=subscription, now=now)
         spend = period_spend(account=account, start=start, end=end)
         days_to_reset = (end.date() - now.date()).days
-    seconds = spend.call_seconds
+    seconds = spend.minute_seconds
     # Voice plans read minutes at a glance (SPEC D1); token and commission plans read money.
     shows_minutes = bool(seconds) or bool(subscription and subscription.plan.included_minutes)
     role = getattr(request, "role", None)

@@ -63,7 +63,7 @@ def daily_usage(*, account: Account, first_day: date, last_day: date) -> dict[da
         day = first_day + timedelta(days=n)
         spent = spend.get(day, Spend())
         days[day] = Day(
-            day, cost_micros=spent.net_micros, seconds=spent.call_seconds, items=spent.items
+            day, cost_micros=spent.net_micros, seconds=spent.minute_seconds, items=spent.items
         )
     return days
 
