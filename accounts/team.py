@@ -17,6 +17,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 
+from accounts.brand import brand, email_sender
 from accounts.mail import one_line_subject
 from accounts.models import Account, Invitation, Membership, Role, User
 
@@ -94,12 +95,14 @@ def _send_invitation(invitation_id: int, token: str, now: datetime) -> None:
     # The token is not stored, so the email can only be sent here, once; a failure leaves
     # sent_at empty and the page offers to invite again.
     invitation = Invitation.objects.select_related("account", "invited_by").get(pk=invitation_id)
-    context = {"invitation": invitation, "url": invitation_url(token)}
+    context = {"invitation": invitation, "url": invitation_url(token), "brand": brand()}
     try:
         send_mail(
-            subject=one_line_subject(f"You are invited to {invitation.account.name} on Meterline"),
+            subject=one_line_subject(
+                f"You are invited to {invitation.account.name} on {settings.BRAND_NAME}"
+            ),
             message=render_to_string("accounts/email/invitation.txt", context),
-            from_email=None,
+            from_email=email_sender(),
             recipient_list=[invitation.email],
         )
     except Exception:

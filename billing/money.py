@@ -4,6 +4,12 @@ WARNING: every amount of money in Meterline is an `int` of micro-dollars (1 USD 
 Rates are exact `Decimal`s. A float never touches money. A charge is rounded once, half-up to the
 micro-dollar, by `round_micros`, except a commission on savings, rounded down by
 `round_commission_micros`; Stripe's cents and people's text come from this module only.
+
+Text for people follows one rule (docs/billing-rules.md, "Money as people read it"): balances,
+totals and documents read in cents (`format_usd`), a single usage item or a unit rate reads with
+the decimals it needs (`format_usd_exact`, `format_rate`), and the exact figure of a rounded
+amount stays one hover away (`exact_title`). The API and CSV exports keep six decimals
+(`micros_to_api`).
 """
 
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
@@ -87,8 +93,22 @@ def round_to_cents(micros: int) -> int:
     return int(cents) * MICROS_PER_CENT
 
 
+def cents_rounding(*, total_micros: int, line_micros: list[int]) -> int:
+    """Return what a document in cents needs on a "Rounding" line so its column adds up.
+
+    Display only: each line and the total are rounded to cents on their own (half-up), so
+    their sum can miss the total by a cent or two; this is that difference. What is charged
+    is the stored total rounded once (`Invoice.amount_due_micros`), never this sum.
+    """
+    return round_to_cents(total_micros) - sum(round_to_cents(m) for m in line_micros)
+
+
 def format_usd(micros: int, *, places: int = 2) -> str:
-    """Return '$1,234.56' (places=2, rounded half-up) or '$0.110667' (places=6) for people."""
+    """Return '$1,234.56' (places=2, rounded half-up) or '$0.110667' (places=6) for people.
+
+    Cents are what people read for balances, totals and documents; six places are for staff
+    pages, where the exact ledger figure matters more than readability.
+    """
     if places not in (2, 6):
         raise ValueError("places is 2 or 6")
     if places == 2:
@@ -97,3 +117,46 @@ def format_usd(micros: int, *, places: int = 2) -> str:
     whole, frac = divmod(abs(micros), MICROS_PER_USD)
     frac_text = f"{frac:06d}"[:places]
     return f"{sign}${whole:,}.{frac_text}"
+
+
+def format_usd_exact(micros: int) -> str:
+    """Return an amount with the decimals it needs, at least two: '$0.110667', '$1.50'.
+
+    For a single usage item, whose cost is often a fraction of a cent: rounding it to cents
+    would show most calls as '$0.00' or '$0.11' and hide what was really taken.
+    """
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), MICROS_PER_USD)
+    frac_text = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}${whole:,}.{frac_text}"
+
+
+def exact_title(micros: int) -> str:
+    """Return the hover text of an amount shown in cents, or '' when cents show it exactly."""
+    if micros % MICROS_PER_CENT == 0:
+        return ""
+    return f"Exactly {format_usd_exact(micros)}"
+
+
+def format_rate(rate_usd: Decimal) -> str:
+    """Return a unit rate with the decimals it needs, at least two: '$0.08', '$0.0035', '$2.50'.
+
+    Rates are exact Decimals and are never rounded for display: a rate of 0.0035 per minute
+    shown as '$0.00' would be wrong, not just imprecise.
+    """
+    rate = Decimal(rate_usd)
+    sign = "-" if rate < 0 else ""
+    text = f"{abs(rate):f}"
+    whole, _, frac = text.partition(".")
+    frac = frac.rstrip("0").ljust(2, "0")
+    return f"{sign}${int(whole):,}.{frac}"
+
+
+def usd_input(micros: int | None) -> str:
+    """Return an amount as a form field holds it: '20.00', '0.125', or '' for none.
+
+    No currency sign or thousands separator, so the same text parses back with `usd_to_micros`.
+    """
+    if micros is None:
+        return ""
+    return format_usd_exact(micros).replace("$", "").replace(",", "")

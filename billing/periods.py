@@ -1,7 +1,7 @@
 """Monthly billing periods from an anchor day, half-open [start, end) in UTC (SPEC S2)."""
 
 import calendar
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from billing.models import Subscription
 
@@ -28,6 +28,15 @@ def period_containing(*, anchor_day: int, moment: datetime) -> tuple[datetime, d
         start = _anchor_in(year, month, anchor_day)
     year, month = _add_months(start.year, start.month, 1)
     return start, _anchor_in(year, month, anchor_day)
+
+
+def period_last_day(end: datetime) -> date:
+    """Return the last day a period ending (exclusively) at `end` covers, as people read it.
+
+    Every page says "8 Nov to 7 Dec" for the period [8 Nov, 8 Dec): the end itself belongs to
+    the next period.
+    """
+    return (end.astimezone(UTC) - timedelta(microseconds=1)).date()
 
 
 def period_after(*, anchor_day: int, end: datetime) -> tuple[datetime, datetime]:

@@ -212,6 +212,20 @@ if any("@" not in address for _, address in ADMINS):
 
     raise ImproperlyConfigured(f"ADMINS has an entry that is not an email address: {ADMINS}")
 
+# The operator's brand and legal identity (README, Configuration) ---------------------------
+# What customers see on every page, email and document. The defaults are Meterline's own, which
+# the demo keeps. BRAND_LOGO is a path under static/ or an absolute https URL.
+BRAND_NAME = env("BRAND_NAME", default="Meterline")
+BRAND_LOGO = env("BRAND_LOGO", default="")
+BRAND_PRIMARY_COLOR = env("BRAND_PRIMARY_COLOR", default="#4353d8")
+SUPPORT_EMAIL = env("SUPPORT_EMAIL", default="support@localhost")
+SUPPORT_URL = env("SUPPORT_URL", default="")
+EMAIL_SENDER_NAME = env("EMAIL_SENDER_NAME", default="")  # empty: BRAND_NAME
+# The seller on invoices and receipts; SELLER_ADDRESS takes "\n" between lines.
+SELLER_LEGAL_NAME = env("SELLER_LEGAL_NAME", default="")  # empty: BRAND_NAME
+SELLER_ADDRESS = env.str("SELLER_ADDRESS", default="", multiline=True)
+SELLER_TAX_ID = env("SELLER_TAX_ID", default="")
+
 # Stripe (optional: without keys the test-mode payment page stands in, SPEC P6) ---------------
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")

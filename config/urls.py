@@ -5,11 +5,12 @@ from django.views.generic import RedirectView
 
 from accounts.web.views import admin_login_redirect
 from billing.payments.webhooks import stripe_webhook
-from config.views import healthz
+from config.views import brand_css, healthz
 from usage.api.app import api
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("brand.css", brand_css, name="brand_css"),
     # Browsers ask for /favicon.ico whatever the page says; the icon is a static file.
     path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}img/favicon.svg")),
     # Staff sign in through allauth so its login throttling guards the admin too (SPEC A1).

@@ -5,6 +5,7 @@ from datetime import datetime
 from accounts.models import Account, ApiKey, KeyKind, RateTier, TierRequest, TierRequestStatus
 from accounts.tier_requests import higher_tiers
 from billing.models import Subscription
+from billing.periods import period_last_day
 from usage.api.ratelimit import limit_for, recent_429_counts
 from usage.reads.rollups import period_spend_by_account
 
@@ -37,7 +38,8 @@ def subaccount_rows(*, parent: Account) -> list[dict]:
                 "plan": subscription.plan,
                 "period_start": subscription.current_period_start,
                 "period_end": subscription.current_period_end,
-                "minutes": spend.call_seconds // 60,
+                "period_last_day": period_last_day(subscription.current_period_end),
+                "minutes": spend.minute_seconds // 60,
                 "cost_micros": spend.net_micros,
             }
         )

@@ -14,6 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, StreamingHttpResponse
 from django.utils import timezone
 
+from accounts.brand import brand
 from accounts.permissions import (
     ROLE_ACTIONS,
     Action,
@@ -90,7 +91,7 @@ def _page_account(request):
 
 def sidebar(request) -> dict:
     """Context for the base layout: the account switcher and the current period at a glance."""
-    shared = {"payments_test_mode": get_gateway().simulated}
+    shared = {"payments_test_mode": get_gateway().simulated, "brand": brand()}
     if not request.user.is_authenticated:
         return shared
     account = _page_account(request)
@@ -104,7 +105,7 @@ def sidebar(request) -> dict:
         start, end = current_period(subscription=subscription, now=now)
         spend = period_spend(account=account, start=start, end=end)
         days_to_reset = (end.date() - now.date()).days
-    seconds = spend.call_seconds
+    seconds = spend.minute_seconds
     # Voice plans read minutes at a glance (SPEC D1); token and commission plans read money.
     shows_minutes = bool(seconds) or bool(subscription and subscription.plan.included_minutes)
     role = getattr(request, "role", None)

@@ -13,13 +13,19 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Max
 
 from accounts.models import Account, BillingMode
 from billing.db.bulk_insert import insert_objects, insert_rows
 from billing.db.row_updates import update_by_pk
 from billing.invoicing.emails import invoices_issued
+from billing.invoicing.numbering import next_numbers
+from billing.invoicing.parties import (
+    customer_details,
+    customer_details_by_account,
+    seller_details,
+)
 from billing.ledger.locks import lock_accounts
 from billing.models import (
     ALLOWED_TRANSITIONS,
@@ -157,18 +163,8 @@ def lines_from_unbilled(rows: list[UnbilledRow]) -> list[LineDraft]:
 
 def allocate_numbers(*, year: int, count: int) -> list[str]:
     """Hand out `count` consecutive numbers of the year; call inside the issuing transaction."""
-    if count <= 0:
-        return []
-    try:
-        with transaction.atomic():
-            InvoiceNumberSequence.objects.get_or_create(year=year)
-    except IntegrityError:
-        pass  # created by a concurrent transaction a moment ago
-    sequence = InvoiceNumberSequence.objects.select_for_update().get(year=year)
-    first = sequence.last_number + 1
-    sequence.last_number += count
-    sequence.save(update_fields=["last_number"])
-    return [f"{year}-{n:06d}" for n in range(first, first + count)]
+    numbers = next_numbers(InvoiceNumberSequence, count=count, year=year)
+    return [f"{year}-{n:06d}" for n in numbers]
 
 
 def transition(*, invoice: Invoice, to: str, now: datetime, reason: str = "") -> Invoice:
@@ -194,6 +190,8 @@ def transition(*, invoice: Invoice, to: str, now: datetime, reason: str = "") ->
             # change gives it back and the sequence keeps no gap.
             [updates["number"]] = allocate_numbers(year=now.year, count=1)
             updates["issued_at"] = invoice.issued_at or now
+            updates["seller_details"] = seller_details()
+            updates["customer_details"] = customer_details(invoice.account)
         changed = Invoice.objects.filter(pk=invoice.pk, status=invoice.status).update(**updates)
         if not changed:
             raise InvoiceError("The invoice changed meanwhile; reload it and try again.")
@@ -269,10 +267,15 @@ def save_drafts(drafts: list[Draft], *, now: datetime) -> list[Invoice]:
     if not drafts:
         return []
     numbers = allocate_numbers(year=now.year, count=len(drafts))
+    # Both parties as they are now, copied onto the invoice: later edits do not rewrite it.
+    seller = seller_details()
+    customers = customer_details_by_account([draft.account for draft in drafts])
     invoices = []
     for draft, number in zip(drafts, numbers, strict=True):
         invoice = draft.invoice
         invoice.number = number
+        invoice.seller_details = seller
+        invoice.customer_details = customers[draft.account.pk]
         nothing_due = invoice.kind == InvoiceKind.STATEMENT or invoice.amount_due_micros == 0
         invoice.status = InvoiceStatus.PAID if nothing_due else InvoiceStatus.OPEN
         invoice.paid_at = now if nothing_due else None

@@ -3,6 +3,7 @@
 from billing.models.alert_settings import AlertSettings
 from billing.models.allowances import Allowance
 from billing.models.budgets import Budget
+from billing.models.documents import BillingDetails, Receipt, ReceiptNumberSequence
 from billing.models.invoices import (
     ALLOWED_TRANSITIONS,
     Invoice,
@@ -56,6 +57,7 @@ __all__ = [
     "ApprovalStatus",
     "AuditRecord",
     "AutoTopUpSettings",
+    "BillingDetails",
     "Budget",
     "CreditGrant",
     "EntryKind",
@@ -76,6 +78,8 @@ __all__ = [
     "Plan",
     "Rate",
     "RateComponent",
+    "Receipt",
+    "ReceiptNumberSequence",
     "RecurringCreditPurchase",
     "RecurringCreditSettings",
     "Refund",

@@ -111,6 +111,9 @@ class Invoice(models.Model):
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     status_reason = models.TextField(blank=True)
+    # Both parties as they were when the invoice was issued (billing.invoicing.parties).
+    seller_details = models.JSONField(default=dict, blank=True)
+    customer_details = models.JSONField(default=dict, blank=True)
     # Dunning (P5)
     payment_attempts = models.PositiveSmallIntegerField(default=0)
     next_payment_attempt_at = models.DateTimeField(null=True, blank=True)

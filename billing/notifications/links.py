@@ -11,6 +11,11 @@ def billing_page_url(account: Account) -> str:
     return f"{settings.SITE_URL}/app/a/{account.public_id}/billing/"
 
 
+def receipt_page_url(account: Account, number: str) -> str:
+    """Return the address of one of the account's receipts."""
+    return f"{settings.SITE_URL}/app/a/{account.public_id}/invoices/receipts/{number}/"
+
+
 def invoice_page_url(account: Account, number: str) -> str:
     """Return the address of one of the account's invoices."""
     return f"{settings.SITE_URL}/app/a/{account.public_id}/invoices/{number}/"

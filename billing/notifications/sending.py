@@ -11,6 +11,7 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from accounts.brand import brand, email_sender
 from accounts.mail import one_line_subject
 from accounts.models import Account
 from billing.models.alert_settings import AlertSettings
@@ -160,6 +161,7 @@ def build_message(notification: Notification) -> EmailMultiAlternatives:
         "dashboard_url": f"{settings.SITE_URL}/app/a/{account.public_id}/",
         "billing_url": billing_page_url(account),
         "preferences_url": f"{billing_page_url(account)}#alerts",
+        "brand": brand(),
     }
     for provider in _context_providers.get(notification.kind, ()):
         context.update(provider(notification))
@@ -168,6 +170,7 @@ def build_message(notification: Notification) -> EmailMultiAlternatives:
     message = EmailMultiAlternatives(
         subject=subject,
         body=render_to_string(f"{base}.txt", context),
+        from_email=email_sender(),
         to=recipients(notification),
         headers={"X-Meterline-Notification": notification.key},
     )

@@ -14,6 +14,7 @@ from django.db import transaction
 from accounts.models import Account
 from billing.invoicing.emails import invoice_paid, invoice_payment_failed
 from billing.invoicing.invoices import transition
+from billing.invoicing.receipts import receipt_for_invoice_payment
 from billing.ledger.locks import LockedAccount, lock_account
 from billing.ledger.posting import post_entry
 from billing.models import (
@@ -123,6 +124,7 @@ def record_outcome(*, payment_id: int, outcome: ChargeOutcome, now: datetime) ->
         payment.save(update_fields=["status", "gateway_reference", "error", "completed_at"])
         if outcome.status == PaymentStatus.SUCCEEDED:
             _mark_paid(invoice=invoice, locked=locked, now=now)
+            receipt_for_invoice_payment(payment=payment, now=now)
         else:
             _mark_failed(invoice=invoice, account=locked.account, now=now)
     return payment

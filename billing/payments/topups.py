@@ -16,11 +16,13 @@ from datetime import datetime
 from django.db import transaction
 
 from accounts.models import Account, User, new_public_id
+from billing.invoicing.receipts import receipt_for_topup
 from billing.ledger.errors import DuplicatePosting
 from billing.ledger.locks import lock_account
 from billing.ledger.posting import post_entry
 from billing.models import OFF_SESSION_KINDS, EntryKind, TopUp, TopUpKind, TopUpStatus
 from billing.money import MICROS_PER_USD, MoneyError, format_usd, micros_to_cents
+from billing.notifications.links import receipt_page_url
 from billing.notifications.outbox import notify
 from billing.payments.backoff import end_backoff
 from billing.payments.gateway import get_gateway
@@ -163,13 +165,18 @@ def fulfil_topup(
         topup.error = ""
         topup.completed_at = now
         topup.save(update_fields=["status", "entry", "grant", "error", "completed_at"])
+        receipt = receipt_for_topup(topup=topup, now=now)
         if off_session:
             end_backoff(topup=topup, now=now)
         notify(
             account=account,
             kind="auto_topup_succeeded" if off_session else "topup_receipt",
             key=f"topup_paid:{topup.public_id}",
-            context=topup_context(topup, balance_micros=account.balance_micros),
+            context={
+                **topup_context(topup, balance_micros=account.balance_micros),
+                "receipt": receipt.number,
+                "receipt_url": receipt_page_url(account, receipt.number),
+            },
             now=now,
         )
     return topup

@@ -92,6 +92,24 @@ class AlertSettingsForm(forms.Form):
         return [self[f.name] for f in EMAIL_FIELDS]
 
 
+class BillingDetailsForm(forms.Form):
+    """The customer's legal identity on invoices and receipts (billing.invoicing.parties)."""
+
+    legal_name = forms.CharField(
+        label="Legal name",
+        max_length=200,
+        required=False,
+        help_text="As it should appear on invoices; the account's name when empty.",
+    )
+    address = forms.CharField(
+        label="Address", max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
+    country = forms.CharField(label="Country", max_length=100, required=False)
+    tax_id = forms.CharField(
+        label="Tax ID", max_length=50, required=False, help_text="VAT, GST or other tax number."
+    )
+
+
 class BudgetForm(forms.Form):
     name = forms.CharField(label="Name", max_length=100)
     amount = _usd_field("Monthly amount (USD)", required=True)

@@ -10,8 +10,13 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from accounts.permissions import Action, account_for_user
-from billing.invoicing.documents import invoice_document, invoice_summary, issued_invoices
-from billing.invoicing.pdf import render_invoice_pdf
+from billing.invoicing.documents import (
+    account_receipts,
+    invoice_document,
+    invoice_summary,
+    issued_invoices,
+    receipt_document,
+)
 from billing.models import Invoice
 
 PER_PAGE = 50
@@ -30,7 +35,12 @@ def invoice_list(request, public_id):
     return render(
         request,
         "billing/invoice_list.html",
-        {"account": account, "page": page, "rows": [invoice_summary(i) for i in page]},
+        {
+            "account": account,
+            "page": page,
+            "rows": [invoice_summary(i) for i in page],
+            "receipts": [receipt_document(r) for r in account_receipts(account=account)[:PER_PAGE]],
+        },
     )
 
 
@@ -47,11 +57,43 @@ def invoice_detail(request, public_id, number):
 
 @login_required
 def invoice_pdf(request, public_id, number):
+    # Imported here, as in billing/admin.py's pdf_view: fpdf and its fonts cost every web and
+    # worker process about 25 MB, and only the PDF views need them.
+    from billing.invoicing.pdf import render_invoice_pdf
+
     account = account_for_user(user=request.user, public_id=public_id, action=Action.VIEW)
     invoice = _invoice(account, number)
     response = HttpResponse(render_invoice_pdf(invoice), content_type="application/pdf")
     filename = f"meterline-{invoice.kind}-{invoice.number}.pdf"
     response["Content-Disposition"] = f'inline; filename="{filename}"'
     # An invoice is private to the account's members: no shared cache may keep a copy.
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _receipt(account, number: str):
+    return get_object_or_404(account_receipts(account=account), number=number)
+
+
+@login_required
+def receipt_detail(request, public_id, receipt_number):
+    account = account_for_user(user=request.user, public_id=public_id, action=Action.VIEW)
+    receipt = _receipt(account, receipt_number)
+    return render(
+        request,
+        "billing/receipt_detail.html",
+        {"account": account, "doc": receipt_document(receipt)},
+    )
+
+
+@login_required
+def receipt_pdf(request, public_id, receipt_number):
+    # Imported here for the reason given in invoice_pdf.
+    from billing.invoicing.pdf import render_receipt_pdf
+
+    account = account_for_user(user=request.user, public_id=public_id, action=Action.VIEW)
+    receipt = _receipt(account, receipt_number)
+    response = HttpResponse(render_receipt_pdf(receipt), content_type="application/pdf")
+    response["Content-Disposition"] = f'inline; filename="receipt-{receipt.number}.pdf"'
     response["Cache-Control"] = "private, no-store"
     return response

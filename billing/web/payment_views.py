@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.permissions import Action, account_for_user
 from billing.models import AutoTopUpSettings, TestCardBehaviour, TopUp
-from billing.money import MoneyError, micros_to_api, usd_to_micros
+from billing.money import MoneyError, usd_input, usd_to_micros
 from billing.payments import auto_topup, cards, simulated, topups
 from billing.payments.gateway import get_gateway
 
@@ -62,9 +62,9 @@ def payments_home(request, public_id):
             "topups": TopUp.objects.filter(account=account)[:20],
             "auto": settings_row,
             "auto_amounts": {
-                name: micros_to_api(getattr(settings_row, f"{name}_micros"))
-                if settings_row and getattr(settings_row, f"{name}_micros") is not None
-                else ""
+                name: usd_input(
+                    getattr(settings_row, f"{name}_micros", None) if settings_row else None
+                )
                 for name in ("threshold", "amount", "target", "monthly_cap")
             },
             "test_behaviours": TestCardBehaviour.choices,

@@ -11,15 +11,16 @@ from billing.alerts.balance import alert_settings_for, low_balance_threshold_mic
 from billing.invoicing.documents import invoice_summary, issued_invoices
 from billing.models import (
     AutoTopUpSettings,
+    BillingDetails,
     Budget,
     RecurringCreditPurchase,
     RecurringCreditSettings,
     Subscription,
     TopUp,
 )
-from billing.money import micros_to_api
+from billing.money import usd_input
 from billing.payments import cards, topups
-from billing.periods import current_period
+from billing.periods import current_period, period_last_day
 from usage.pages.runway import credit_runway_days, runway_sentence
 from usage.reads.rollups import period_spend
 from usage.spending.budgets import budget_label
@@ -27,13 +28,17 @@ from usage.spending.budgets import budget_label
 AUTO_FIELDS = ("threshold", "amount", "target", "monthly_cap")
 
 
-def usd_text(micros: int | None) -> str:
-    """Return an amount as a form shows it: '20.00', or '' for none."""
-    if micros is None:
-        return ""
-    text = micros_to_api(micros).rstrip("0")
-    whole, _, cents = text.partition(".")
-    return f"{whole}.{cents.ljust(2, '0')}"
+def billing_details_initial(account: Account) -> dict:
+    """Return the billing details form's values as the account saved them."""
+    details = BillingDetails.objects.filter(account=account).first()
+    if details is None:
+        return {}
+    return {
+        "legal_name": details.legal_name,
+        "address": details.address,
+        "country": details.country,
+        "tax_id": details.tax_id,
+    }
 
 
 def auto_topup_initial(account: Account) -> dict:
@@ -41,7 +46,7 @@ def auto_topup_initial(account: Account) -> dict:
     row = AutoTopUpSettings.objects.filter(account=account).first()
     initial = {"enabled": bool(row and row.enabled)}
     for name in AUTO_FIELDS:
-        initial[name] = usd_text(getattr(row, f"{name}_micros", None) if row else None)
+        initial[name] = usd_input(getattr(row, f"{name}_micros", None) if row else None)
     return initial
 
 
@@ -50,13 +55,13 @@ def recurring_credit_initial(account: Account) -> dict:
     row = RecurringCreditSettings.objects.filter(account=account).first()
     return {
         "enabled": bool(row and row.enabled),
-        "amount": usd_text(row.amount_micros if row else None),
+        "amount": usd_input(row.amount_micros if row else None),
     }
 
 
 def alert_initial(account: Account) -> dict:
     state = alert_settings_for(account=account)
-    initial = {"threshold": usd_text(state.low_balance_threshold_micros)}
+    initial = {"threshold": usd_input(state.low_balance_threshold_micros)}
     for field in state._meta.fields:
         if field.name.startswith("email_"):
             initial[field.name] = getattr(state, field.name)
@@ -72,6 +77,7 @@ def budgets_for(*, account: Account, now: datetime) -> dict:
     return {
         "spend_micros": spend,
         "period_end": end,
+        "period_last_day": period_last_day(end),
         "budgets": [
             {
                 "budget": b,
@@ -97,7 +103,7 @@ def billing_page(*, account: Account, now: datetime) -> dict:
         "plan": plan,
         "minimum_micros": topups.minimum_topup_micros(account),
         "cards": cards.active_cards(account),
-        "topups": list(TopUp.objects.filter(account=account)[:10]),
+        "topups": list(TopUp.objects.filter(account=account).select_related("receipt")[:10]),
         "invoices": [invoice_summary(i) for i in issued_invoices(account=account)[:5]],
         "threshold_micros": low_balance_threshold_micros(account=account),
         "plan_threshold_micros": plan.low_balance_threshold_micros,

@@ -11,6 +11,7 @@ urlpatterns = [
     path("auto-topup/", views.save_auto_topup, name="auto_topup"),
     path("recurring-credit/", views.save_recurring_credit, name="recurring_credit"),
     path("alerts/", views.save_alerts, name="alerts"),
+    path("details/", views.save_billing_details, name="billing_details"),
     path("budgets/", views.add_budget, name="add_budget"),
     path("budgets/<int:budget_id>/delete/", views.delete_budget, name="delete_budget"),
     path("statement/", views.statement, name="statement"),

@@ -19,11 +19,13 @@ from accounts.models import ApiKey
 from accounts.permissions import Action
 from accounts.web.shell import account_page, csv_response
 from billing.alerts import balance as alerts
+from billing.invoicing import parties
 from billing.models import Budget
 from billing.payments import auto_topup, recurring_credit
 from billing.web.forms import (
     AlertSettingsForm,
     AutoTopUpForm,
+    BillingDetailsForm,
     BudgetForm,
     RecurringCreditForm,
     StatementFilterForm,
@@ -31,6 +33,7 @@ from billing.web.forms import (
 from billing.web.selectors import (
     alert_initial,
     auto_topup_initial,
+    billing_details_initial,
     billing_page,
     recurring_credit_initial,
 )
@@ -47,6 +50,8 @@ def _page(request, account, *, status=200, section="", saved="", **forms):
         or RecurringCreditForm(initial=recurring_credit_initial(account)),
         "alert_form": forms.get("alert_form") or AlertSettingsForm(initial=alert_initial(account)),
         "budget_form": forms.get("budget_form") or BudgetForm(keys=data["keys"]),
+        "details_form": forms.get("details_form")
+        or BillingDetailsForm(initial=billing_details_initial(account)),
         "saved": saved,
     }
     if request.htmx and section:
@@ -128,6 +133,22 @@ def save_alerts(request, account):
         )
         return _done(request, account, section="alerts", message="Alert settings saved.")
     return _page(request, account, status=400, section="alerts", alert_form=form)
+
+
+@account_page(Action.MANAGE_BILLING)
+@require_POST
+def save_billing_details(request, account):
+    form = BillingDetailsForm(request.POST)
+    if form.is_valid():
+        try:
+            parties.save_billing_details(account=account, now=timezone.now(), **form.cleaned_data)
+        except parties.BillingDetailsError as error:
+            form.add_error("address", str(error))
+        else:
+            return _done(
+                request, account, section="billing_details", message="Billing details saved."
+            )
+    return _page(request, account, status=400, section="billing_details", details_form=form)
 
 
 @account_page(Action.MANAGE_BILLING)

@@ -28,8 +28,9 @@
     return micros / 1e6;
   }
 
+  // Charts show totals (a day's, a model's): cents, as every page does (docs/billing-rules.md).
   function money(value, places) {
-    var digits = places || (Math.abs(value) < 1 && value !== 0 ? 4 : 2);
+    var digits = places || 2;
     return "$" + value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
   }
 

@@ -6,12 +6,17 @@ import pytest
 
 from billing.money import (
     MoneyError,
+    cents_rounding,
     cents_to_micros,
+    exact_title,
+    format_rate,
     format_usd,
+    format_usd_exact,
     micros_to_api,
     micros_to_cents,
     round_commission_micros,
     round_micros,
+    usd_input,
     usd_to_micros,
 )
 
@@ -143,3 +148,48 @@ def test_format_usd_refuses_other_numbers_of_places():
 def test_micros_to_api_writes_six_decimals_as_a_string():
     assert micros_to_api(110_667) == "0.110667"
     assert micros_to_api(-5_000_000) == "-5.000000"
+
+
+@pytest.mark.parametrize(
+    ("micros", "text"),
+    [
+        (110_667, "$0.110667"),  # a single call: every micro-dollar shown
+        (1_500_000, "$1.50"),  # never fewer than two decimals
+        (12_340, "$0.01234"),
+        (-4, "-$0.000004"),
+        (1_234_567_000_000, "$1,234,567.00"),
+    ],
+)
+def test_format_usd_exact_shows_the_decimals_a_single_item_needs(micros, text):
+    assert format_usd_exact(micros) == text
+
+
+def test_exact_title_is_empty_when_cents_already_show_the_amount():
+    assert exact_title(45_000_000) == ""
+    assert exact_title(45_002_666) == "Exactly $45.002666"
+
+
+@pytest.mark.parametrize(
+    ("rate", "text"),
+    [("0.08", "$0.08"), ("0.0035", "$0.0035"), ("2.5", "$2.50"), ("1250", "$1,250.00")],
+)
+def test_format_rate_never_rounds_a_unit_rate(rate, text):
+    assert format_rate(Decimal(rate)) == text
+
+
+def test_usd_input_parses_back_to_the_same_amount():
+    for micros in (20_000_000, 125_000, 1_234_567_890_000):
+        assert usd_to_micros(usd_input(micros)) == micros
+    assert usd_input(20_000_000) == "20.00"
+    assert usd_input(None) == ""
+
+
+def test_cents_rounding_makes_lines_in_cents_add_up_to_the_total_in_cents():
+    # Three lines of 0.004 USD: each shows $0.00, the total of 0.012 shows $0.01.
+    lines = [4_000, 4_000, 4_000]
+
+    rounding = cents_rounding(total_micros=sum(lines), line_micros=lines)
+
+    assert rounding == 10_000
+    shown = [int(format_usd(m).lstrip("$").replace(".", "")) for m in lines]
+    assert sum(shown) * 10_000 + rounding == 10_000  # the total as shown: $0.01

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from billing.periods import period_after, period_containing
+from billing.periods import period_after, period_containing, period_last_day
 
 
 def at(year, month, day, hour=0, minute=0, second=0, microsecond=0):
@@ -118,3 +118,9 @@ def test_a_moment_in_another_time_zone_is_placed_by_its_utc_instant():
 def test_an_anchor_day_outside_the_month_is_refused(anchor_day):
     with pytest.raises(ValueError, match="anchor_day"):
         period_containing(anchor_day=anchor_day, moment=at(2026, 3, 15))
+
+
+def test_a_period_reads_with_the_last_day_it_covers_not_its_exclusive_end():
+    start, end = period_containing(anchor_day=8, moment=at(2026, 11, 20))
+
+    assert (start.date(), period_last_day(end)) == (at(2026, 11, 8).date(), at(2026, 12, 7).date())

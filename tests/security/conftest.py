@@ -18,12 +18,13 @@ from billing.models import (
     InvoiceReason,
     InvoiceStatus,
     PaymentMethod,
+    Receipt,
     TestCardBehaviour,
     TopUp,
     TopUpKind,
 )
 from billing.payments.cards import add_test_card
-from billing.payments.topups import new_topup
+from billing.payments.topups import fulfil_topup, new_topup
 from tests.conftest import NOW
 from tests.usage.metering import USD, call
 from usage.ingest.calls import report_call
@@ -42,6 +43,7 @@ class World:
     card: PaymentMethod
     topup: TopUp
     invoice: Invoice
+    receipt: Receipt
     call: Call
     child: Account
     stranger: User
@@ -55,6 +57,7 @@ class World:
             self.victim.name,
             self.victim_key.api_key.key_id,
             self.invoice.number,
+            self.receipt.number,
             self.topup.public_id,
             self.call.call_id,
             self.child.public_id,
@@ -94,6 +97,10 @@ def world(make_account, make_user, make_key, add_member):
         created_at=NOW,
         issued_at=NOW,
     )
+    # A second top-up, paid: its receipt is the one the sweep asks for.
+    paid = new_topup(account=victim, kind=TopUpKind.MANUAL, amount_micros=20 * USD, now=NOW)
+    fulfil_topup(topup_id=paid.pk, now=NOW)
+    receipt = Receipt.objects.get(topup=paid)
     victim_call, _ = report_call(report=call(victim, 83, call_id="victim-call-1"), now=NOW)
     victim_key = make_key(victim)
     budget = create_budget(
@@ -119,6 +126,7 @@ def world(make_account, make_user, make_key, add_member):
         card=card,
         topup=topup,
         invoice=invoice,
+        receipt=receipt,
         call=victim_call,
         child=child,
         stranger=stranger,

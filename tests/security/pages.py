@@ -55,6 +55,8 @@ ACCOUNT_PAGES: dict[str, Page] = {
     PREFIX + "invoices/": Page(),
     PREFIX + "invoices/<public_id:number>/": Page(),
     PREFIX + "invoices/<public_id:number>/pdf/": Page(),
+    PREFIX + "invoices/receipts/<public_id:receipt_number>/": Page(),
+    PREFIX + "invoices/receipts/<public_id:receipt_number>/pdf/": Page(),
     PREFIX + "billing/": Page(),
     PREFIX + "billing/auto-topup/": Page(A.MANAGE_BILLING, AUTO_TOPUP),
     # Off: a valid form that writes even for an account without a card.
@@ -66,6 +68,7 @@ ACCOUNT_PAGES: dict[str, Page] = {
         body_names_objects=True,
     ),
     PREFIX + "billing/budgets/<int:budget_id>/delete/": Page(A.MANAGE_BILLING),
+    PREFIX + "billing/details/": Page(A.MANAGE_BILLING, {"legal_name": "Intruder Ltd"}),
     PREFIX + "billing/statement/": Page(),
     PREFIX + "billing/statement/export.csv": Page(),
     PREFIX + "payments/": Page(),
@@ -109,6 +112,7 @@ def url_values(world, account) -> dict:
         "card_id": world.card.pk,
         "topup_id": world.topup.public_id,
         "number": world.invoice.number,
+        "receipt_number": world.receipt.number,
     }
 
 

@@ -40,6 +40,7 @@ OTHER_ROUTES: dict[str, str] = {
     "": "redirect to the dashboard; no data (test_routes_without_an_account_...)",
     "healthz": "load balancer probe; reads nothing (test_routes_without_an_account_...)",
     "favicon.ico": "redirect to a static file (test_routes_without_an_account_...)",
+    "brand.css": "the brand colour from settings; no data (test_routes_without_an_account_...)",
     "app/": "sends a user to their own first account (test_routes_without_an_account_...)",
     "app/switch/": "account switcher; 404 for another's account (test_routes_without_...)",
     "app/invitations/<public_id:token>/": (
@@ -236,7 +237,7 @@ def test_routes_without_an_account_show_a_stranger_nothing_of_the_victim(world):
 
     home = client.get("/app/")
     switch = client.get("/app/switch/", {"account": world.victim.public_id})
-    public = [client.get(path) for path in ("/", "/healthz", "/favicon.ico")]
+    public = [client.get(path) for path in ("/", "/healthz", "/favicon.ico", "/brand.css")]
 
     assert home.status_code == 302
     assert home.url.endswith(f"/app/a/{world.stranger_account.public_id}/")

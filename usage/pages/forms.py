@@ -21,6 +21,15 @@ def period_days(*, account: Account, now: datetime) -> tuple[date, date]:
     return start.date(), now.date()
 
 
+REVERSED_RANGE = "The range ends before it starts."
+
+
+def check_range(start: date | None, end: date | None) -> None:
+    """Refuse a date range whose end comes before its start, the same way on every page."""
+    if start and end and end < start:
+        raise forms.ValidationError(REVERSED_RANGE)
+
+
 class UsageFilterForm(forms.Form):
     start = forms.DateField(
         label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
@@ -40,8 +49,7 @@ class UsageFilterForm(forms.Form):
         cleaned = super().clean()
         start = cleaned.get("start") or self.default_start
         end = cleaned.get("end") or self.default_end
-        if end < start:
-            raise forms.ValidationError("The range ends before it starts.")
+        check_range(start, end)
         if (end - start).days >= MAX_RANGE_DAYS:
             raise forms.ValidationError(f"Choose a range of at most {MAX_RANGE_DAYS} days.")
         cleaned["start"], cleaned["end"] = start, end
@@ -73,17 +81,27 @@ class LogFilterForm(forms.Form):
     end = forms.DateField(
         label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
-    status = forms.ChoiceField(
-        label="Status or type",
-        required=False,
-        choices=[("", "Any"), *CallStatus.choices, *EventType.choices],
-    )
+    # Calls are filtered by their status, requests and messages by their type: one list each,
+    # chosen by the kind shown, never the two mixed in one list.
+    status = forms.ChoiceField(label="Status", required=False)
     model = forms.CharField(label="Model or LLM", required=False, max_length=100)
+    refunded = forms.BooleanField(label="Refunded only", required=False)
     after = forms.CharField(required=False, max_length=80, widget=forms.HiddenInput)
 
     def __init__(self, data, *, default_kind: str):
         super().__init__(data)
         self.default_kind = default_kind
+        kind = (data or {}).get("kind") or default_kind
+        if kind == "events":
+            self.fields["status"].label = "Type"
+            self.fields["status"].choices = [("", "Any"), *EventType.choices]
+        else:
+            self.fields["status"].choices = [("", "Any"), *CallStatus.choices]
+
+    def clean(self):
+        cleaned = super().clean()
+        check_range(cleaned.get("start"), cleaned.get("end"))
+        return cleaned
 
     def log_filter(self) -> LogFilter:
         if not self.is_valid():
@@ -95,5 +113,6 @@ class LogFilterForm(forms.Form):
             end=data.get("end"),
             status=data.get("status") or "",
             model=data.get("model") or "",
+            refunded_only=bool(data.get("refunded")),
             cursor=data.get("after") or "",
         )

@@ -19,7 +19,7 @@ from accounts.models import Account
 from billing.invoicing.documents import invoice_summary, issued_invoices
 from billing.models import Allowance, Notification, Subscription
 from billing.money import format_usd
-from billing.periods import current_period
+from billing.periods import current_period, period_last_day
 from billing.plans.allowances import (
     included_credit,
     period_included_credit_micros,
@@ -68,7 +68,7 @@ def daily_usage(*, account: Account, first_day: date, last_day: date) -> dict[da
         day = first_day + timedelta(days=n)
         spent = spend.get(day, Spend())
         days[day] = Day(
-            day, cost_micros=spent.net_micros, seconds=spent.call_seconds, items=spent.items
+            day, cost_micros=spent.net_micros, seconds=spent.minute_seconds, items=spent.items
         )
     return days
 
@@ -132,7 +132,7 @@ def overview(account: Account, now: datetime) -> dict:
     start, end = current_period(subscription=subscription, now=now)
     today = now.date()
     period_first = start.date()
-    period_last = (end - timedelta(microseconds=1)).date()
+    period_last = period_last_day(end)
     window_first = min(period_first, today - timedelta(days=TREND_DAYS - 1))
     days = daily_usage(account=account, first_day=window_first, last_day=today)
 

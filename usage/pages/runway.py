@@ -2,14 +2,18 @@
 
 The rate is the net cost (cost less refunds) of the daily usage rollups over the last 14 days,
 today included, per day; an account younger than that is averaged over the days it has existed.
-A selector: plain numbers, no writes.
+Credit that expires (an included allowance that resets at period end, promotional credit) counts
+only for what the account would spend of it before it expires. A selector: plain numbers, no writes.
 """
 
 from datetime import datetime, timedelta
 
 from accounts.models import Account
-from billing.models import Notification
+from billing.ledger.grants import SPENDING_ORDER
+from billing.models import CreditGrant, Notification
 from usage.reads.rollups import spend_between
+
+SECONDS_PER_DAY = 86_400
 
 WINDOW_DAYS = 14
 
@@ -35,7 +39,33 @@ def credit_runway_days(*, account: Account, now: datetime) -> int | None:
     daily = average_daily_spend_micros(account=account, now=now)
     if daily <= 0:
         return None
-    return account.balance_micros // daily
+    grants = CreditGrant.objects.filter(account=account, remaining_micros__gt=0).order_by(
+        *SPENDING_ORDER
+    )
+    return int(
+        runway_of_grants(
+            [(g.remaining_micros, g.expires_at) for g in grants], daily_micros=daily, now=now
+        )
+    )
+
+
+def runway_of_grants(
+    grants: list[tuple[int, datetime | None]], *, daily_micros: int, now: datetime
+) -> float:
+    """Return the days credit lasts, spent in the ledger's order at `daily_micros` a day.
+
+    `grants` are (remaining, expires_at) in spending order (billing.ledger.grants), earliest
+    expiry first: at any moment the spending reaches a grant, the grants before it are used up
+    or expired, so what a grant adds is what is spent of it before it expires.
+    """
+    days = 0.0
+    for remaining_micros, expires_at in grants:
+        lasts = remaining_micros / daily_micros
+        if expires_at is not None:
+            until_expiry = (expires_at - now).total_seconds() / SECONDS_PER_DAY
+            lasts = min(lasts, max(until_expiry - days, 0.0))
+        days += lasts
+    return days
 
 
 def runway_sentence(days: int | None) -> str:

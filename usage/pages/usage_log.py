@@ -14,6 +14,7 @@ from django.db.models import Q, QuerySet
 from accounts.models import Account
 from billing.db.keyset import day_bounds, make_cursor, parse_cursor
 from billing.money import micros_to_api
+from usage.ingest.calls import call_moment
 from usage.models import Call, UsageEvent
 from usage.rating.explain import call_steps, event_steps
 
@@ -27,6 +28,7 @@ class LogFilter:
     end: date | None = None  # inclusive
     status: str = ""  # calls: a status; events: a type
     model: str = ""
+    refunded_only: bool = False
     cursor: str = ""
 
 
@@ -45,6 +47,8 @@ def _calls(account: Account, log_filter: LogFilter) -> QuerySet[Call]:
         calls = calls.filter(status=log_filter.status)
     if log_filter.model:
         calls = calls.filter(llm=log_filter.model)
+    if log_filter.refunded_only:
+        calls = calls.filter(refunded_micros__gt=0)
     return calls
 
 
@@ -59,7 +63,17 @@ def _events(account: Account, log_filter: LogFilter) -> QuerySet[UsageEvent]:
         events = events.filter(type=log_filter.status)
     if log_filter.model:
         events = events.filter(model=log_filter.model)
+    if log_filter.refunded_only:
+        events = events.filter(refunded_micros__gt=0)
     return events
+
+
+def _happened_at(call: Call) -> datetime:
+    return call_moment(
+        connected_at=call.connected_at,
+        ended_at=call.ended_at,
+        charged_at=call.charged_at or call.created_at,
+    )
 
 
 def log_page(*, account: Account, log_filter: LogFilter, page_size: int = PAGE_SIZE) -> dict:
@@ -80,7 +94,9 @@ def log_page(*, account: Account, log_filter: LogFilter, page_size: int = PAGE_S
     entries = [
         {
             "item": row,
-            "at": getattr(row, field),
+            # When it happened (what it was rated and counted at), not when it was reported.
+            "at": _happened_at(row) if is_calls else row.occurred_at,
+            "reported_at": getattr(row, field),
             "steps": call_steps(row) if is_calls else event_steps(row),
             "refunded": row.refunded_micros > 0,
         }

@@ -7,7 +7,7 @@ rate → cost, and any refund. Nothing is recomputed, so the page says what was 
 
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
-from billing.money import format_usd
+from billing.money import format_usd_exact
 from usage.models import Call, UsageEvent
 
 COMPONENT_NAMES = {
@@ -85,18 +85,18 @@ def _rates_and_cost(explanation: dict, steps: list[dict]) -> None:
 
 
 def _charged(item, steps: list[dict]) -> None:
-    text = format_usd(item.cost_micros, places=6)
+    text = format_usd_exact(item.cost_micros)
     if item.uncollected_micros:
         text += (
-            f"; {format_usd(item.charged_micros, places=6)} taken from the balance, "
-            f"{format_usd(item.uncollected_micros, places=6)} not covered by it"
+            f"; {format_usd_exact(item.charged_micros)} taken from the balance, "
+            f"{format_usd_exact(item.uncollected_micros)} not covered by it"
         )
     steps.append({"label": "Cost", "text": text})
     if item.refunded_micros:
         steps.append(
             {
                 "label": "Refund",
-                "text": f"{format_usd(item.refunded_micros, places=6)} credited back",
+                "text": f"{format_usd_exact(item.refunded_micros)} credited back",
             }
         )
 

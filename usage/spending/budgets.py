@@ -37,8 +37,8 @@ class BudgetError(ValueError):
 
 
 def budget_label(budget: Budget) -> str:
-    """Return how messages name a budget: "Production key: 50.00 USD"."""
-    return f"{budget.name}: {format_usd(budget.amount_micros).lstrip('$')} USD"
+    """Return how messages name a budget: "Production key: $50.00"."""
+    return f"{budget.name}: {format_usd(budget.amount_micros)}"
 
 
 def budget_refusal(budget: Budget) -> str:

@@ -61,6 +61,8 @@ def test_the_list_shows_each_subaccounts_plan_balance_and_usage(client, make_acc
     assert row["account"] == child and row["plan"].code == "voice-prepaid"
     assert row["minutes"] == 3 and row["cost_micros"] == 240_000
     assert "$0.24" in response.content.decode()
+    # The period [1 Mar, 1 Apr) reads with its last day, as on the overview and invoices.
+    assert '<td data-label="Period">1 Mar to 31 Mar</td>' in response.content.decode()
 
 
 def test_the_switcher_lists_the_children_and_switches_to_one(client, make_account, make_user):

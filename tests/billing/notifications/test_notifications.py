@@ -11,6 +11,7 @@ from billing.alerts import balance as alerts
 from billing.invoicing.invoices import invoice_thresholds
 from billing.invoicing.period_close import close_periods
 from billing.models import (
+    EntryKind,
     InvoiceStatus,
     Notification,
     NotificationStatus,
@@ -22,9 +23,15 @@ from billing.notifications.sending import send_notification
 from billing.payments.collection import collect_invoice
 from tests.billing import money_and_notices as alerting
 from tests.billing.money_and_notices import USD, notices, report_minutes, spend
+from tests.billing.postings import post_entry
 from tests.billing.usage_reports import add_card, report_usage_of_458_usd
 from tests.conftest import NOW
-from usage.pages.runway import average_daily_spend_micros, credit_runway_days, runway_sentence
+from usage.pages.runway import (
+    average_daily_spend_micros,
+    credit_runway_days,
+    runway_of_grants,
+    runway_sentence,
+)
 
 committed = alerting.committed  # fixtures
 no_ledger_drift = alerting.no_ledger_drift
@@ -184,6 +191,35 @@ def test_a_young_account_is_averaged_over_the_days_it_has_existed(make_account):
     assert average_daily_spend_micros(account=account, now=NOW) == USD
     account.refresh_from_db()
     assert credit_runway_days(account=account, now=NOW) == 8
+
+
+def test_credit_that_expires_counts_only_for_what_is_spent_before_it_expires(make_account):
+    account = make_account("voice-prepaid", credit_micros=38 * USD, at=NOW - timedelta(days=40))
+    for day in range(14):
+        report_minutes(account, 25, now=NOW - timedelta(days=day))  # 2.00 USD a day
+    # 30 USD of included credit that resets in a day and a half: 3.00 USD of it can be spent.
+    post_entry(
+        account=account,
+        amount_micros=30 * USD,
+        kind=EntryKind.ALLOWANCE,
+        now=NOW,
+        grant_expires_at=NOW + timedelta(days=1, hours=12),
+    )
+    account.refresh_from_db()
+    assert account.balance_micros == 40 * USD  # 20 days at 2.00 USD, were it all to last
+
+    assert credit_runway_days(account=account, now=NOW) == 6  # 1.5 days, then 10 USD: 5 days
+
+
+def test_the_runway_of_grants_follows_the_spending_order():
+    tomorrow = NOW + timedelta(days=1)
+
+    assert runway_of_grants([(10 * USD, None)], daily_micros=2 * USD, now=NOW) == 5
+    assert (
+        runway_of_grants([(30 * USD, tomorrow), (10 * USD, None)], daily_micros=2 * USD, now=NOW)
+        == 6
+    )  # 1 day of the expiring credit, then 5
+    assert runway_of_grants([(30 * USD, NOW - timedelta(hours=1))], daily_micros=USD, now=NOW) == 0
 
 
 def test_no_runway_without_usage_or_for_postpaid_accounts(make_account):

@@ -8,6 +8,7 @@ from accounts.models import Role
 from billing.models import (
     AlertSettings,
     AutoTopUpSettings,
+    BillingDetails,
     Budget,
     RecurringCreditSettings,
     TestCardBehaviour,
@@ -197,6 +198,7 @@ def test_another_accounts_budget_is_a_404(client, owner, account, make_account):
         ("billing/recurring-credit/", {"enabled": "on", "amount": "20"}),
         ("billing/alerts/", {"threshold": "10"}),
         ("billing/budgets/", {"name": "x", "amount": "10"}),
+        ("billing/details/", {"legal_name": "Someone Else Ltd"}),
         ("payments/topup/", {"amount": "20"}),
         ("payments/cards/add/", {}),
     ],
@@ -305,3 +307,54 @@ def test_the_statement_csv_streams_every_entry(client, owner, account):
     lines = b"".join(response.streaming_content).decode().splitlines()
     assert lines[0] == "created_at,kind,description,amount_usd,balance_after_usd,reason"
     assert ",promotional,Initial credit,30.000000,30.000000," in lines[1]
+
+
+DETAILS = {
+    "legal_name": "Acme Voice GmbH",
+    "address": "Hauptstraße 1\n10115 Berlin",
+    "country": "Germany",
+    "tax_id": "DE123456789",
+}
+
+
+@pytest.mark.parametrize("role", [Role.OWNER, Role.BILLING])
+def test_owner_and_billing_members_save_the_billing_details(
+    client, account, make_user, add_member, role
+):
+    member = make_user()
+    add_member(member, account, role)
+
+    response = post(client, member, url(account, "details/"), DETAILS, **HTMX)
+
+    assert response.status_code == 200
+    assert "Billing details saved." in response.content.decode()
+    saved = BillingDetails.objects.get(account=account)
+    assert (saved.legal_name, saved.address, saved.country, saved.tax_id) == (
+        "Acme Voice GmbH",
+        "Hauptstraße 1\n10115 Berlin",
+        "Germany",
+        "DE123456789",
+    )
+    client.force_login(member)
+    page = client.get(url(account)).content.decode()
+    assert 'value="DE123456789"' in page
+
+
+def test_a_developer_cannot_change_the_billing_details(client, account, make_user, add_member):
+    developer = make_user()
+    add_member(developer, account, Role.DEVELOPER)
+
+    response = post(client, developer, url(account, "details/"), DETAILS)
+
+    assert response.status_code == 403
+    assert not BillingDetails.objects.filter(account=account).exists()
+
+
+def test_an_address_of_too_many_lines_is_refused_inline(client, owner, account):
+    data = {**DETAILS, "address": "\n".join(f"line {n}" for n in range(7))}
+
+    response = post(client, owner, url(account, "details/"), data, **HTMX)
+
+    assert response.status_code == 200
+    assert "at most 6 lines" in response.content.decode()
+    assert not BillingDetails.objects.filter(account=account).exists()

@@ -9,7 +9,8 @@ from django.urls import reverse
 from pypdf import PdfReader
 
 from accounts.models import Role
-from billing.invoicing.documents import format_quantity, period_label
+from billing.invoicing.documents import format_quantity, period_label, unit_price
+from billing.invoicing.parties import save_billing_details
 from billing.invoicing.period_close import close_periods
 from billing.models import InvoicePayment, PaymentMethod, PaymentStatus
 from billing.payments.collection import collect_invoice, retry_account_invoices
@@ -68,17 +69,18 @@ def test_invoice_page_shows_the_number_lines_and_totals(client, owner, invoice):
     assert "Billing threshold reached" in page
     assert "Open" in page
     assert "15 Mar 2026 00:00 to 15 Mar 2026 12:05 UTC" in page
-    # Lines: minutes with two decimals, tokens as whole numbers, amounts with six decimals.
+    # Lines: minutes with two decimals, tokens as whole numbers, amounts in cents with the exact
+    # figure as the hover text when cents hide part of it.
     assert "Call minutes, LLM gpt-4o" in page
     assert "1.00 min" in page
     assert "90,000,000 tokens" in page
     assert "1,234 tokens" in page
-    assert "$225.000000" in page
-    assert "$0.012340" in page
-    # Totals to the micro-dollar, the amount due in cents and the rounding between them.
-    assert "$225.152340" in page
-    assert "$225.15<" in page
-    assert "-$0.002340" in page
+    assert "$225.00<" in page
+    assert 'title="Exactly $0.01234">$0.01<' in page
+    # Totals in cents: the lines, each rounded, add up to the total, so no rounding line.
+    assert 'title="Exactly $225.15234">$225.15<' in page
+    assert "Rounding to cents" not in page
+    assert "000000" not in page
 
 
 def test_invoice_page_has_no_inline_script_or_style(client, owner, invoice):
@@ -104,8 +106,8 @@ def test_invoice_list_links_every_invoice_newest_first(client, owner, postpaid, 
     assert page.index(period_invoice.number) < page.index(invoice.number)
     assert detail_url(invoice) in page
     assert detail_url(period_invoice) in page
-    assert "$225.152340" in page
     assert "$225.15" in page
+    assert "$225.152340" not in page
 
 
 def test_invoice_list_without_invoices_says_so(client, owner, postpaid):
@@ -125,9 +127,10 @@ def test_pdf_opens_and_has_the_number_and_totals(client, owner, invoice):
     text = pdf_text(response)
     assert f"Invoice {invoice.number}" in text
     assert "90,000,000 tokens" in text
-    assert "$225.152340" in text
+    assert "Total $225.15" in text
     assert "Amount due $225.15" in text
-    assert "Rounding to cents -$0.002340" in text
+    assert "Rounding to cents" not in text
+    assert "000000" not in text
     assert response["Cache-Control"] == "private, no-store"
     assert invoice.number in response["Content-Disposition"]
 
@@ -211,17 +214,18 @@ def test_statement_shows_opening_and_closing_balances(client, make_user, make_ac
 
     assert f"Statement {second.number}" in page
     assert "Opening balance" in page
-    assert "$49.889333" in page
+    assert 'title="Exactly $49.889333">$49.89<' in page
     assert "Closing balance" in page
-    assert "$49.809333" in page
+    assert 'title="Exactly $49.809333">$49.81<' in page
     assert "Amount due" not in page
-    assert "Opening balance $49.889333" in text
-    assert "Usage $0.080000" in text
-    assert "Closing balance $49.809333" in text
+    assert "Opening balance $49.89" in text
+    assert "Usage $0.08" in text
+    assert "Closing balance $49.81" in text
     first_page = client.get(detail_url(first)).content.decode()
     assert "Credit movements" in first_page
     assert "Promotional credit" in first_page
-    assert "$50.000000" in first_page
+    assert "$50.00<" in first_page
+    assert "000000" not in first_page
     assert "1.38 min" in first_page
 
 
@@ -289,3 +293,120 @@ def test_a_whole_month_reads_with_its_last_day_and_a_threshold_cut_with_times():
         period_label(start, datetime(2026, 3, 20, 8, 30, tzinfo=UTC))
         == "15 Mar 2026 00:00 to 20 Mar 2026 08:30 UTC"
     )
+
+
+SELLER = {
+    "SELLER_LEGAL_NAME": "Voicely Labs Ltd",
+    "SELLER_ADDRESS": "1 Example Street\nLondon EC1A 1AA",
+    "SELLER_TAX_ID": "GB999999973",
+    "SUPPORT_EMAIL": "billing@voicely.example",
+}
+
+
+def give_details(account, **overrides):
+    fields = {
+        "legal_name": "Acme Voice GmbH",
+        "address": "Hauptstraße 1\n10115 Berlin",
+        "country": "Germany",
+        "tax_id": "DE123456789",
+        **overrides,
+    }
+    save_billing_details(account=account, now=THRESHOLD_AT, **fields)
+
+
+def test_the_invoice_pdf_names_seller_and_customer_and_prices_each_line(
+    client, owner, postpaid, settings
+):
+    for name, value in SELLER.items():
+        setattr(settings, name, value)
+    give_details(postpaid)
+    invoice = threshold_invoice(postpaid)
+    client.force_login(owner)
+
+    page = client.get(detail_url(invoice)).content.decode()
+    text = pdf_text(client.get(pdf_url(invoice)))
+
+    for document in (page, text):
+        for expected in [
+            "Voicely Labs Ltd",
+            "1 Example Street",
+            "London EC1A 1AA",
+            "GB999999973",
+            "billing@voicely.example",
+            "Acme Voice GmbH",
+            "Hauptstraße 1",
+            "10115 Berlin",
+            "Germany",
+            "DE123456789",
+            # Quantity, unit price, amount: gpt-4o minutes at 0.05, the voice engine at 0.09,
+            # gpt-4o tokens at 2.50 in and 10.00 out per million (the voice-payg plan).
+            "$0.05 / min",
+            "$0.09 / min",
+            "$2.50 / 1M tokens",
+            "$10.00 / 1M tokens",
+        ]:
+            assert expected in document, expected
+
+
+def test_details_changed_after_an_invoice_leave_that_invoice_as_issued(client, owner, postpaid):
+    give_details(postpaid)
+    invoice = threshold_invoice(postpaid)
+    give_details(postpaid, legal_name="Acme Renamed AG", tax_id="DE000000000")
+    client.force_login(owner)
+
+    page = client.get(detail_url(invoice)).content.decode()
+
+    assert "Acme Voice GmbH" in page and "DE123456789" in page
+    assert "Acme Renamed AG" not in page and "DE000000000" not in page
+
+
+def test_a_paid_invoice_shows_what_was_paid_and_nothing_due(
+    client, owner, postpaid, invoice, fresh_gateway
+):
+    PaymentMethod.objects.create(
+        account=postpaid,
+        gateway_id="test_visa",
+        last4="4242",
+        is_default=True,
+        test_behaviour="succeed",
+    )
+    collect_invoice(invoice_id=invoice.pk, now=THRESHOLD_AT + timedelta(minutes=1))
+    client.force_login(owner)
+
+    page = client.get(detail_url(invoice)).content.decode()
+    text = pdf_text(client.get(pdf_url(invoice)))
+    listing = client.get(list_url(postpaid)).content.decode()
+
+    assert "<dt>Amount paid</dt><dd>$225.15</dd>" in page
+    assert "<dt>Amount due</dt><dd>$0.00</dd>" in page
+    assert "Amount paid $225.15" in text and "Amount due $0.00" in text
+    assert '<td data-label="Amount due" class="num">$0.00</td>' in listing
+
+
+def test_a_statement_carries_no_payment_status(client, make_user, make_account):
+    owner = make_user()
+    account = make_account("voice-prepaid", owner=owner, credit_micros=50_000_000)
+    _, second = two_statements(account)
+    client.force_login(owner)
+
+    page = client.get(detail_url(second)).content.decode()
+    text = pdf_text(client.get(pdf_url(second)))
+    listing = client.get(list_url(account)).content.decode()
+
+    assert "Paid" not in page
+    assert "Status" not in text and "Paid" not in text
+    assert "status-paid" not in listing
+
+
+@pytest.mark.parametrize(
+    ("amount_micros", "quantity", "unit", "text"),
+    [
+        (50_000, 60, "second", "$0.05 / min"),
+        (225_000_000, 90_000_000, "token", "$2.50 / 1M tokens"),
+        (110_667, 83, "second", "$0.08 / min"),  # 83 s rounded once: the rate to a micro-dollar
+        (0, 0, "message", ""),
+        (1_000_000, 3, "request", ""),  # commission is a share of savings, not a price per unit
+    ],
+)
+def test_a_lines_unit_price_is_its_amount_over_its_quantity(amount_micros, quantity, unit, text):
+    assert unit_price(amount_micros, quantity, unit) == text

@@ -8,6 +8,8 @@ import time_machine
 from billing.models import Notification
 from tests.conftest import NOW
 from tests.usage.dashboard_data import report_call_at
+from tests.usage.metering import chat
+from usage.ingest.events import ingest_events
 from usage.pages.overview import overview
 
 USD = 1_000_000
@@ -133,3 +135,23 @@ def test_the_overview_costs_the_same_queries_for_one_call_or_many(
         report_call_at(account, seconds=60 + n, at=at(4 + n % 10))
     with time_machine.travel(NOW, tick=False), django_assert_max_num_queries(len(few)):
         client.get(url)
+
+
+@pytest.mark.parametrize("plan", ["voice-payg", "voice-enterprise"])
+def test_the_sidebars_minutes_count_calls_and_chat_as_the_allowance_does(
+    client, make_account, plan
+):
+    account = make_account(plan, at=MARCH_1, anchor_day=1)
+    report_call_at(account, seconds=120, at=at(9), llm="gpt-4o")
+    # 12 AI messages at 5 a minute: 2 billable minutes, 2 messages carried.
+    ingest_events(reports=[chat(account, 12, occurred_at=at(9, 13))], now=at(9, 13))
+    client.force_login(account.memberships.get().user)
+
+    with time_machine.travel(NOW, tick=False):
+        page = client.get(f"/app/a/{account.public_id}/").content.decode()
+    figures = overview(account, NOW)
+
+    assert '<dt>Call and chat minutes</dt><dd data-testid="sidebar-minutes">4.0<' in page
+    assert figures["period_minutes"] == 4
+    if figures["allowance"]:  # voice-enterprise: the allowance counts the same 4 minutes
+        assert figures["allowance"]["used"] == 4

@@ -8,8 +8,9 @@ from django.http import StreamingHttpResponse
 
 from tests.conftest import NOW
 from tests.usage.dashboard_data import report_call_at, report_llm_at
-from usage.ingest.calls import refund_call
+from usage.ingest.calls import refund_call, report_call
 from usage.pages.breakdown import UsageFilter, usage_report
+from usage.reports import CallReport
 
 USD = 1_000_000
 MARCH_1 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -74,7 +75,7 @@ def test_the_usage_page_shows_charts_tables_and_the_filter_form(client, llm_acco
     assert '<script id="daily-chart-data" type="application/json">' in page
     assert '<script id="model-chart-data" type="application/json">' in page
     assert "<option selected>gpt-4o</option>" in page
-    assert "$0.015000" in page
+    assert 'title="Exactly $0.015">$0.02<' in page  # a total: cents, exact on hover
     assert '<label for="id_start">From</label>' in page
 
 
@@ -131,7 +132,7 @@ def test_a_refunded_call_is_marked_in_the_log(client, voice_account):
     page = get(client, voice_account, "log/", kind="calls").content.decode()
 
     assert 'data-testid="refunded"' in page
-    assert '<span class="step-label">Refund</span> $0.160000 credited back' in page
+    assert '<span class="step-label">Refund</span> $0.16 credited back' in page
 
 
 def test_minute_aggregation_is_explained_with_the_carried_seconds(client, make_account):
@@ -185,3 +186,69 @@ def test_the_event_log_lists_token_requests_with_their_prices(client, llm_accoun
 
     assert "gpt-4o-mini" in page
     assert "Input tokens (gpt-4o): 2,000 × 2.5 USD per million" in page  # noqa: RUF001
+
+
+def test_after_a_refund_the_usage_page_labels_gross_and_net_cost_apart(client, voice_account):
+    # Two calls of 120 s at 0.08 USD/min (0.16 USD each); one is credited back.
+    report_call_at(voice_account, seconds=120, at=at(4), call_id="call-kept")
+    report_call_at(voice_account, seconds=120, at=at(4, 11), call_id="call-dropped")
+    refund_call(call_id="call-dropped", now=at(4, 13), reason="dropped")
+
+    page = get(client, voice_account, start="2026-03-01", end="2026-03-15").content.decode()
+
+    assert '<div class="label">Net cost</div><div class="value">$0.16</div>' in page
+    assert "$0.32 gross, $0.16 refunded" in page
+    assert '<th scope="col" class="num">Gross cost</th>' in page
+    assert '<td data-label="Net cost" class="num">$0.16</td>' in page
+    assert ">Cost<" not in page  # one label, one meaning
+    assert "$0.160000" not in page
+
+
+def test_the_log_shows_when_a_late_call_happened_with_its_time_zone(client, voice_account):
+    # Connected 4 Mar 11:58 UTC, reported two days later.
+    report_call(
+        report=CallReport(
+            call_id="call-late",
+            account=voice_account.public_id,
+            status="completed",
+            connected_at=at(4, 11, 58),
+            ended_at=at(4, 12),
+        ),
+        now=at(6, 9),
+    )
+
+    page = get(client, voice_account, "log/", kind="calls").content.decode()
+
+    assert '<time datetime="2026-03-04T11:58:00+00:00"' in page
+    assert 'title="Reported 6 Mar 2026, 09:00:00 UTC">4 Mar, 11:58:00 UTC</time>' in page
+
+
+def test_a_reversed_range_on_the_log_is_an_error_as_on_the_breakdown(client, voice_account):
+    report_call_at(voice_account, seconds=60, at=at(4), call_id="call-any")
+
+    log = get(client, voice_account, "log/", kind="calls", start="2026-03-10", end="2026-03-05")
+    breakdown = get(client, voice_account, start="2026-03-10", end="2026-03-05")
+
+    for response in (log, breakdown):
+        assert response.status_code == 200
+        assert "The range ends before it starts." in response.content.decode()
+
+
+def test_the_refunded_filter_lists_only_refunded_calls(client, voice_account):
+    report_call_at(voice_account, seconds=120, at=at(4), call_id="call-kept")
+    report_call_at(voice_account, seconds=120, at=at(4, 11), call_id="call-dropped")
+    refund_call(call_id="call-dropped", now=at(4, 13), reason="dropped")
+
+    page = get(client, voice_account, "log/", kind="calls", refunded="on").content.decode()
+
+    assert "call-dropped" in page
+    assert "call-kept" not in page
+
+
+def test_call_statuses_and_event_types_are_separate_lists(client, voice_account):
+    calls = get(client, voice_account, "log/", kind="calls").content.decode()
+    events = get(client, voice_account, "log/", kind="events").content.decode()
+
+    assert '<option value="no_answer">' in calls and '<option value="chat">' not in calls
+    assert '<option value="chat">' in events and '<option value="no_answer">' not in events
+    assert '<label for="id_status">Type</label>' in events

@@ -80,7 +80,7 @@ def test_a_soft_budget_emails_once_when_the_periods_spend_reaches_it(
     [notice] = notices(account, "budget_reached")
     assert notice.status == NotificationStatus.SENT
     [message] = [m for m in mailoutbox if m.subject.startswith("Budget reached")]
-    assert message.subject == "Budget reached: Team: 5.00 USD"
+    assert message.subject == "Budget reached: Team: $5.00"
     assert "$6.00" in message.body and "soft budget" in message.body
     assert ask(production).allowed  # soft: nothing is stopped
 
@@ -104,7 +104,7 @@ def test_a_hard_key_budget_answers_402_naming_the_budget_for_that_key_only(
     with pytest.raises(PaymentRequired) as refused:
         ask(production)
     assert refused.value.status == 402
-    assert "Monthly budget 'Production key: 50.00 USD' reached" in refused.value.message
+    assert "Monthly budget 'Production key: $50.00' reached" in refused.value.message
     assert ask(testing).allowed  # the account's other keys go on
     [message] = [m for m in mailoutbox if m.subject.startswith("Budget reached")]
     assert "hard budget" in message.body and "Production" in message.body
@@ -117,9 +117,7 @@ def test_a_hard_account_budget_stops_every_key_until_the_next_period(
     committed(spend_usd, account, 2)
 
     for key in (production, testing):
-        with pytest.raises(
-            PaymentRequired, match=re.escape("Monthly budget 'Cap: 2.00 USD' reached")
-        ):
+        with pytest.raises(PaymentRequired, match=re.escape("Monthly budget 'Cap: $2.00' reached")):
             ask(key)
     assert ask(production, now=NOW + timedelta(days=31)).allowed
 
@@ -135,7 +133,7 @@ def test_free_usage_stays_allowed_under_a_reached_hard_budget(make_account, make
 
     assert answer.allowed and not answer.billable
     assert embeddings.allowed and not embeddings.billable
-    with pytest.raises(PaymentRequired, match=re.escape("Flex: 0.01 USD")):
+    with pytest.raises(PaymentRequired, match=re.escape("Flex: $0.01")):
         ask(key, start_within="00h-00m-30s")
 
 
@@ -180,7 +178,7 @@ def test_replacing_a_reached_budget_with_a_higher_one_lets_usage_through_until_r
     assert ask(production).allowed
     committed(spend_usd, account, 3)
 
-    with pytest.raises(PaymentRequired, match=re.escape("Cap: 5.00 USD")):
+    with pytest.raises(PaymentRequired, match=re.escape("Cap: $5.00")):
         ask(production)
     assert len(notices(account, "budget_reached")) == 2  # once per budget, period and amount
 
@@ -226,7 +224,7 @@ def test_a_postpaid_hard_budget_stops_calls(make_account, make_key, committed):
 
     committed(report_minutes, account, 10)  # 10 x (0.09 + 0.05) = 1.40 USD
 
-    with pytest.raises(PaymentRequired, match=re.escape("Calls: 1.00 USD")):
+    with pytest.raises(PaymentRequired, match=re.escape("Calls: $1.00")):
         ask(key, feature="call")
 
 
@@ -285,4 +283,4 @@ def test_the_api_answers_402_insufficient_quota_with_the_budgets_name(
     assert response.status_code == 402, response.content
     error = response.json()["error"]
     assert error["type"] == "insufficient_quota" and error["code"] == "402"
-    assert "Monthly budget 'Production key: 1.00 USD' reached" in error["message"]
+    assert "Monthly budget 'Production key: $1.00' reached" in error["message"]
