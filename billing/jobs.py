@@ -70,9 +70,9 @@ def retry_refunds(**_) -> str:
 
 
 def check_ledger(**_) -> str:
-    from billing.ledger.drift import ledger_drift
+    from billing.ledger.drift import check_ledger as check
 
-    drift = ledger_drift()
+    drift = check(now=timezone.now())
     if drift:
         body = "\n".join(
             f"{d.public_id}: cached {d.cached_micros}, ledger {d.ledger_micros}, "

@@ -20,6 +20,7 @@ from billing.models.ledger import (
     AppendOnlyError,
     CreditGrant,
     EntryKind,
+    LedgerCheck,
     LedgerEntry,
 )
 from billing.models.notifications import Notification, NotificationStatus
@@ -64,6 +65,7 @@ __all__ = [
     "InvoicePayment",
     "InvoiceReason",
     "InvoiceStatus",
+    "LedgerCheck",
     "LedgerEntry",
     "ModelKind",
     "ModelPrice",

@@ -14,15 +14,15 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import redis
 import time_machine
 from django.conf import settings as django_settings
-from django.db import OperationalError, connection, connections
+from django.db import OperationalError, connections
 from django.utils import timezone
 
+from tests.child_processes import child_database_url
 from usage.api import ratelimit
 from usage.models import RateLimitCounter
 
@@ -384,18 +384,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _test_database_url() -> str:
-    """The URL of the database this test runs on, for another process to open."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{Path(db['NAME']).resolve()}"
-    user = quote(db.get("USER") or "", safe="")
-    password = quote(db.get("PASSWORD") or "", safe="")
-    credentials = f"{user}:{password}@" if password else f"{user}@" if user else ""
-    host, port = db.get("HOST") or "127.0.0.1", db.get("PORT") or 5432
-    return f"postgres://{credentials}{host}:{port}/{db['NAME']}"
-
-
 class Gunicorn:
     """`gunicorn config.wsgi -w 2` on the test database, stopped by its pid."""
 
@@ -406,7 +394,7 @@ class Gunicorn:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.test_settings",
-            "DATABASE_URL": _test_database_url(),
+            "DATABASE_URL": child_database_url(),
             "REDIS_URL": redis_url,
         }
         command = [
