@@ -161,7 +161,8 @@ api = MeterlineAPI(
     description=(
         "Usage reports from the operator's platform and spending control for its customers. "
         "Authenticate with 'Authorization: Bearer KEY_ID:KEY_SECRET'. Money is a decimal string "
-        'in USD. Errors are {"error": {"message", "type", "code"}}; invalid input is 400. '
+        'in USD. Errors are {"error": {"message", "type", "code", "request_id"}}; invalid input '
+        "is 400. "
         "Every request with a customer key counts against its per-minute limit, even one to an "
         "unknown path or with the wrong method, and every answer to it carries x-ratelimit-* "
         "headers."
