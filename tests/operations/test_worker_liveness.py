@@ -34,7 +34,7 @@ def test_stopping_the_worker_fails_readyz_and_emails_each_late_job_once(
 ):
     register_schedules()
     # A cluster killed by the test before this one reports for up to 3 s more.
-    status, body = wait_for(
+    _status, body = wait_for(
         lambda: (r := _ready(client))[0] == 503 and r,
         seconds=10,
         what="/readyz ready before any worker started",
@@ -63,7 +63,7 @@ def test_stopping_the_worker_fails_readyz_and_emails_each_late_job_once(
     assert mail.outbox == []
 
     worker.kill()
-    status, body = wait_for(
+    _status, body = wait_for(
         lambda: (r := _ready(client))[0] == 503 and r,
         seconds=20,
         what="/readyz still ready after the worker died",
