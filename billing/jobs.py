@@ -19,7 +19,7 @@ from django_q.models import Schedule
 from accounts.mail import one_line_subject
 from billing.invoicing.invoices import invoice_thresholds as issue_threshold_invoices
 from billing.invoicing.period_close import close_periods as close_due_periods
-from billing.ledger.drift import ledger_drift
+from billing.ledger.drift import check_ledger as check_ledger_drift
 from billing.ledger.expiry import expire_credit as expire_due_credit
 from billing.moved_paths import moved
 from billing.notifications.sending import send_pending_notifications
@@ -67,7 +67,7 @@ def retry_refunds(**_) -> str:
 
 
 def check_ledger(**_) -> str:
-    drift = ledger_drift()
+    drift = check_ledger_drift(now=timezone.now())
     if drift:
         body = "\n".join(
             f"{d.public_id}: cached {d.cached_micros}, ledger {d.ledger_micros}, "

@@ -47,11 +47,14 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "usage",
+    "operations",
 ]
 
 # Sessions, logins, messages and htmx are Django's and django-htmx's middleware, kept off the
 # JSON API (/api/), which authenticates by API key and never uses them (config/middleware.py).
 MIDDLEWARE = [
+    # First: the request id, log context and request metrics cover every answer below it.
+    "operations.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.BrowserSessionMiddleware",
@@ -297,9 +300,53 @@ RATE_LIMIT_TIERS = {"free": 10, "elevated": 60, "paid": 100}
 # The plan of the account a new user gets at sign-up (its signup credit is granted at once).
 SIGNUP_PLAN_CODE = env("SIGNUP_PLAN_CODE", default="llm-api")
 
+# Operations (docs/operations.md) ---------------------------------------------------------
+# /metrics answers only a scraper presenting this as a bearer token; unset, it is a 404.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# /readyz wants a task worker seen within this many seconds (django-q2's cluster heartbeat).
+WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=60)
+# How often one web process looks for late scheduled jobs when probed or scraped.
+JOB_LIVENESS_CHECK_SECONDS = env.int("JOB_LIVENESS_CHECK_SECONDS", default=60)
+
+# Logs: plain text by default; LOG_FORMAT=json writes one JSON object per line, each with the
+# request id and, where known, the account's public id and the API key's prefix.
+LOG_FORMAT = env("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_context": {"()": "operations.logs.RequestContextFilter"}},
+    "formatters": {
+        "text": {"format": "%(levelname)s %(name)s %(message)s"},
+        "json": {"()": "operations.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_context"],
+            "formatter": LOG_FORMAT,
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # One line per request (method, path, status, operation, duration); REQUEST_LOG_LEVEL=WARNING
+    # keeps them out.
+    "loggers": {
+        "meterline.requests": {"level": env("REQUEST_LOG_LEVEL", default="INFO")},
+    },
 }
+
+# Error reporting: optional Sentry (the `sentry` extra), personal data scrubbed
+# (operations/sentry.py). Off without SENTRY_DSN.
+SENTRY_DSN = env("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from operations.sentry import init_sentry
+
+    init_sentry(
+        dsn=SENTRY_DSN,
+        environment=env("SENTRY_ENVIRONMENT", default=""),
+        release=env("SENTRY_RELEASE", default=""),
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )

@@ -12,7 +12,7 @@ os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 
 from config.settings import *  # noqa: F403
-from config.settings import CACHES, DATABASES
+from config.settings import CACHES, DATABASES, Q_CLUSTER
 
 MIGRATION_MODULES = {"djstripe": "tests.djstripe_migrations"}
 
@@ -31,5 +31,13 @@ if "sqlite" in DATABASES["default"]["ENGINE"]:
     DATABASES["default"]["TEST"] = {"NAME": f"{DATABASES['default']['NAME']}.test-{_run}"}
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_run}"}
+# Each test run and xdist worker gets its own django-q2 cluster name: the task queue and the
+# clusters' heartbeats in Redis are named after it, so a test that starts a worker
+# (tests/operations) never sees another run's or takes its tasks. A worker the test starts
+# inherits PYTEST_XDIST_WORKER and so the same name.
+Q_CLUSTER = {
+    **Q_CLUSTER,
+    "name": f"meterline-{_run}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}",
+}
 NOTIFICATIONS_SYNC = True  # tests send notifications inline, not through the worker
 PAYMENTS_SYNC = True  # auto-top-up charges and card follow-ups run inline, after commit

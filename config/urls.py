@@ -6,11 +6,14 @@ from django.views.generic import RedirectView
 from accounts.web.views import admin_login_redirect
 from billing.payments.webhooks import stripe_webhook
 from config.views import brand_css, healthz
+from operations.views import metrics, readyz
 from usage.api.app import api
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("brand.css", brand_css, name="brand_css"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     # Browsers ask for /favicon.ico whatever the page says; the icon is a static file.
     path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}img/favicon.svg")),
     # Staff sign in through allauth so its login throttling guards the admin too (SPEC A1).

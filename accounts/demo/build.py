@@ -12,13 +12,13 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from accounts.demo.data import CUSTOMER_EMAIL, DEMO_PASSWORD, STAFF_EMAIL, demo_user
-from accounts.demo.history import History
+from accounts.demo.history import HISTORY_DAYS, History
 from accounts.models import Account, Membership
 from billing.plans.example_plans import load_example_plans
 
 
-def build_demo(*, now: datetime | None = None) -> list[str]:
-    """Create the demo users, accounts and their history once; describe what exists."""
+def build_demo(*, now: datetime | None = None, days: int = HISTORY_DAYS) -> list[str]:
+    """Create the demo users, accounts and `days` of their history once; describe what exists."""
     now = now or timezone.now()
     load_example_plans()
     staff = demo_user(STAFF_EMAIL, is_staff=True, is_superuser=True, name="Demo Staff")
@@ -38,7 +38,7 @@ def build_demo(*, now: datetime | None = None) -> list[str]:
             ),
             transaction.atomic(),
         ):
-            History(now=now, staff=staff, customer=customer).build()
+            History(now=now, staff=staff, customer=customer, days=days).build()
     for account in Account.objects.filter(memberships__user=customer).order_by("name"):
         lines.append(f"account {account.public_id}: {account.name}")
     return lines

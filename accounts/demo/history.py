@@ -56,16 +56,15 @@ FLEX_MODELS = [("openai", "gpt-4o"), ("meta", "llama-3.3-70b"), ("anthropic", "c
 
 
 class History:
-    """The demo accounts' history from HISTORY_DAYS ago to `now`; `build()` makes it."""
+    """The demo accounts' history from `days` (HISTORY_DAYS) ago to `now`; `build()` makes it."""
 
-    def __init__(self, *, now: datetime, staff: User, customer: User):
+    def __init__(self, *, now: datetime, staff: User, customer: User, days: int = HISTORY_DAYS):
         self.now = now
+        self.days = days
         self.staff = staff
         self.customer = customer
         self.random = random.Random(20261122)
-        self.start = datetime.combine(
-            (now - timedelta(days=HISTORY_DAYS)).date(), time(0), tzinfo=UTC
-        )
+        self.start = datetime.combine((now - timedelta(days=days)).date(), time(0), tzinfo=UTC)
         self._sequence = 0
 
     def _id(self, prefix: str) -> str:
@@ -183,7 +182,7 @@ class History:
     def _weight(self, day_index: int, moment: datetime) -> float:
         """Busier on weekdays, and growing: the last month is about 40% above the first."""
         weekday = 1.0 if moment.weekday() < 5 else 0.45
-        return weekday * (0.8 + 0.55 * day_index / HISTORY_DAYS)
+        return weekday * (0.8 + 0.55 * day_index / self.days)
 
     def _moments(self, day: datetime, count: int) -> list[datetime]:
         """`count` moments in business hours of `day` (UTC), none after now."""

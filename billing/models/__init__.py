@@ -21,6 +21,7 @@ from billing.models.ledger import (
     AppendOnlyError,
     CreditGrant,
     EntryKind,
+    LedgerCheck,
     LedgerEntry,
 )
 from billing.models.notifications import Notification, NotificationStatus
@@ -68,6 +69,7 @@ __all__ = [
     "InvoicePayment",
     "InvoiceReason",
     "InvoiceStatus",
+    "LedgerCheck",
     "LedgerEntry",
     "ModelKind",
     "ModelPrice",

@@ -141,3 +141,21 @@ def cause_fields(cause: models.Model | None) -> dict:
     if cause is None:
         return {"cause_type": None, "cause_id": ""}
     return {"cause_type": ContentType.objects.get_for_model(cause), "cause_id": str(cause.pk)}
+
+
+class LedgerCheck(models.Model):
+    """One run of the ledger invariant check (SPEC L3): when, and how many accounts drifted.
+
+    Kept so that monitoring can alert on drift, and on a check that stopped running, without
+    repeating the check (docs/operations.md, metrics).
+    """
+
+    checked_at = models.DateTimeField(db_index=True)
+    accounts_checked = models.PositiveIntegerField()
+    drift_accounts = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["-checked_at"]
+
+    def __str__(self):
+        return f"ledger check {self.checked_at:%Y-%m-%d %H:%M}: {self.drift_accounts} drift"

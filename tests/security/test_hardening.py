@@ -294,6 +294,7 @@ def test_a_crashing_api_call_answers_the_error_shape_without_a_traceback(
         "error": {
             "message": "The server could not complete the request.",
             "type": "api_error",
+            "request_id": response["X-Request-ID"],
             "code": "500",
         }
     }

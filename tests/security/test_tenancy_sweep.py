@@ -41,6 +41,11 @@ OTHER_ROUTES: dict[str, str] = {
     "healthz": "load balancer probe; reads nothing (test_routes_without_an_account_...)",
     "favicon.ico": "redirect to a static file (test_routes_without_an_account_...)",
     "brand.css": "the brand colour from settings; no data (test_routes_without_an_account_...)",
+    "readyz": "readiness probe; says which checks pass (tests/operations/test_worker_liveness)",
+    "metrics": (
+        "Prometheus: 404 without METRICS_TOKEN, 401 without the bearer token; aggregates only "
+        "(tests/operations/test_metrics.py)"
+    ),
     "app/": "sends a user to their own first account (test_routes_without_an_account_...)",
     "app/switch/": "account switcher; 404 for another's account (test_routes_without_...)",
     "app/invitations/<public_id:token>/": (

@@ -8,6 +8,7 @@ request bodies are parsed with `Decimal` for every JSON number so that money nev
 
 import functools
 import json
+from collections import Counter
 from decimal import Decimal
 
 from django.conf import settings
@@ -27,6 +28,7 @@ from usage import selectors
 from usage.api.auth import RATE_LIMIT_ATTR, admit_key, customer_key, platform_key
 from usage.api.errors import ApiError, api_error_response, error_response, install_error_handlers
 from usage.api.invoices import router as billing_router
+from usage.api.metrics import CALL_REPORTS, EVENTS_INGESTED
 from usage.api.schemas import (
     PRINTABLE,
     AuthorizeIn,
@@ -171,7 +173,8 @@ api = MeterlineAPI(
     description=(
         "Usage reports from the operator's platform and spending control for its customers. "
         "Authenticate with 'Authorization: Bearer KEY_ID:KEY_SECRET'. Money is a decimal string "
-        'in USD. Errors are {"error": {"message", "type", "code"}}; invalid input is 400. '
+        'in USD. Errors are {"error": {"message", "type", "code", "request_id"}}; invalid input '
+        "is 400. "
         "Every request with a customer key counts against its per-minute limit, even one to an "
         "unknown path or with the wrong method, and every answer to it carries x-ratelimit-* "
         "headers."
@@ -334,7 +337,8 @@ def report_call(request: HttpRequest, payload: CallIn, call_id: str = _call_id_p
         llm=payload.llm,
         reservation_id=payload.reservation_id,
     )
-    call, _changed = calls.report_call(report=report, now=timezone.now())
+    call, changed = calls.report_call(report=report, now=timezone.now())
+    CALL_REPORTS.labels("changed" if changed else "repeat").inc()
     return _json(_call_json(call, payload.account))
 
 
@@ -388,6 +392,8 @@ def report_events(request: HttpRequest, payload: EventsIn):
         for e in payload.events
     ]
     results = events.ingest_events(reports=reports, now=timezone.now())
+    for status, count in Counter(r.status for r in results).items():
+        EVENTS_INGESTED.labels(status).inc(count)
     out = []
     for result in results:
         item = {"id": result.id, "status": result.status, "cost": micros_to_api(result.cost_micros)}

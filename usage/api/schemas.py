@@ -208,6 +208,11 @@ class ErrorDetail(BaseModel):
     message: str
     type: str
     code: str = Field(description="The HTTP status as a string.", examples=["402"])
+    request_id: str = Field(
+        description="The request's id (also the X-Request-ID response header): quote it to "
+        "support, it finds the request's log lines.",
+        examples=["4f1c2a9e0b7d4c61a3e8d2b5f6a70c19"],
+    )
 
 
 class ErrorOut(BaseModel):

@@ -8,6 +8,7 @@ from django.db import connection
 
 from accounts.demo.build import build_demo
 from accounts.demo.data import CUSTOMER_EMAIL, DEMO_PASSWORD, STAFF_EMAIL
+from accounts.demo.history import HISTORY_DAYS
 
 
 class Command(BaseCommand):
@@ -18,13 +19,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-serve", action="store_true", help="Prepare the data and exit (for tests)."
         )
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=HISTORY_DAYS,
+            help=f"Days of usage history to make (default {HISTORY_DAYS}; the restore drill "
+            "uses 30).",
+        )
 
     def handle(self, *args, **options):
         if connection.vendor == "sqlite":
             settings.VAR_DIR.mkdir(exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
         call_command("createcachetable", verbosity=0)
-        summary = build_demo()
+        summary = build_demo(days=options["days"])
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         for line in summary:
             self.stdout.write(f"  {line}")

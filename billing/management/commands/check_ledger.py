@@ -1,13 +1,14 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
-from billing.ledger.drift import ledger_drift
+from billing.ledger.drift import check_ledger
 
 
 class Command(BaseCommand):
     help = "Check that every account's balance equals the sum of its ledger entries and grants."
 
     def handle(self, *args, **options):
-        drift = ledger_drift()
+        drift = check_ledger(now=timezone.now())
         for d in drift:
             self.stderr.write(
                 f"{d.public_id}: cached {d.cached_micros}, ledger {d.ledger_micros}, "

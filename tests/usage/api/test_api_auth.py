@@ -33,6 +33,7 @@ def assert_error(response, status, type_):
             "message": response.json()["error"]["message"],
             "type": type_,
             "code": str(status),
+            "request_id": response["X-Request-ID"],
         }
     }
     assert response.json()["error"]["message"]

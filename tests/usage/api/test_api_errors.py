@@ -43,7 +43,9 @@ def assert_error(response, status, type_):
     assert response["Content-Type"] == "application/json"
     body = response.json()
     assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "code"}
+    assert set(body["error"]) == {"message", "type", "code", "request_id"}
+    # The id that finds the request's log lines (docs/operations.md, Logs).
+    assert body["error"]["request_id"] == response["X-Request-ID"]
     assert body["error"]["type"] == type_
     assert body["error"]["code"] == str(status)
     assert body["error"]["message"]
