@@ -66,7 +66,13 @@ def account_detail(request, account):
 # API keys -----------------------------------------------------------------------------------
 
 
-def _keys_page(request, account, *, new_token: str = "", form=None, status: int = 200):
+# The new key's secret waits in the session between the POST and the page it redirects to, which
+# takes it out: a reload shows the list without it and issues nothing (post/redirect/get).
+NEW_KEY_SESSION = "new_api_key:{}"
+
+
+def _keys_page(request, account, *, form=None, status: int = 200):
+    new_token = request.session.pop(NEW_KEY_SESSION.format(account.public_id), "")
     response = render(
         request,
         "accounts/keys.html",
@@ -97,7 +103,8 @@ def create_key(request, account):
     issued = issue_customer_key(
         account=account, name=form.cleaned_data["name"], now=timezone.now(), created_by=request.user
     )
-    return _keys_page(request, account, new_token=issued.token)
+    request.session[NEW_KEY_SESSION.format(account.public_id)] = issued.token
+    return redirect("dashboard:keys", public_id=account.public_id)
 
 
 @account_page(Action.MANAGE_KEYS)
