@@ -23,7 +23,12 @@ from accounts.tier_requests import TierRequestError, request_higher_tier
 from accounts.web.forms import NewKeyForm, SubaccountForm, TierRequestForm
 from accounts.web.selectors import keys_overview, subaccount_rows
 from accounts.web.shell import account_page
-from billing.plans.subaccounts import SubaccountError, create_subaccount, offered_plans
+from billing.plans.subaccounts import (
+    SubaccountError,
+    create_subaccount,
+    default_plan_code,
+    offered_plans,
+)
 from billing.plans.subscriptions import issue_customer_key
 from usage.pages.overview import overview
 
@@ -151,7 +156,10 @@ def _subaccounts_page(request, account, form=None, status=200):
         "accounts/subaccounts.html",
         {
             "rows": subaccount_rows(parent=account),
-            "form": form or SubaccountForm(plans=plans),
+            "form": form
+            or SubaccountForm(
+                plans=plans, initial={"plan": default_plan_code(parent=account, plans=plans)}
+            ),
         },
         status=status,
     )
