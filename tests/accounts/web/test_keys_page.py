@@ -175,3 +175,14 @@ def test_a_refused_request_leaves_the_tier_and_a_decision_is_final(account, make
     assert key.tier == "free"
     with pytest.raises(TierRequestError):
         grant_tier_request(request_id=request.pk, staff_user=staff, now=NOW)
+
+
+def test_the_refused_requests_column_reads_well_upper_cased(client, owner, account, make_key):
+    make_key(account)
+    client.force_login(owner)
+
+    page = client.get(keys_url(account)).content.decode()
+
+    # Table headers are upper-cased by the style sheet: "429s" read "429S (7 DAYS)" (issue 17).
+    assert '<th scope="col" class="num">Refused (7 days)</th>' in page
+    assert "429s" not in page
