@@ -12,6 +12,7 @@ amount stays one hover away (`exact_title`). The API and CSV exports keep six de
 (`micros_to_api`).
 """
 
+import re
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 
 MICROS_PER_USD = 1_000_000
@@ -48,10 +49,20 @@ def round_commission_micros(fee_usd: Decimal) -> int:
     return int(micros)
 
 
+# What a person or a client writes as an amount: digits with an optional sign and decimal point.
+# Decimal() would also read "1e3", "1_000" or "NaN"; nobody means 1,000 USD by "1e3".
+PLAIN_AMOUNT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+
+
 def usd_to_micros(value: str | Decimal | int) -> int:
-    """Parse an amount in USD ('12.50', Decimal, int) with at most six decimals."""
+    """Parse an amount in USD ('12.50', Decimal, int) with at most six decimals.
+
+    Text must be written out plainly (no exponent, no underscores).
+    """
     if isinstance(value, float):
         raise MoneyError("Money must not be a float; pass a string or Decimal.")
+    if isinstance(value, str) and not PLAIN_AMOUNT.fullmatch(value.strip()):
+        raise MoneyError(f"'{value}' is not an amount of USD.")
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation:

@@ -16,8 +16,13 @@ from accounts.permissions import Action
 from accounts.web.forms import InviteForm, RoleForm
 from accounts.web.shell import account_page
 
+# The invitation link waits in the session between the POST and the page it redirects to, which
+# takes it out: a reload neither shows it again nor sends a second invitation (post/redirect/get).
+INVITE_LINK_SESSION = "invite_link:{}"
 
-def _team_page(request, account, *, form=None, invite_link: str = "", status: int = 200):
+
+def _team_page(request, account, *, form=None, status: int = 200):
+    invite_link = request.session.pop(INVITE_LINK_SESSION.format(account.public_id), "")
     response = render(
         request,
         "accounts/team.html",
@@ -56,7 +61,10 @@ def invite(request, account):
             form.add_error(None, str(error))
         else:
             messages.success(request, f"Invitation sent to {issued.invitation.email}.")
-            return _team_page(request, account, invite_link=team.invitation_url(issued.token))
+            request.session[INVITE_LINK_SESSION.format(account.public_id)] = team.invitation_url(
+                issued.token
+            )
+            return redirect("dashboard:team", public_id=account.public_id)
     return _team_page(request, account, form=form, status=400)
 
 

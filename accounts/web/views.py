@@ -23,7 +23,12 @@ from accounts.tier_requests import TierRequestError, request_higher_tier
 from accounts.web.forms import NewKeyForm, SubaccountForm, TierRequestForm
 from accounts.web.selectors import keys_overview, subaccount_rows
 from accounts.web.shell import account_page
-from billing.plans.subaccounts import SubaccountError, create_subaccount, offered_plans
+from billing.plans.subaccounts import (
+    SubaccountError,
+    create_subaccount,
+    default_plan_code,
+    offered_plans,
+)
 from billing.plans.subscriptions import issue_customer_key
 from usage.pages.overview import overview
 
@@ -66,7 +71,13 @@ def account_detail(request, account):
 # API keys -----------------------------------------------------------------------------------
 
 
-def _keys_page(request, account, *, new_token: str = "", form=None, status: int = 200):
+# The new key's secret waits in the session between the POST and the page it redirects to, which
+# takes it out: a reload shows the list without it and issues nothing (post/redirect/get).
+NEW_KEY_SESSION = "new_api_key:{}"
+
+
+def _keys_page(request, account, *, form=None, status: int = 200):
+    new_token = request.session.pop(NEW_KEY_SESSION.format(account.public_id), "")
     response = render(
         request,
         "accounts/keys.html",
@@ -97,7 +108,8 @@ def create_key(request, account):
     issued = issue_customer_key(
         account=account, name=form.cleaned_data["name"], now=timezone.now(), created_by=request.user
     )
-    return _keys_page(request, account, new_token=issued.token)
+    request.session[NEW_KEY_SESSION.format(account.public_id)] = issued.token
+    return redirect("dashboard:keys", public_id=account.public_id)
 
 
 @account_page(Action.MANAGE_KEYS)
@@ -144,7 +156,10 @@ def _subaccounts_page(request, account, form=None, status=200):
         "accounts/subaccounts.html",
         {
             "rows": subaccount_rows(parent=account),
-            "form": form or SubaccountForm(plans=plans),
+            "form": form
+            or SubaccountForm(
+                plans=plans, initial={"plan": default_plan_code(parent=account, plans=plans)}
+            ),
         },
         status=status,
     )

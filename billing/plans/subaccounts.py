@@ -6,9 +6,12 @@ The parent's members manage the children through the roles they hold on the pare
 
 from datetime import datetime
 
+from django.db import transaction
+
 from accounts.models import Account, User
 from accounts.permissions import MAX_ACCOUNT_DEPTH
-from billing.models import Plan
+from billing.ledger.locks import lock_account
+from billing.models import Plan, Subscription
 from billing.plans.onboarding import OnboardingError, create_account
 
 MAX_CHILDREN = 100
@@ -21,6 +24,15 @@ class SubaccountError(ValueError):
 def offered_plans() -> list[Plan]:
     """Return the plans a customer may choose for a subaccount (staff decide which)."""
     return list(Plan.objects.filter(selectable_for_subaccount=True).order_by("name"))
+
+
+def default_plan_code(*, parent: Account, plans: list[Plan]) -> str:
+    """The plan a new subaccount starts on in the form: the parent's own when it is open to
+    subaccounts (a team usually wants its sibling on the same rates), else none chosen."""
+    parent_plan_id = (
+        Subscription.objects.filter(account=parent).values_list("plan_id", flat=True).first()
+    )
+    return next((plan.code for plan in plans if plan.pk == parent_plan_id), "")
 
 
 def _depth(account: Account) -> int:
@@ -45,17 +57,26 @@ def create_subaccount(
         raise SubaccountError("Choose one of the plans.")
     if _depth(parent) >= MAX_ACCOUNT_DEPTH:
         raise SubaccountError("Subaccounts can be nested at most a few levels deep.")
-    if Account.objects.filter(parent=parent).count() >= MAX_CHILDREN:
-        raise SubaccountError(f"An account can have at most {MAX_CHILDREN} subaccounts.")
-    try:
-        return create_account(
-            name=name,
-            email=(email or "").strip() or parent.email,
-            plan=plan,
-            now=now,
-            parent=parent,
-            actor=actor,
-            allowance_locked=True,
-        )
-    except OnboardingError as error:
-        raise SubaccountError(str(error)) from None
+    with transaction.atomic():
+        # Under the parent's row lock, two requests for the same name (a double click, two
+        # tabs) are checked one after the other, so only one of them opens the subaccount.
+        # A check, not a unique constraint: names are compared ignoring case and spaces, and
+        # existing data may already hold duplicates.
+        lock_account(parent.pk)
+        children = Account.objects.filter(parent=parent)
+        if children.count() >= MAX_CHILDREN:
+            raise SubaccountError(f"An account can have at most {MAX_CHILDREN} subaccounts.")
+        if children.filter(name__iexact=name.strip()).exists():
+            raise SubaccountError(f"{parent.name} already has a subaccount named {name.strip()}.")
+        try:
+            return create_account(
+                name=name,
+                email=(email or "").strip() or parent.email,
+                plan=plan,
+                now=now,
+                parent=parent,
+                actor=actor,
+                allowance_locked=True,
+            )
+        except OnboardingError as error:
+            raise SubaccountError(str(error)) from None

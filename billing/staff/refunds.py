@@ -10,11 +10,18 @@ from django.db import IntegrityError, transaction
 
 import billing.payments.refunds
 from accounts.models import Account, User
-from billing.models import StaffAction, TopUp
+from billing.models import RefundStatus, StaffAction, TopUp
 from billing.money import format_usd
 from billing.staff.approval_requests import needs_approval, request_approval
 from billing.staff.audit import Audit, Outcome, balance_state
 from billing.staff.checks import StaffActionError, clean_reason, positive, require_permission
+
+# What staff read after asking for a refund, by the state the card refund reached.
+REFUND_OUTCOMES = {
+    RefundStatus.SUCCEEDED: "{amount} refunded to the card.",
+    RefundStatus.PENDING: "Refund of {amount} sent; the card provider has not confirmed it yet.",
+    RefundStatus.FAILED: "Refund of {amount} failed at the card provider; the credit is restored.",
+}
 
 
 def refund_topup(
@@ -79,4 +86,4 @@ def carry_out_topup_refund(
     except IntegrityError:
         # A double click's twin wrote the record first.
         record = audit.done()
-    return Outcome(f"Refund of {format_usd(amount_micros)}: {refund.get_status_display()}.", record)
+    return Outcome(REFUND_OUTCOMES[refund.status].format(amount=format_usd(amount_micros)), record)

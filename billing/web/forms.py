@@ -73,6 +73,8 @@ class AlertSettingsForm(forms.Form):
     )
 
     def __init__(self, *args, **kwargs):
+        # Its own ids: the auto-top-up form on the same page also has `threshold`.
+        kwargs.setdefault("auto_id", "id_alert_%s")
         super().__init__(*args, **kwargs)
         for field in EMAIL_FIELDS:
             self.fields[field.name] = forms.BooleanField(
@@ -120,6 +122,8 @@ class BudgetForm(forms.Form):
     key = forms.ChoiceField(label="Applies to", required=False)
 
     def __init__(self, *args, keys=(), **kwargs):
+        # Its own ids: the auto-top-up form on the same page also has `amount`.
+        kwargs.setdefault("auto_id", "id_budget_%s")
         super().__init__(*args, **kwargs)
         self.fields["key"].choices = [("", "Every key of the account")] + [
             (k.key_id, f"Key {k.name} ({k.key_id})") for k in keys

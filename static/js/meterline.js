@@ -22,6 +22,17 @@
     }
   }, true);
 
+  // <button data-copy="element-id">: copy that element's text (the new API key) to the clipboard.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button[data-copy]");
+    if (!button) { return; }
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source || !navigator.clipboard) { return; }
+    navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+      button.textContent = "Copied";
+    });
+  });
+
   var PALETTE = ["#4353d8", "#22a6b3", "#f59e0b", "#e0607e", "#7c3aed", "#10b981", "#64748b", "#ef4444"];
 
   function usd(micros) {

@@ -33,9 +33,14 @@ def test_an_invitation_is_emailed_with_a_link_that_makes_a_member(
             team_url(account, "invite/"), {"email": "New@Example.test", "role": "developer"}
         )
 
-    assert response.status_code == 200
-    link = response.context["invite_link"]
+    assert response.status_code == 302
+    page = client.get(response["Location"])
+    link = page.context["invite_link"]
+    assert link in page.content.decode() and page["Cache-Control"] == "private, no-store"
     assert link in mail.outbox[0].body
+    # Reloading the page neither shows the link again nor sends a second invitation.
+    assert link not in client.get(team_url(account)).content.decode()
+    assert Invitation.objects.count() == 1 and len(mail.outbox) == 1
     assert mail.outbox[0].to == ["new@example.test"]
     newcomer = make_user("new@example.test")
     client.force_login(newcomer)

@@ -91,13 +91,17 @@ def test_usd_to_micros_refuses_a_seventh_decimal_hidden_past_decimal_precision()
         usd_to_micros("0.1000000000000000000000000000001")
 
 
-@pytest.mark.parametrize("text", ["abc", "", "12,50", "1e", "NaN", "Infinity", "-inf", "$5"])
+# Text with an exponent or underscores is no amount a person writes: "1e3" is not 1,000 USD.
+@pytest.mark.parametrize(
+    "text",
+    ["abc", "", "12,50", "1e", "NaN", "Infinity", "-inf", "$5", "1e3", "1E-2", "1_000", "1e999999"],
+)
 def test_usd_to_micros_refuses_text_that_is_not_an_amount(text):
     with pytest.raises(MoneyError):
         usd_to_micros(text)
 
 
-@pytest.mark.parametrize("text", ["1000000000", "-1000000000", "1e999999"])
+@pytest.mark.parametrize("text", ["1000000000", "-1000000000", Decimal("1e999999")])
 def test_usd_to_micros_refuses_amounts_too_large_to_store(text):
     with pytest.raises(MoneyError, match="too large"):
         usd_to_micros(text)

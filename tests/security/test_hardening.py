@@ -230,6 +230,7 @@ def test_a_key_secret_is_stored_only_as_a_hash_and_never_logged(world, client, c
     page = owner.post(
         f"/app/a/{world.victim.public_id}/keys/new/",
         {"name": "logged?", "csrfmiddlewaretoken": owner.cookies["csrftoken"].value},
+        follow=True,  # post/redirect/get: the secret is shown once on the keys page
     )
     token = re.search(r"(mlk_\w+):([\w-]{40,})", page.content.decode())
     key_id, secret = token.groups()

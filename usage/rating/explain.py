@@ -5,10 +5,11 @@ the sequence the usage log shows: raw input → rounding → billed quantity →
 rate → cost, and any refund. Nothing is recomputed, so the page says what was charged.
 """
 
+import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 from billing.money import format_usd_exact
-from usage.models import Call, UsageEvent
+from usage.models import Call, CallStatus, UsageEvent
 
 COMPONENT_NAMES = {
     "call": "Call time",
@@ -31,6 +32,37 @@ def _usd(text) -> str:
         return str(text)
     sign = "-" if value < 0 else ""
     return f"{sign}${abs(value):,.6f}"
+
+
+# Rating writes a call's rule with the status code ("no_answer calls are billed a flat 5 s");
+# people read the status's name, and a flat 0 s is no charge at all.
+FLAT_RULE = re.compile(r"(?P<status>[a-z_]+) calls are billed a flat (?P<seconds>\d+) s")
+STATUS_RULE = re.compile(r"(?P<status>[a-z_]+) calls are not billed")
+
+
+def _call_rule(rule: str) -> str:
+    """Return a stored call rule as people read it, whatever status code it names."""
+    if flat := FLAT_RULE.fullmatch(rule):
+        calls = f"calls with status {_status_name(flat['status'])}"
+        if flat["seconds"] == "0":
+            return f"{calls} are not billed on this plan"
+        return f"{calls} are billed a flat {flat['seconds']} s"
+    if plain := STATUS_RULE.fullmatch(rule):
+        return f"calls with status {_status_name(plain['status'])} are not billed"
+    return rule
+
+
+def _status_name(code: str) -> str:
+    return f"“{CallStatus(code).label}”" if code in CallStatus.values else code
+
+
+def _sentence(text: str) -> str:
+    """Capitalise the first letter only (str.capitalize would also lower "USD" and names)."""
+    return text[:1].upper() + text[1:]
+
+
+def _plural(count, one: str, many: str) -> str:
+    return f"{_number(count)} {one if str(count) == '1' else many}"
 
 
 def _number(value) -> str:
@@ -81,7 +113,7 @@ def _rates_and_cost(explanation: dict, steps: list[dict]) -> None:
     for line in lines:
         steps.append({"label": "Rate", "text": line_text(line)})
     if explanation.get("rounding") and lines:
-        steps.append({"label": "Rounding", "text": explanation["rounding"].capitalize() + "."})
+        steps.append({"label": "Rounding", "text": _sentence(explanation["rounding"]) + "."})
 
 
 def _charged(item, steps: list[dict]) -> None:
@@ -109,12 +141,12 @@ def call_steps(call: Call) -> list[dict]:
     if not explanation:
         steps.append({"label": "Status", "text": f"{call.get_status_display()}: not billed yet."})
         return steps
-    raw_text = raw.get("rule", "")
+    raw_text = _call_rule(raw.get("rule", ""))
     if "raw_ms" in raw:
         raw_text = f"{int(raw['raw_ms']) / 1000:,.3f} s, {raw_text}"
-    steps.append({"label": "Raw", "text": raw_text.capitalize()})
+    steps.append({"label": "Raw", "text": _sentence(raw_text)})
     if raw.get("rounding"):
-        steps.append({"label": "Rounding", "text": raw["rounding"].capitalize()})
+        steps.append({"label": "Rounding", "text": _sentence(raw["rounding"])})
     steps.append({"label": "Billed", "text": f"{_number(explanation.get('billed_seconds', 0))} s"})
     allowance = int(explanation.get("allowance_seconds") or 0)
     paid = int(explanation.get("paid_seconds") or 0)
@@ -149,12 +181,14 @@ def event_steps(event: UsageEvent) -> list[dict]:
     steps: list[dict] = []
     if "messages" in explanation:  # chat
         steps.append({"label": "Raw", "text": f"{_number(explanation['messages'])} AI messages"})
-        steps.append({"label": "Rule", "text": explanation.get("rule", "")})
+        steps.append({"label": "Rule", "text": _sentence(explanation.get("rule", ""))})
+        minutes = explanation.get("billable_minutes", 0)
+        carried = explanation.get("carried_messages", 0)
         steps.append(
             {
                 "label": "Billed",
-                "text": f"{explanation.get('billable_minutes', 0)} billable minute(s), "
-                f"{explanation.get('carried_messages', 0)} message(s) carried",
+                "text": f"{_plural(minutes, 'billable minute', 'billable minutes')}, "
+                f"{_plural(carried, 'message', 'messages')} carried over",
             }
         )
         covered = explanation.get("allowance_minutes", 0)
@@ -179,7 +213,7 @@ def event_steps(event: UsageEvent) -> list[dict]:
                     f"savings {_usd(explanation.get('savings', 0))}",
                 }
             )
-        steps.append({"label": "Rule", "text": explanation.get("rule", "").capitalize()})
+        steps.append({"label": "Rule", "text": _sentence(explanation.get("rule", ""))})
     else:
         if event.type in ("llm", "embedding"):
             text = f"{_number(event.quantity)} input tokens"
@@ -189,7 +223,7 @@ def event_steps(event: UsageEvent) -> list[dict]:
         elif event.type == "sms":
             steps.append({"label": "Raw", "text": f"{_number(event.quantity)} SMS sent"})
         if explanation.get("rule"):
-            steps.append({"label": "Rule", "text": explanation["rule"].capitalize()})
+            steps.append({"label": "Rule", "text": _sentence(explanation["rule"])})
         if explanation.get("price_effective_from"):
             steps.append(
                 {

@@ -36,13 +36,18 @@ def test_a_new_key_is_shown_once_and_works(client, owner, account):
 
     response = client.post(keys_url(account, "new/"), {"name": "Production"})
 
-    assert response.status_code == 200
-    assert response["Cache-Control"] == "private, no-store"
-    token = response.context["new_token"]
-    assert token in response.content.decode()
+    # Post/redirect/get: the secret comes from the session on the page the POST redirects to.
+    assert response.status_code == 302 and response["Location"] == keys_url(account)
+    page = client.get(response["Location"])
+    assert page["Cache-Control"] == "private, no-store"
+    token = page.context["new_token"]
+    assert token in page.content.decode() and 'data-copy="new-key-token"' in page.content.decode()
     key = key_for_token(token).api_key
     assert key.account == account and key.name == "Production" and key.tier == "free"
-    assert token not in client.get(keys_url(account)).content.decode()
+    # A reload shows the list without the secret and issues no second key.
+    again = client.get(keys_url(account))
+    assert token not in again.content.decode() and again.context["new_token"] == ""
+    assert ApiKey.objects.filter(account=account).count() == 1
 
 
 def test_the_page_shows_each_keys_tier_limit_and_recent_429s(client, owner, account, make_key):
@@ -81,7 +86,7 @@ def test_another_accounts_key_cannot_be_revoked(client, owner, account, make_acc
 
 
 @pytest.mark.parametrize(
-    "role, status", [(Role.VIEWER, 403), (Role.BILLING, 403), (Role.DEVELOPER, 200)]
+    "role, status", [(Role.VIEWER, 403), (Role.BILLING, 403), (Role.DEVELOPER, 302)]
 )
 def test_only_roles_that_manage_keys_create_them(
     client, account, make_user, add_member, role, status
@@ -170,3 +175,14 @@ def test_a_refused_request_leaves_the_tier_and_a_decision_is_final(account, make
     assert key.tier == "free"
     with pytest.raises(TierRequestError):
         grant_tier_request(request_id=request.pk, staff_user=staff, now=NOW)
+
+
+def test_the_refused_requests_column_reads_well_upper_cased(client, owner, account, make_key):
+    make_key(account)
+    client.force_login(owner)
+
+    page = client.get(keys_url(account)).content.decode()
+
+    # Table headers are upper-cased by the style sheet: "429s" read "429S (7 DAYS)" (issue 17).
+    assert '<th scope="col" class="num">Refused (7 days)</th>' in page
+    assert "429s" not in page

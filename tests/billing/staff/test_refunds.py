@@ -51,6 +51,8 @@ def test_a_partial_money_refund_goes_to_the_card_and_takes_the_credit_back(finan
         "refund_status": "succeeded",
     }
     assert record.target_id == str(refund.pk)
+    # One sentence, not "Refund of $20.00: Refunded." (issue 17).
+    assert outcome.message == "$20.00 refunded to the card."
 
 
 def test_a_money_refund_never_exceeds_what_is_unrefunded_and_unspent(finance, prepaid):
