@@ -1,7 +1,6 @@
 """Rated usage in admin: read-only, with each item's price explanation (U11), and a call's
 "Refund" page (issue 16), which makes one call into usage.ingest.staff_refunds."""
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
@@ -24,12 +23,6 @@ class CallRefundForm(StaffActionForm):
 
     title = "Refund call"
     permission = "billing.credit_back"
-    note = forms.CharField(
-        label="Internal note",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="For staff only (ticket, what happened); the customer never sees it.",
-    )
 
     def __init__(self, *args, call: Call, **kwargs):
         super().__init__(*args, account=call.account, **kwargs)
@@ -39,8 +32,6 @@ class CallRefundForm(StaffActionForm):
             f"Up to {format_usd_exact(left)} (charged {format_usd_exact(call.charged_micros)}, "
             f"refunded {format_usd_exact(call.refunded_micros)}). Lower it to refund a part."
         )
-        self.fields["reason"].label = "Reason for the customer"
-        self.fields["reason"].help_text = "Shown to the customer on their statement and CSV."
         if not self.is_bound:
             self.initial["amount"] = usd_input(left)
         # What is left is checked by the service, after it has answered a double submission

@@ -74,6 +74,7 @@ def decide_approval(
                 actor=requester,
                 key=approval.key,
                 now=now,
+                note=approval.note,
             )
         # A money refund asks Stripe, which must not happen in a transaction that may still
         # roll back; so check now, under the locks, that it can still be made (the top-up may
@@ -97,4 +98,5 @@ def decide_approval(
         actor=requester,
         key=approval.key,
         now=now,
+        note=approval.note,
     )
