@@ -11,7 +11,7 @@ from django.utils.html import format_html
 
 from accounts.admin import StaffActionForm
 from billing import staff
-from billing.admin import ReadOnlyAdmin
+from billing.admin import ReadOnlyAdmin, in_dollars
 from billing.money import format_usd, format_usd_exact, usd_input
 from usage.ingest.staff_refunds import refund_call_by_staff, refundable_micros
 from usage.models import Call, Reservation, UsageEvent
@@ -56,14 +56,16 @@ class CallAdmin(ReadOnlyAdmin):
         "account",
         "status",
         "billable_seconds",
-        "cost_micros",
-        "refunded_micros",
+        in_dollars("cost_micros"),
+        in_dollars("refunded_micros"),
         "created_at",
     ]
+    _money = ["cost_micros", "charged_micros", "uncollected_micros", "refunded_micros"]
+    exclude = _money
     list_filter = ["status", "direction"]
     search_fields = ["call_id", "account__public_id", "account__name"]
     list_select_related = ["account"]
-    readonly_fields = ["refund"]
+    readonly_fields = ["refund", *(in_dollars(field) for field in _money)]
 
     @admin.display(description="Refund")
     def refund(self, obj):
@@ -117,7 +119,25 @@ class CallAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyAdmin):
-    list_display = ["event_id", "account", "type", "model", "cost_micros", "occurred_at"]
+    list_display = [
+        "event_id",
+        "account",
+        "type",
+        "model",
+        in_dollars("cost_micros"),
+        in_dollars("refunded_micros"),
+        "occurred_at",
+    ]
+    _money = [
+        "standard_price_micros",
+        "flex_price_micros",
+        "cost_micros",
+        "charged_micros",
+        "uncollected_micros",
+        "refunded_micros",
+    ]
+    exclude = _money
+    readonly_fields = [in_dollars(field) for field in _money]
     list_filter = ["type"]
     search_fields = ["event_id", "account__public_id", "model"]
     list_select_related = ["account"]
@@ -125,5 +145,14 @@ class UsageEventAdmin(ReadOnlyAdmin):
 
 @admin.register(Reservation)
 class ReservationAdmin(ReadOnlyAdmin):
-    list_display = ["public_id", "account", "call_id", "amount_micros", "status", "expires_at"]
+    list_display = [
+        "public_id",
+        "account",
+        "call_id",
+        in_dollars("amount_micros"),
+        "status",
+        "expires_at",
+    ]
+    exclude = ["amount_micros"]
+    readonly_fields = list_display[3:4]
     list_filter = ["status"]
