@@ -507,7 +507,9 @@ class RefundApprovalAdmin(ReadOnlyAdmin):
                 return redirect("admin:billing_refundapproval_changelist")
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Approve {format_usd(approval.amount_micros)} for {approval.account.name}",
+            "title": (
+                f"Approve {format_usd_exact(approval.amount_micros)} for {approval.account.name}"
+            ),
             "form": form,
             "approval": approval,
             "opts": self.model._meta,
