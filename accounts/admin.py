@@ -211,7 +211,18 @@ class StaffActionForm(forms.Form):
     action = None
     token = forms.CharField(widget=forms.HiddenInput)
     amount = forms.CharField(label="Amount (USD)", help_text="For example 25.00")
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
+    reason = forms.CharField(
+        label="Reason for the customer",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="The customer may read it (on their statement and its CSV).",
+    )
+    note = forms.CharField(
+        label="Internal note",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="For staff only (ticket, what happened): kept in the audit trail, never "
+        "shown to the customer.",
+    )
 
     def __init__(self, *args, account: Account, **kwargs):
         super().__init__(*args, **kwargs)
@@ -239,6 +250,7 @@ class StaffActionForm(forms.Form):
         return self.action(
             **self.arguments(),
             reason=self.cleaned_data["reason"],
+            note=self.cleaned_data["note"].strip(),
             actor=actor,
             key=self.key(),
             now=now,

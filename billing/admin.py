@@ -43,7 +43,24 @@ from billing.models import (
     TopUp,
 )
 from billing.models.payments import PAID_STATUSES, Refund
-from billing.money import cents_to_micros, format_usd
+from billing.money import cents_to_micros, format_usd, format_usd_exact
+
+
+def in_dollars(field: str, label: str = ""):
+    """An admin list column or detail field showing a micro-dollar field as people read it.
+
+    Exact, with the decimals the amount needs ('$31.00', '$0.124'): staff refund and correct
+    amounts, so admin never rounds a sub-cent amount away as the customer's cents do.
+    """
+
+    def column(obj):
+        value = getattr(obj, field)
+        return "-" if value is None else format_usd_exact(value)
+
+    column.__name__ = f"{field.removesuffix('_micros')}_usd"
+    column.short_description = label or field.removesuffix("_micros").replace("_", " ").capitalize()
+    column.admin_order_field = field
+    return column
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -202,11 +219,13 @@ class CreditGrantAdmin(ReadOnlyAdmin):
     list_display = [
         "account",
         "kind",
-        "amount_micros",
-        "remaining_micros",
+        in_dollars("amount_micros"),
+        in_dollars("remaining_micros"),
         "priority",
         "expires_at",
     ]
+    exclude = ["amount_micros", "remaining_micros"]
+    readonly_fields = list_display[2:4]
     list_filter = ["kind"]
     search_fields = ["account__public_id", "account__name"]
 
@@ -393,14 +412,25 @@ class InvoiceAdmin(admin.ModelAdmin):
 
 @admin.register(TopUp)
 class TopUpAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "account", "kind", "amount_micros", "status"]
+    list_display = [
+        "created_at",
+        "account",
+        "kind",
+        in_dollars("amount_micros"),
+        in_dollars("refunded_micros"),
+        "status",
+    ]
+    exclude = ["amount_micros", "refunded_micros"]
+    readonly_fields = list_display[3:5]
     list_filter = ["kind", "status"]
     search_fields = ["account__public_id", "account__name", "public_id"]
 
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "topup", "amount_micros", "status", "actor"]
+    list_display = ["created_at", "topup", in_dollars("amount_micros"), "status", "actor"]
+    exclude = ["amount_micros"]
+    readonly_fields = list_display[2:3]
     list_filter = ["status"]
 
 
@@ -428,16 +458,14 @@ class RefundApprovalAdmin(ReadOnlyAdmin):
         "requested_at",
         "account",
         "action",
-        "amount",
+        in_dollars("amount_micros"),
         "requested_by",
         "status",
         "decide",
     ]
+    exclude = ["amount_micros"]
+    readonly_fields = list_display[3:4]
     list_filter = ["status", "action"]
-
-    @admin.display(ordering="amount_micros")
-    def amount(self, obj):
-        return format_usd(obj.amount_micros)
 
     @admin.display(description="")
     def decide(self, obj):
@@ -479,7 +507,9 @@ class RefundApprovalAdmin(ReadOnlyAdmin):
                 return redirect("admin:billing_refundapproval_changelist")
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Approve {format_usd(approval.amount_micros)} for {approval.account.name}",
+            "title": (
+                f"Approve {format_usd_exact(approval.amount_micros)} for {approval.account.name}"
+            ),
             "form": form,
             "approval": approval,
             "opts": self.model._meta,

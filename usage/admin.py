@@ -1,9 +1,52 @@
-"""Rated usage in admin: read-only, with each item's price explanation (U11)."""
+"""Rated usage in admin: read-only, with each item's price explanation (U11), and a call's
+"Refund" page (issue 16), which makes one call into usage.ingest.staff_refunds."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
-from billing.admin import ReadOnlyAdmin
+from accounts.admin import StaffActionForm
+from billing import staff
+from billing.admin import ReadOnlyAdmin, in_dollars
+from billing.money import format_usd, format_usd_exact, usd_input
+from usage.ingest.staff_refunds import refund_call_by_staff, refundable_micros
 from usage.models import Call, Reservation, UsageEvent
+
+
+class CallRefundForm(StaffActionForm):
+    """Refund (part of) one call. The reason is the customer's: it shows on their statement and
+    CSV next to the refund. The note is staff's: only admin and the audit trail show it."""
+
+    title = "Refund call"
+    permission = "billing.credit_back"
+
+    def __init__(self, *args, call: Call, **kwargs):
+        super().__init__(*args, account=call.account, **kwargs)
+        self.call = call
+        left = refundable_micros(call)
+        self.fields["amount"].help_text = (
+            f"Up to {format_usd_exact(left)} (charged {format_usd_exact(call.charged_micros)}, "
+            f"refunded {format_usd_exact(call.refunded_micros)}). Lower it to refund a part."
+        )
+        if not self.is_bound:
+            self.initial["amount"] = usd_input(left)
+        # What is left is checked by the service, after it has answered a double submission
+        # with "Already done." (checked here, the second click would read as an error).
+
+    def run(self, *, actor, now) -> staff.Outcome:
+        return refund_call_by_staff(
+            call=self.call,
+            amount_micros=self.cleaned_data["amount"],
+            reason=self.cleaned_data["reason"],
+            note=self.cleaned_data["note"],
+            actor=actor,
+            key=self.key(),
+            now=now,
+        )
 
 
 @admin.register(Call)
@@ -13,18 +56,88 @@ class CallAdmin(ReadOnlyAdmin):
         "account",
         "status",
         "billable_seconds",
-        "cost_micros",
-        "refunded_micros",
+        in_dollars("cost_micros"),
+        in_dollars("refunded_micros"),
         "created_at",
     ]
+    _money = ["cost_micros", "charged_micros", "uncollected_micros", "refunded_micros"]
+    exclude = _money
     list_filter = ["status", "direction"]
     search_fields = ["call_id", "account__public_id", "account__name"]
     list_select_related = ["account"]
+    readonly_fields = ["refund", *(in_dollars(field) for field in _money)]
+
+    @admin.display(description="Refund")
+    def refund(self, obj):
+        left = refundable_micros(obj)
+        if not left:
+            return (
+                f"Refunded {format_usd_exact(obj.refunded_micros)}" if obj.refunded_micros else "-"
+            )
+        return format_html(
+            '<a href="{}">Refund</a> (up to {})',
+            reverse("admin:usage_call_refund", args=[obj.pk]),
+            format_usd_exact(left),
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/refund/",
+                self.admin_site.admin_view(self.refund_view),
+                name="usage_call_refund",
+            ),
+            *super().get_urls(),
+        ]
+
+    def refund_view(self, request, pk):
+        call = get_object_or_404(Call.objects.select_related("account"), pk=pk)
+        # admin_view only asks for is_staff; the page shows the account and the call.
+        if not self.has_view_permission(request, call):
+            raise PermissionDenied("You cannot see this call.")
+        if not request.user.has_perm(CallRefundForm.permission):
+            raise PermissionDenied(f"You lack the permission {CallRefundForm.permission}.")
+        form = CallRefundForm(request.POST or None, call=call)
+        if request.method == "POST" and form.is_valid():
+            try:
+                outcome = form.run(actor=request.user, now=timezone.now())
+            except (staff.StaffActionError, PermissionDenied) as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, outcome.message)
+                return redirect("admin:usage_call_change", call.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Refund call {call.call_id}: {call.account.name}",
+            "form": form,
+            "account": call.account,
+            "balance": format_usd(call.account.balance_micros, places=6),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/staff_action.html", context)
 
 
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyAdmin):
-    list_display = ["event_id", "account", "type", "model", "cost_micros", "occurred_at"]
+    list_display = [
+        "event_id",
+        "account",
+        "type",
+        "model",
+        in_dollars("cost_micros"),
+        in_dollars("refunded_micros"),
+        "occurred_at",
+    ]
+    _money = [
+        "standard_price_micros",
+        "flex_price_micros",
+        "cost_micros",
+        "charged_micros",
+        "uncollected_micros",
+        "refunded_micros",
+    ]
+    exclude = _money
+    readonly_fields = [in_dollars(field) for field in _money]
     list_filter = ["type"]
     search_fields = ["event_id", "account__public_id", "model"]
     list_select_related = ["account"]
@@ -32,5 +145,14 @@ class UsageEventAdmin(ReadOnlyAdmin):
 
 @admin.register(Reservation)
 class ReservationAdmin(ReadOnlyAdmin):
-    list_display = ["public_id", "account", "call_id", "amount_micros", "status", "expires_at"]
+    list_display = [
+        "public_id",
+        "account",
+        "call_id",
+        in_dollars("amount_micros"),
+        "status",
+        "expires_at",
+    ]
+    exclude = ["amount_micros"]
+    readonly_fields = list_display[3:4]
     list_filter = ["status"]

@@ -22,6 +22,7 @@ class StaffAction(models.TextChoices):
     RESEND_INVOICE = "resend_invoice", "Invoice email sent again"
     REPRICE_PAST = "reprice_past", "Price added from a past moment"
     APPROVE_ALLOWANCE = "approve_allowance", "Subaccount allowance approved"
+    REFUND_CALL = "refund_call", "Refund of a call"
 
 
 class AuditRecord(models.Model):
@@ -39,6 +40,8 @@ class AuditRecord(models.Model):
     )
     target_id = models.CharField(max_length=64, blank=True)
     reason = models.TextField()
+    # Staff's own words about the action; never shown to the customer (the reason may be).
+    note = models.TextField(blank=True, default="")
     before = models.JSONField(default=dict, blank=True)
     after = models.JSONField(default=dict, blank=True)
     # The form's one-time token: a double submission is one action and one record.
@@ -85,6 +88,9 @@ class RefundApproval(models.Model):
         "billing.TopUp", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     reason = models.TextField()
+    note = models.TextField(blank=True, default="")
+    # What a refund of usage refunds (a call's pk); a top-up refund names its top-up above.
+    target_id = models.CharField(max_length=64, blank=True, default="")
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )

@@ -24,9 +24,17 @@ def needs_approval(amount_micros: int) -> bool:
 
 
 def request_approval(
-    *, audit: Audit, account: Account, amount_micros: int, topup: TopUp | None = None
+    *,
+    audit: Audit,
+    account: Account,
+    amount_micros: int,
+    topup: TopUp | None = None,
+    target_id: str = "",
 ) -> Outcome:
-    """Record the action in `audit` as waiting for approval, once per form key."""
+    """Record the action in `audit` as waiting for approval, once per form key.
+
+    `target_id` names what a refund of usage refunds (billing cannot point at usage's rows).
+    """
     with transaction.atomic():
         approval, created = RefundApproval.objects.get_or_create(
             key=audit.key[:120],
@@ -36,6 +44,8 @@ def request_approval(
                 "amount_micros": amount_micros,
                 "topup": topup,
                 "reason": audit.reason,
+                "note": audit.note,
+                "target_id": target_id,
                 "requested_by": audit.actor,
                 "requested_at": audit.now,
             },

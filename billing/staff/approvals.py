@@ -1,5 +1,6 @@
 """A second staff member approves (and so carries out) or rejects a large refund (SPEC P4)."""
 
+from collections.abc import Callable
 from datetime import datetime
 
 from django.core.exceptions import PermissionDenied
@@ -14,6 +15,15 @@ from billing.staff.audit import Audit, Outcome
 from billing.staff.checks import StaffActionError, clean_reason, require_permission
 from billing.staff.credit import carry_out_credit_back
 from billing.staff.refunds import carry_out_topup_refund
+
+# How an approved request of an action billing cannot carry out itself is carried out: a refund
+# of usage is usage's (usage sits above billing), so usage registers it (usage/apps.py).
+_CARRIERS: dict[str, Callable[..., Outcome]] = {}
+
+
+def register_carrier(action: str, carry_out: Callable[..., Outcome]) -> None:
+    """Have `carry_out(approval=, now=)` carry out approved requests of `action`."""
+    _CARRIERS[action] = carry_out
 
 
 def decide_approval(
@@ -50,6 +60,9 @@ def decide_approval(
         if not approve:
             return Outcome("Rejected.", record)
         requester = approval.requested_by
+        if carry_out := _CARRIERS.get(approval.action):
+            # In the decision's transaction, as the credit-back below: refused, it stays pending.
+            return carry_out(approval=approval, now=now)
         if approval.action == StaffAction.CREDIT_BACK:
             # Carried out in the decision's transaction: if the credit-back is refused, the
             # request stays pending instead of reading "approved and carried out" with nothing
@@ -61,6 +74,7 @@ def decide_approval(
                 actor=requester,
                 key=approval.key,
                 now=now,
+                note=approval.note,
             )
         # A money refund asks Stripe, which must not happen in a transaction that may still
         # roll back; so check now, under the locks, that it can still be made (the top-up may
@@ -84,4 +98,5 @@ def decide_approval(
         actor=requester,
         key=approval.key,
         now=now,
+        note=approval.note,
     )

@@ -46,6 +46,8 @@ class Audit:
     reason: str
     key: str
     now: datetime
+    # Staff's internal note: kept in the audit trail, never shown to the customer.
+    note: str = ""
 
     def done(self) -> AuditRecord | None:
         return already_done(self.action, self.key)
@@ -73,6 +75,7 @@ class Audit:
             target_type=ContentType.objects.get_for_model(target) if target is not None else None,
             target_id=str(target.pk) if target is not None else "",
             reason=self.reason,
+            note=self.note,
             before=before,
             after=after,
             idempotency_key=audit_key(self.action, self.key),

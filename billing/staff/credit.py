@@ -27,27 +27,51 @@ from billing.staff.checks import (
 
 
 def credit_back(
-    *, account: Account, amount_micros: int, reason: str, actor: User, key: str, now: datetime
+    *,
+    account: Account,
+    amount_micros: int,
+    reason: str,
+    actor: User,
+    key: str,
+    now: datetime,
+    note: str = "",
 ) -> Outcome:
     """Refund usage as credit on the balance (no money moves)."""
     require_permission(actor, "billing.credit_back")
     require_within_support_limit(actor, positive(amount_micros))
     reason = clean_reason(reason)
-    audit = Audit(action=StaffAction.CREDIT_BACK, actor=actor, reason=reason, key=key, now=now)
+    audit = Audit(
+        action=StaffAction.CREDIT_BACK, actor=actor, reason=reason, key=key, now=now, note=note
+    )
     if repeat := audit.repeated():
         return repeat
     if needs_approval(amount_micros):
         return request_approval(audit=audit, account=account, amount_micros=amount_micros)
     return carry_out_credit_back(
-        account=account, amount_micros=amount_micros, reason=reason, actor=actor, key=key, now=now
+        account=account,
+        amount_micros=amount_micros,
+        reason=reason,
+        actor=actor,
+        key=key,
+        now=now,
+        note=note,
     )
 
 
 def carry_out_credit_back(
-    *, account: Account, amount_micros: int, reason: str, actor: User, key: str, now: datetime
+    *,
+    account: Account,
+    amount_micros: int,
+    reason: str,
+    actor: User,
+    key: str,
+    now: datetime,
+    note: str = "",
 ) -> Outcome:
     """Post the credit-back: `credit_back` below the threshold, or its approval above it."""
-    audit = Audit(action=StaffAction.CREDIT_BACK, actor=actor, reason=reason, key=key, now=now)
+    audit = Audit(
+        action=StaffAction.CREDIT_BACK, actor=actor, reason=reason, key=key, now=now, note=note
+    )
     with transaction.atomic():
         locked = lock_account(account.pk)
         # Asked again under the lock: a double click's twin may have committed since the
@@ -82,6 +106,7 @@ def grant_credit(
     key: str,
     now: datetime,
     expires_at: datetime | None = None,
+    note: str = "",
 ) -> Outcome:
     """Grant promotional credit, optionally expiring."""
     require_permission(actor, "billing.grant_credit")
@@ -91,7 +116,14 @@ def grant_credit(
         raise StaffActionError("The expiry must be in the future.")
     return _post(
         account=account,
-        audit=Audit(action=StaffAction.GRANT_CREDIT, actor=actor, reason=reason, key=key, now=now),
+        audit=Audit(
+            action=StaffAction.GRANT_CREDIT,
+            actor=actor,
+            reason=reason,
+            key=key,
+            now=now,
+            note=note,
+        ),
         amount_micros=amount_micros,
         kind=EntryKind.PROMOTIONAL,
         description="Credit granted by staff",
@@ -100,7 +132,14 @@ def grant_credit(
 
 
 def adjust_balance(
-    *, account: Account, amount_micros: int, reason: str, actor: User, key: str, now: datetime
+    *,
+    account: Account,
+    amount_micros: int,
+    reason: str,
+    actor: User,
+    key: str,
+    now: datetime,
+    note: str = "",
 ) -> Outcome:
     """Correct a balance up or down with an adjustment entry."""
     require_permission(actor, "billing.adjust_balance")
@@ -111,7 +150,12 @@ def adjust_balance(
     return _post(
         account=account,
         audit=Audit(
-            action=StaffAction.ADJUST_BALANCE, actor=actor, reason=reason, key=key, now=now
+            action=StaffAction.ADJUST_BALANCE,
+            actor=actor,
+            reason=reason,
+            key=key,
+            now=now,
+            note=note,
         ),
         amount_micros=amount_micros,
         kind=EntryKind.ADJUSTMENT,

@@ -14,7 +14,15 @@ from billing.staff.checks import StaffActionError, clean_reason, require_permiss
 
 
 def change_plan(
-    *, account: Account, plan: Plan, when: str, reason: str, actor: User, key: str, now: datetime
+    *,
+    account: Account,
+    plan: Plan,
+    when: str,
+    reason: str,
+    actor: User,
+    key: str,
+    now: datetime,
+    note: str = "",
 ) -> Outcome:
     """Move an account to another plan, from the next period or now (S2).
 
@@ -29,7 +37,9 @@ def change_plan(
     reason = clean_reason(reason)
     if when not in ("now", "next_period"):
         raise StaffActionError("Choose 'now' or 'next_period'.")
-    audit = Audit(action=StaffAction.CHANGE_PLAN, actor=actor, reason=reason, key=key, now=now)
+    audit = Audit(
+        action=StaffAction.CHANGE_PLAN, actor=actor, reason=reason, key=key, now=now, note=note
+    )
     if repeat := audit.repeated():
         return repeat
     with transaction.atomic():
@@ -72,7 +82,7 @@ def change_plan(
 
 
 def approve_allowance(
-    *, account: Account, reason: str, actor: User, key: str, now: datetime
+    *, account: Account, reason: str, actor: User, key: str, now: datetime, note: str = ""
 ) -> Outcome:
     """Release the included minutes and credit of a subaccount a customer opened (audited).
 
@@ -82,7 +92,12 @@ def approve_allowance(
     require_permission(actor, "billing.approve_allowance")
     reason = clean_reason(reason)
     audit = Audit(
-        action=StaffAction.APPROVE_ALLOWANCE, actor=actor, reason=reason, key=key, now=now
+        action=StaffAction.APPROVE_ALLOWANCE,
+        actor=actor,
+        reason=reason,
+        key=key,
+        now=now,
+        note=note,
     )
     if repeat := audit.repeated():
         return repeat

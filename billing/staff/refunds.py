@@ -25,13 +25,22 @@ REFUND_OUTCOMES = {
 
 
 def refund_topup(
-    *, topup: TopUp, amount_micros: int, reason: str, actor: User, key: str, now: datetime
+    *,
+    topup: TopUp,
+    amount_micros: int,
+    reason: str,
+    actor: User,
+    key: str,
+    now: datetime,
+    note: str = "",
 ) -> Outcome:
     """Give (part of) a top-up back to the card; large refunds wait for a second approval."""
     require_permission(actor, "billing.refund_topup")
     positive(amount_micros)
     reason = clean_reason(reason)
-    audit = Audit(action=StaffAction.REFUND_TOPUP, actor=actor, reason=reason, key=key, now=now)
+    audit = Audit(
+        action=StaffAction.REFUND_TOPUP, actor=actor, reason=reason, key=key, now=now, note=note
+    )
     if repeat := audit.repeated():
         return repeat
     if amount_micros > billing.payments.refunds.refundable_micros(topup):
@@ -44,12 +53,25 @@ def refund_topup(
             audit=audit, account=topup.account, amount_micros=amount_micros, topup=topup
         )
     return carry_out_topup_refund(
-        topup=topup, amount_micros=amount_micros, reason=reason, actor=actor, key=key, now=now
+        topup=topup,
+        amount_micros=amount_micros,
+        reason=reason,
+        actor=actor,
+        key=key,
+        now=now,
+        note=note,
     )
 
 
 def carry_out_topup_refund(
-    *, topup: TopUp, amount_micros: int, reason: str, actor: User, key: str, now: datetime
+    *,
+    topup: TopUp,
+    amount_micros: int,
+    reason: str,
+    actor: User,
+    key: str,
+    now: datetime,
+    note: str = "",
 ) -> Outcome:
     """Make the refund: `refund_topup` below the threshold, or its approval above it.
 
@@ -70,7 +92,9 @@ def carry_out_topup_refund(
         )
     except billing.payments.refunds.RefundError as exc:
         raise StaffActionError(str(exc)) from None
-    audit = Audit(action=StaffAction.REFUND_TOPUP, actor=actor, reason=reason, key=key, now=now)
+    audit = Audit(
+        action=StaffAction.REFUND_TOPUP, actor=actor, reason=reason, key=key, now=now, note=note
+    )
     try:
         with transaction.atomic():
             record = audit.write(

@@ -4,9 +4,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
-from billing.ledger.locks import lock_account
-from billing.models import EntryKind, Subscription
+from accounts.models import User
+from billing.ledger.locks import LockedAccount, lock_account
+from billing.models import EntryKind, LedgerEntry, Subscription
 from billing.payments.refunds import credit_back
 from usage.charging.lock import ChargeLock, lock_for_charge
 from usage.charging.refunds import record_refund
@@ -271,28 +273,57 @@ def refund_call(*, call_id: str, now: datetime, reason: str = "") -> Call:
         call = Call.objects.get(pk=call.pk)
         if call.refunded_micros:
             return call
-        entry = credit_back(
+        credit_call(
             locked=locked,
+            call=call,
             amount_micros=call.charged_micros,
-            now=now,
-            cause=call,
-            description=f"Refund of call {call.call_id}",
             reason=reason or "Credited back by the platform",
             idempotency_key=f"call-refund:{call.pk}",
-        )
-        Call.objects.filter(pk=call.pk).update(refunded_micros=call.charged_micros, refunded_at=now)
-        record_refund(
-            account=locked.account,
-            day=rollup_day(
-                call_moment(
-                    connected_at=call.connected_at,
-                    ended_at=call.ended_at,
-                    charged_at=call.charged_at,
-                )
-            ),
-            component="call",
-            model=call.llm,
-            entry=entry,
+            now=now,
         )
     call.refresh_from_db()
     return call
+
+
+def credit_call(
+    *,
+    locked: LockedAccount,
+    call: Call,
+    amount_micros: int,
+    reason: str,
+    idempotency_key: str,
+    now: datetime,
+    actor: User | None = None,
+) -> LedgerEntry:
+    """Credit back `amount_micros` of a call (the platform's refund, or staff's, whole or part):
+    the ledger entry names the call, the call counts it as refunded, the rollups and the next
+    invoice count it. The caller holds the account's lock and has re-read `call` under it."""
+    entry = credit_back(
+        locked=locked,
+        amount_micros=amount_micros,
+        now=now,
+        cause=call,
+        description=f"Refund of call {call.call_id}",
+        reason=reason,
+        idempotency_key=idempotency_key,
+        actor=actor,
+    )
+    # F(): a part refund adds to what earlier ones gave back (the model's check keeps the sum
+    # within the charge).
+    Call.objects.filter(pk=call.pk).update(
+        refunded_micros=F("refunded_micros") + amount_micros, refunded_at=now
+    )
+    record_refund(
+        account=locked.account,
+        day=rollup_day(
+            call_moment(
+                connected_at=call.connected_at,
+                ended_at=call.ended_at,
+                charged_at=call.charged_at,
+            )
+        ),
+        component="call",
+        model=call.llm,
+        entry=entry,
+    )
+    return entry

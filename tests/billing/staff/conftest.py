@@ -25,7 +25,8 @@ from tests.billing.usage_reports import (
     report_usage_of_458_usd,
 )
 from tests.conftest import NOW
-from tests.usage.metering import no_ledger_drift  # noqa: F401 - autouse
+from tests.usage.metering import call, no_ledger_drift  # noqa: F401 - autouse
+from usage.ingest.calls import report_call
 
 # Staff members of the groups migration 0010 made -------------------------------------------------
 
@@ -98,6 +99,7 @@ def scene(prepaid, open_invoice, dearer_plan, locked_child):
     return {
         "account": prepaid,
         "topup": topup_of(prepaid),
+        "call": report_call(report=call(prepaid, 180), now=NOW)[0],
         "invoice": open_invoice,
         "locked_child": locked_child,
     }

@@ -11,6 +11,7 @@ from billing.payments.collection import collect_invoice
 from tests.billing.staff_data import USD
 from tests.billing.usage_reports import report_usage_of_458_usd
 from tests.conftest import NOW
+from usage.ingest.staff_refunds import refund_call_by_staff
 
 SUPPORT_LIMIT = 100 * USD  # settings.SUPPORT_GRANT_LIMIT_MICROS by default
 ISSUED = NOW + timedelta(days=3)
@@ -53,6 +54,15 @@ ACTIONS = {
     ),
     "adjust": lambda actor, s, key: staff.adjust_balance(
         account=s["account"], amount_micros=-5 * USD, reason="r", actor=actor, key=key, now=NOW
+    ),
+    "refund call": lambda actor, s, key: refund_call_by_staff(
+        call=s["call"],
+        amount_micros=s["call"].charged_micros,
+        reason="r",
+        note="",
+        actor=actor,
+        key=key,
+        now=NOW,
     ),
     "refund top-up": lambda actor, s, key: staff.refund_topup(
         topup=s["topup"], amount_micros=5 * USD, reason="r", actor=actor, key=key, now=NOW

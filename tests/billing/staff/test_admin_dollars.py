@@ -1,0 +1,74 @@
+"""Admin shows money in dollars, exactly, on lists and detail pages (issue 16, item 4): staff
+read "$50.00" and "$0.24", not "50000000" and "240000"."""
+
+import pytest
+from django.urls import reverse
+
+from billing.models import RefundApproval
+from billing.money import format_usd_exact
+from tests.billing.staff.scenery import topup_of
+from tests.billing.staff_data import new_key
+from tests.conftest import NOW
+from tests.usage.metering import call
+from usage.ingest.calls import report_call
+from usage.ingest.staff_refunds import refund_call_by_staff
+
+
+def page(client, name: str, *args) -> str:
+    response = client.get(reverse(f"admin:{name}", args=args))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def shows_in_dollars(text: str, micros: int) -> bool:
+    return format_usd_exact(micros) in text and f">{micros}<" not in text
+
+
+@pytest.fixture
+def refunded_call(prepaid, finance, settings):
+    charged, _ = report_call(report=call(prepaid, 180), now=NOW)
+    refund_call_by_staff(
+        call=charged, amount_micros=charged.charged_micros // 3, reason="r", note="",
+        actor=finance, key=new_key(), now=NOW,
+    )  # fmt: skip
+    charged.refresh_from_db()
+    return charged
+
+
+def test_calls_show_cost_and_refund_in_dollars(finance, refunded_call, client):
+    client.force_login(finance)
+
+    listing = page(client, "usage_call_changelist")
+    detail = page(client, "usage_call_change", refunded_call.pk)
+
+    for text in (listing, detail):
+        assert shows_in_dollars(text, refunded_call.cost_micros)
+        assert shows_in_dollars(text, refunded_call.refunded_micros)
+
+
+def test_top_ups_show_their_amount_in_dollars(finance, prepaid, client):
+    topup = topup_of(prepaid)
+    client.force_login(finance)
+
+    for text in (
+        page(client, "billing_topup_changelist"),
+        page(client, "billing_topup_change", topup.pk),
+    ):
+        assert shows_in_dollars(text, topup.amount_micros)
+
+
+def test_approvals_show_the_amount_to_the_micro_dollar(finance, refunded_call, client, settings):
+    settings.REFUND_APPROVAL_THRESHOLD_MICROS = 1
+    amount = refunded_call.charged_micros - refunded_call.refunded_micros
+    refund_call_by_staff(
+        call=refunded_call, amount_micros=amount, reason="r", note="", actor=finance,
+        key=new_key(), now=NOW,
+    )  # fmt: skip
+    [approval] = RefundApproval.objects.all()
+    client.force_login(finance)
+
+    for text in (
+        page(client, "billing_refundapproval_changelist"),
+        page(client, "billing_refundapproval_change", approval.pk),
+    ):
+        assert shows_in_dollars(text, amount)
