@@ -19,7 +19,7 @@ def restore_sqlite_trigger(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0016_documents_and_receipts'),
+        ('billing', '0017_ledger_check'),
     ]
 
     operations = [
