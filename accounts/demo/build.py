@@ -11,7 +11,14 @@ from django.db import transaction
 from django.test.utils import override_settings
 from django.utils import timezone
 
-from accounts.demo.data import CUSTOMER_EMAIL, DEMO_PASSWORD, STAFF_EMAIL, demo_user
+from accounts.demo.data import (
+    CUSTOMER_EMAIL,
+    DEMO_PASSWORD,
+    STAFF_EMAIL,
+    STAFF_ROLES,
+    demo_role_user,
+    demo_user,
+)
 from accounts.demo.history import HISTORY_DAYS, History
 from accounts.models import Account, Membership
 from billing.plans.example_plans import load_example_plans
@@ -23,7 +30,10 @@ def build_demo(*, now: datetime | None = None, days: int = HISTORY_DAYS) -> list
     load_example_plans()
     staff = demo_user(STAFF_EMAIL, is_staff=True, is_superuser=True, name="Demo Staff")
     customer = demo_user(CUSTOMER_EMAIL, name="Demo Customer")
-    lines = [f"staff: {staff.email} / {DEMO_PASSWORD}", f"customer: {customer.email}"]
+    lines = [f"staff: {staff.email} / {DEMO_PASSWORD}"]
+    for email, (group_name, _) in STAFF_ROLES.items():
+        lines.append(f"{group_name.lower()} staff: {demo_role_user(email).email} / {DEMO_PASSWORD}")
+    lines.append(f"customer: {customer.email}")
     if not Membership.objects.filter(user=customer).exists():
         # The history's emails are recorded as sent, not printed; charges run inline.
         # One transaction: all of it or nothing (and SQLite writes it in one go). No query

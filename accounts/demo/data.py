@@ -6,6 +6,7 @@ accounts.demo.build makes them, and accounts.demo.history their 90 days of usage
 from dataclasses import dataclass, field
 
 from allauth.account.models import EmailAddress
+from django.contrib.auth.models import Group
 
 from accounts.models import Account, User
 
@@ -14,6 +15,14 @@ CUSTOMER_EMAIL = "demo@meterline.test"
 VIEWER_EMAIL = "viewer@meterline.test"
 OTHER_EMAIL = "globex@meterline.test"
 STAFF_EMAIL = "admin@meterline.test"
+# Staff in the two roles of the two-person rule (SPEC S4): support asks for a refund above its
+# limit, finance approves it, so a newcomer can try both sides without making users by hand.
+SUPPORT_EMAIL = "support@meterline.test"
+FINANCE_EMAIL = "finance@meterline.test"
+STAFF_ROLES = {
+    SUPPORT_EMAIL: ("Support", "Demo Support"),
+    FINANCE_EMAIL: ("Finance", "Demo Finance"),
+}
 USD = 1_000_000
 
 
@@ -111,4 +120,13 @@ def demo_user(email: str, **extra) -> User:
     EmailAddress.objects.get_or_create(
         user=user, email=email, defaults={"verified": True, "primary": True}
     )
+    return user
+
+
+def demo_role_user(email: str) -> User:
+    """Return the demo staff user of `email` in its group (Support or Finance, made by a
+    migration), made on first use."""
+    group_name, name = STAFF_ROLES[email]
+    user = demo_user(email, is_staff=True, name=name)
+    user.groups.add(Group.objects.get(name=group_name))
     return user

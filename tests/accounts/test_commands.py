@@ -6,7 +6,13 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from accounts.demo.data import CUSTOMER_EMAIL, DEMO_PASSWORD, STAFF_EMAIL
+from accounts.demo.data import (
+    CUSTOMER_EMAIL,
+    DEMO_PASSWORD,
+    FINANCE_EMAIL,
+    STAFF_EMAIL,
+    SUPPORT_EMAIL,
+)
 from accounts.models import Account, ApiKey, KeyKind, Membership, Role, User
 from billing.ledger.drift import ledger_drift
 from billing.models import EntryKind, LedgerEntry, Plan
@@ -143,6 +149,12 @@ def test_demo_creates_the_demo_users_and_accounts_once(db, client):
     assert "Demo data ready." in printed
     staff = User.objects.get(email=STAFF_EMAIL)
     assert staff.is_staff and staff.is_superuser
+    # The two sides of the two-person rule, each a staff member of its group only.
+    for email, group in ((SUPPORT_EMAIL, "Support"), (FINANCE_EMAIL, "Finance")):
+        user = User.objects.get(email=email)
+        assert user.is_staff and not user.is_superuser
+        assert list(user.groups.values_list("name", flat=True)) == [group]
+        assert f"{email} / {DEMO_PASSWORD}" in printed
     customer = User.objects.get(email=CUSTOMER_EMAIL)
     assert set(
         customer.memberships.values_list("account__subscription__plan__code", flat=True)

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -7,7 +8,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from accounts.demo.build import build_demo
-from accounts.demo.data import CUSTOMER_EMAIL, DEMO_PASSWORD, STAFF_EMAIL
+from accounts.demo.data import (
+    CUSTOMER_EMAIL,
+    DEMO_PASSWORD,
+    FINANCE_EMAIL,
+    STAFF_EMAIL,
+    SUPPORT_EMAIL,
+)
 from accounts.demo.history import HISTORY_DAYS
 
 
@@ -39,11 +46,20 @@ class Command(BaseCommand):
         if options["no_serve"]:
             return
         host = options["addr"]
+        if "SITE_URL" not in os.environ:
+            # Links in emails (and the worker that sends them) point where this demo listens,
+            # not at the default port.
+            settings.SITE_URL = f"http://{host}"
         self.stdout.write(
             f"\nOpen http://{host}/ and sign in as {CUSTOMER_EMAIL} "
-            f"(password {DEMO_PASSWORD}); staff: {STAFF_EMAIL} at http://{host}/admin/\n"
+            f"(password {DEMO_PASSWORD}); staff: {STAFF_EMAIL}, {SUPPORT_EMAIL} (Support) and "
+            f"{FINANCE_EMAIL} (Finance) at http://{host}/admin/\n"
         )
-        worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=settings.BASE_DIR)
+        worker = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=settings.BASE_DIR,
+            env={**os.environ, "SITE_URL": settings.SITE_URL},
+        )
         try:
             call_command("runserver", host, use_reloader=False)
         except KeyboardInterrupt:
