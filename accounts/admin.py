@@ -178,24 +178,37 @@ class AccountAdmin(admin.ModelAdmin):
             raise PermissionDenied("You cannot see this account.")
         if not request.user.has_perm(form_class.permission):
             raise PermissionDenied(f"You lack the permission {form_class.permission}.")
-        form = form_class(request.POST or None, account=account)
-        if request.method == "POST" and form.is_valid():
-            try:
-                outcome = form.run(actor=request.user, now=timezone.now())
-            except (staff.StaffActionError, PermissionDenied) as exc:
-                form.add_error(None, str(exc))
-            else:
-                messages.success(request, outcome.message)
-                return redirect("admin:accounts_account_change", account.pk)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"{form_class.title}: {account.name}",
-            "form": form,
-            "account": account,
-            "balance": format_usd(account.balance_micros, places=6),
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/staff_action.html", context)
+        return staff_action_page(
+            self,
+            request,
+            form=form_class(request.POST or None, account=account),
+            account=account,
+            title=f"{form_class.title}: {account.name}",
+            done=("admin:accounts_account_change", account.pk),
+        )
+
+
+def staff_action_page(model_admin, request, *, form, account: Account, title: str, done: tuple):
+    """Show a staff money action's form, or run it once it is valid and go to `done` (a URL
+    name and its argument); the one page of every staff action, whichever admin offers it.
+    The caller has checked that the user may see the page and take the action."""
+    if request.method == "POST" and form.is_valid():
+        try:
+            outcome = form.run(actor=request.user, now=timezone.now())
+        except (staff.StaffActionError, PermissionDenied) as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, outcome.message)
+            return redirect(*done)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "form": form,
+        "account": account,
+        "balance": format_usd(account.balance_micros, places=6),
+        "opts": model_admin.model._meta,
+    }
+    return TemplateResponse(request, "admin/staff_action.html", context)
 
 
 # Action forms ------------------------------------------------------------------------------

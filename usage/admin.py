@@ -1,18 +1,16 @@
 """Rated usage in admin: read-only, with each item's price explanation (U11), and a call's
 "Refund" page (issue 16), which makes one call into usage.ingest.staff_refunds."""
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404, redirect
-from django.template.response import TemplateResponse
+from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
-from accounts.admin import StaffActionForm
+from accounts.admin import StaffActionForm, staff_action_page
 from billing import staff
 from billing.admin import ReadOnlyAdmin, in_dollars
-from billing.money import format_usd, format_usd_exact, usd_input
+from billing.money import format_usd_exact, usd_input
 from usage.ingest.staff_refunds import refund_call_by_staff, refundable_micros
 from usage.models import Call, Reservation, UsageEvent
 
@@ -97,24 +95,14 @@ class CallAdmin(ReadOnlyAdmin):
             raise PermissionDenied("You cannot see this call.")
         if not request.user.has_perm(CallRefundForm.permission):
             raise PermissionDenied(f"You lack the permission {CallRefundForm.permission}.")
-        form = CallRefundForm(request.POST or None, call=call)
-        if request.method == "POST" and form.is_valid():
-            try:
-                outcome = form.run(actor=request.user, now=timezone.now())
-            except (staff.StaffActionError, PermissionDenied) as exc:
-                form.add_error(None, str(exc))
-            else:
-                messages.success(request, outcome.message)
-                return redirect("admin:usage_call_change", call.pk)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Refund call {call.call_id}: {call.account.name}",
-            "form": form,
-            "account": call.account,
-            "balance": format_usd(call.account.balance_micros, places=6),
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/staff_action.html", context)
+        return staff_action_page(
+            self,
+            request,
+            form=CallRefundForm(request.POST or None, call=call),
+            account=call.account,
+            title=f"Refund call {call.call_id}: {call.account.name}",
+            done=("admin:usage_call_change", call.pk),
+        )
 
 
 @admin.register(UsageEvent)
