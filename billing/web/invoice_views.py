@@ -63,10 +63,15 @@ def invoice_pdf(request, public_id, number):
 
     account = account_for_user(user=request.user, public_id=public_id, action=Action.VIEW)
     invoice = _invoice(account, number)
-    response = HttpResponse(render_invoice_pdf(invoice), content_type="application/pdf")
-    filename = f"meterline-{invoice.kind}-{invoice.number}.pdf"
+    return _pdf_response(
+        render_invoice_pdf(invoice), filename=f"meterline-{invoice.kind}-{invoice.number}.pdf"
+    )
+
+
+def _pdf_response(pdf: bytes, *, filename: str) -> HttpResponse:
+    response = HttpResponse(pdf, content_type="application/pdf")
     response["Content-Disposition"] = f'inline; filename="{filename}"'
-    # An invoice is private to the account's members: no shared cache may keep a copy.
+    # A document is private to the account's members: no shared cache may keep a copy.
     response["Cache-Control"] = "private, no-store"
     return response
 
@@ -93,7 +98,4 @@ def receipt_pdf(request, public_id, receipt_number):
 
     account = account_for_user(user=request.user, public_id=public_id, action=Action.VIEW)
     receipt = _receipt(account, receipt_number)
-    response = HttpResponse(render_receipt_pdf(receipt), content_type="application/pdf")
-    response["Content-Disposition"] = f'inline; filename="receipt-{receipt.number}.pdf"'
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return _pdf_response(render_receipt_pdf(receipt), filename=f"receipt-{receipt.number}.pdf")
