@@ -68,6 +68,12 @@ class Account(models.Model):
     """
 
     public_id = models.CharField(max_length=32, unique=True, editable=False)
+    # The operator's own id for this customer (their platform's user or workspace id), so the
+    # platform can report usage and manage the customer without storing Meterline's ids.
+    # Unique among the accounts that have one; null, not "", for the many that do not.
+    external_id = models.CharField(max_length=255, null=True, blank=True, editable=False)
+    # A small string-to-string map the operator keeps with the customer (API `metadata`).
+    metadata = models.JSONField(default=dict, blank=True)
     name = models.CharField(max_length=200)
     email = models.EmailField(help_text="Primary billing contact.")
     extra_billing_emails = models.TextField(
@@ -94,6 +100,11 @@ class Account(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=~Q(parent=models.F("id")), name="account_not_its_own_parent"
+            ),
+            models.UniqueConstraint(
+                fields=["external_id"],
+                condition=Q(external_id__isnull=False),
+                name="account_external_id_unique",
             ),
         ]
 

@@ -108,6 +108,7 @@ def generate(accounts: int) -> dict:
                 None,
                 "",
                 created,
+                "{}",
             )
         )
         rows["subs"].append(
@@ -152,6 +153,7 @@ def generate(accounts: int) -> dict:
                 "past_due_since",
                 "stripe_customer_id",
                 "created_at",
+                "metadata",
             ],
             rows["accounts"],
         )

@@ -58,7 +58,7 @@ ID_TABLES = [
 BULK_TABLES = ["billing_ledgerentry", "usage_call", "usage_usageevent", "usage_usagerollup"]
 ACCOUNT_COLUMNS = (
     "id public_id name email extra_billing_emails parent_id billing_mode balance_micros"
-    " held_micros unbilled_micros past_due_since stripe_customer_id created_at"
+    " held_micros unbilled_micros past_due_since stripe_customer_id created_at metadata"
 )
 SUBSCRIPTION_COLUMNS = (
     "account_id plan_id anchor_day current_period_start current_period_end rollover_enabled"
@@ -259,7 +259,7 @@ def _open_accounts(account_ids, codes, *, plans, anchor, start, end) -> None:
             ACCOUNT_COLUMNS.split(),
             (
                 f"{pk}\t{new_public_id('acc')}\tScale {pk}\tscale{pk}@example.test\t\t\\N\t"
-                f"{plans[code].billing_mode}\t0\t0\t0\t\\N\t\t{start}\n"
+                f"{plans[code].billing_mode}\t0\t0\t0\t\\N\t\t{start}\t{{}}\n"
                 for pk, code in zip(account_ids, codes, strict=True)
             ),
         )
