@@ -272,3 +272,33 @@ class TierRequest(models.Model):
 
     def __str__(self):
         return f"{self.api_key} {self.from_tier} → {self.tier} ({self.status})"
+
+
+class PortalSession(models.Model):
+    """A one-time link into one account's dashboard, made by the operator's platform for one
+    of its users (SPEC X4). Only a hash of the link's token is kept."""
+
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=Role.choices)
+    # Where the dashboard's "Back to ..." link goes: the operator's own app (http or https).
+    return_url = models.URLField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(editable=False)
+    expires_at = models.DateTimeField(editable=False)
+
+    def __str__(self):
+        return f"Portal link for {self.email} into {self.account_id}"
+
+
+class PortalSessionUse(models.Model):
+    """The one use of a portal link: its unique session is the claim that makes it work once."""
+
+    session = models.OneToOneField(
+        PortalSession, on_delete=models.CASCADE, related_name="use", editable=False
+    )
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    used_at = models.DateTimeField(editable=False)
+
+    def __str__(self):
+        return f"Portal link {self.session_id} used by {self.user_id} at {self.used_at}"

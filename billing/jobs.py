@@ -100,6 +100,8 @@ SCHEDULES = {
     # Every 15 minutes, like auto-top-up retries: it buys periods that began and retries declines.
     "Recurring credit": ("billing.jobs.buy_recurring_credit", 15),
     "Refund retries": ("billing.jobs.retry_refunds", 15),
+    # Stored answers are kept 24 hours at least (usage.api.idempotency); hourly is plenty.
+    "Idempotency key purge": ("usage.jobs.purge_idempotency_keys", 60),
 }
 
 

@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from accounts.web.portal import portal_entry
 from accounts.web.views import admin_login_redirect
 from billing.payments.webhooks import stripe_webhook
 from config.views import brand_css, healthz
@@ -26,6 +27,8 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("app/a/<public_id:public_id>/payments/", include("billing.web.payment_urls")),
     path("app/", include("accounts.web.urls")),
+    # One-time sign-in links made by the platform (POST /api/v1/customers/{id}/portal_sessions).
+    path("portal/<str:token>/", portal_entry, name="portal_entry"),
     path("app/a/<public_id:public_id>/invoices/", include("billing.web.invoice_urls")),
     path("app/a/<public_id:public_id>/billing/", include("billing.web.urls")),
     path("app/a/<public_id:public_id>/usage/", include("usage.pages.urls")),

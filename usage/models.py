@@ -246,3 +246,32 @@ class RateLimitCounter(models.Model):
 
     def __str__(self):
         return f"{self.key_id} @ {self.window}: {self.count}"
+
+
+class IdempotentRequest(models.Model):
+    """A POST sent with an `Idempotency-Key` header, and its first answer (SPEC X2).
+
+    The unique (scope, key) row is the claim: inserted before the work, so of two requests
+    with one key only one does it. Kept at least IDEMPOTENCY_RETENTION (usage.api.idempotency).
+    """
+
+    # The API key's id: two callers never share a key's answers.
+    scope = models.CharField(max_length=32)
+    key = models.CharField(max_length=255)
+    # SHA-256 of the method, path and body: the same key with another request is a 409.
+    request_hash = models.CharField(max_length=64)
+    # None while the first request is in flight.
+    status = models.PositiveSmallIntegerField(null=True, blank=True)
+    body = models.BinaryField(default=b"")
+    content_type = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "key"], name="one_request_per_idempotency_key"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.scope}/{self.key}: {self.status}"

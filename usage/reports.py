@@ -59,7 +59,7 @@ class PaymentRequired(UsageError):
 @dataclass(frozen=True)
 class CallReport:
     call_id: str
-    account: str  # public id
+    account: str  # public id; "" when reported by `customer`
     status: str
     direction: str = "inbound"
     connected_at: datetime | None = None
@@ -69,12 +69,14 @@ class CallReport:
     destination: str = ""
     llm: str = ""
     reservation_id: str = ""
+    # The operator's id of the account, instead of `account` (usage.ingest.customers).
+    customer: str = ""
 
 
 @dataclass(frozen=True)
 class EventReport:
     id: str
-    account: str  # public id
+    account: str  # public id; "" when reported by `customer`
     type: str  # chat, sms, llm, embedding
     occurred_at: datetime
     messages: int | None = None
@@ -86,6 +88,9 @@ class EventReport:
     start_within: str = ""
     standard_price: Decimal | None = None  # USD
     flex_price: Decimal | None = None  # USD
+    # The operator's id of the account (Account.external_id), instead of `account`; the
+    # ingest resolves it (usage.ingest.customers) before anything else reads the report.
+    customer: str = ""
 
 
 @dataclass(frozen=True)

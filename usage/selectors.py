@@ -24,6 +24,7 @@ def balance_summary(*, key: LoadedKey, now: datetime) -> dict:
         balance -= expired_credit_micros(account_id=account.pk, now=now)
     return {
         "account": account.public_id,
+        "customer": account.external_id,
         "balance": micros_to_api(balance),
         "held": micros_to_api(account.held_micros),
         "available": micros_to_api(balance - account.held_micros),
@@ -60,6 +61,7 @@ def usage_summary(*, account: Account, now: datetime) -> dict:
     credit_used = credit.used_micros if credit else 0
     return {
         "account": account.public_id,
+        "customer": account.external_id,
         "period_start": start.isoformat(),
         "period_end": end.isoformat(),
         "minutes": _minutes(total("call", "quantity")),

@@ -9,6 +9,7 @@ figures at a glance.
 import csv
 import functools
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, StreamingHttpResponse
@@ -22,6 +23,7 @@ from accounts.permissions import (
     accounts_for_user,
     role_for,
 )
+from accounts.web.portal import RETURN_URL_SESSION_KEY
 from billing.models import Subscription
 from billing.payments.gateway import get_gateway
 from billing.periods import current_period
@@ -94,6 +96,9 @@ def sidebar(request) -> dict:
     shared = {"payments_test_mode": get_gateway().simulated, "brand": brand()}
     if not request.user.is_authenticated:
         return shared
+    # Signed in by a portal link: the operator's app is one click away (SPEC X4).
+    if return_url := request.session.get(RETURN_URL_SESSION_KEY):
+        shared["portal_return"] = {"url": return_url, "host": urlsplit(return_url).hostname}
     account = _page_account(request)
     if account is None:
         return shared

@@ -5,7 +5,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils import timezone
 
-from accounts.models import Account
+from accounts.models import Account, ApiKey
 
 
 class StaffAction(models.TextChoices):
@@ -29,7 +29,14 @@ class AuditRecord(models.Model):
     """Who did what to which account, when, why, and what changed. Never edited or deleted:
     the model refuses it and on PostgreSQL a trigger (migration) refuses it in the database."""
 
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # A staff user, or the operator's platform key when its API did the action (issue 15):
+    # exactly one of the two.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     at = models.DateTimeField(default=timezone.now, db_index=True)
     action = models.CharField(max_length=20, choices=StaffAction.choices)
     account = models.ForeignKey(
@@ -49,6 +56,13 @@ class AuditRecord(models.Model):
 
     class Meta:
         ordering = ["-at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(actor__isnull=False, actor_key__isnull=True)
+                | models.Q(actor__isnull=True, actor_key__isnull=False),
+                name="auditrecord_one_actor",
+            ),
+        ]
         permissions = [
             ("grant_credit", "Can grant credit"),
             ("adjust_balance", "Can adjust a balance"),
@@ -61,7 +75,8 @@ class AuditRecord(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.get_action_display()} by {self.actor_id} at {self.at:%Y-%m-%d %H:%M}"
+        by = self.actor_id if self.actor_id is not None else f"key {self.actor_key_id}"
+        return f"{self.get_action_display()} by {by} at {self.at:%Y-%m-%d %H:%M}"
 
     def save(self, *args, **kwargs):
         if not self._state.adding:

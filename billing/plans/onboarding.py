@@ -37,12 +37,19 @@ def create_account(
     credit_micros: int = 0,
     actor: User | None = None,
     allowance_locked: bool = False,
+    signup_credit: bool = True,
+    external_id: str | None = None,
+    metadata: dict[str, str] | None = None,
+    extra_billing_emails: list[str] = (),
 ) -> Account:
     """Open an account on a plan, grant the plan's signup credit (not to a subaccount, and
     once per person) and any extra credit.
 
     `allowance_locked`: the plan's included minutes and credit wait for staff approval or a
     paid plan fee (`billing.plans.allowances.unlock_allowance`).
+    `signup_credit=False`: the operator's platform opens the account for a customer it
+    already has (billing.customers), not a person signing up, so no welcome credit.
+    An `external_id` already taken raises IntegrityError (account_external_id_unique).
     """
     name = name.strip()
     if not name:
@@ -55,6 +62,9 @@ def create_account(
         account = Account.objects.create(
             name=name[:200],
             email=email.strip().lower(),
+            extra_billing_emails="\n".join(extra_billing_emails),
+            external_id=external_id,
+            metadata=metadata or {},
             parent=parent,
             billing_mode=plan.billing_mode,
             created_at=now,
@@ -88,6 +98,7 @@ def create_account(
         # Nor does a second account of the same person, however the address is spelled.
         if (
             plan.signup_credit_micros
+            and signup_credit
             and parent is None
             and claim_signup_credit(account=account, email=email, now=now)
         ):

@@ -35,7 +35,7 @@ def default_plan_code(*, parent: Account, plans: list[Plan]) -> str:
     return next((plan.code for plan in plans if plan.pk == parent_plan_id), "")
 
 
-def _depth(account: Account) -> int:
+def account_depth(account: Account) -> int:
     depth, current = 1, account
     while current.parent_id is not None and depth <= MAX_ACCOUNT_DEPTH:
         current = Account.objects.only("parent_id").get(pk=current.parent_id)
@@ -55,7 +55,7 @@ def create_subaccount(
     plan = Plan.objects.filter(code=plan_code, selectable_for_subaccount=True).first()
     if plan is None:
         raise SubaccountError("Choose one of the plans.")
-    if _depth(parent) >= MAX_ACCOUNT_DEPTH:
+    if account_depth(parent) >= MAX_ACCOUNT_DEPTH:
         raise SubaccountError("Subaccounts can be nested at most a few levels deep.")
     with transaction.atomic():
         # Under the parent's row lock, two requests for the same name (a double click, two

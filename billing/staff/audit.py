@@ -11,7 +11,7 @@ from datetime import datetime
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
-from accounts.models import Account, User
+from accounts.models import Account, ApiKey, User
 from billing.models import AuditRecord, RefundApproval
 
 ALREADY_DONE = "Already done."
@@ -42,12 +42,15 @@ class Audit:
     """One staff action's entry in the audit trail: what is known before the action starts."""
 
     action: str
-    actor: User
+    # The staff user, or None when the operator's platform key acts through the API
+    # (`actor_key`).
+    actor: User | None
     reason: str
     key: str
     now: datetime
     # Staff's internal note: kept in the audit trail, never shown to the customer.
     note: str = ""
+    actor_key: ApiKey | None = None
 
     def done(self) -> AuditRecord | None:
         return already_done(self.action, self.key)
@@ -69,6 +72,7 @@ class Audit:
         """Insert the record; call it in the transaction that does the action."""
         return AuditRecord.objects.create(
             actor=self.actor,
+            actor_key=self.actor_key,
             at=self.now,
             action=self.action,
             account=account,

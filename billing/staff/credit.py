@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django.db import transaction
 
-from accounts.models import Account, User
+from accounts.models import Account, ApiKey, User
 from billing.ledger.errors import DuplicatePosting, InsufficientCredit
 from billing.ledger.locks import lock_account
 from billing.ledger.posting import post_entry
@@ -128,6 +128,45 @@ def grant_credit(
         kind=EntryKind.PROMOTIONAL,
         description="Credit granted by staff",
         grant_expires_at=expires_at,
+    )
+
+
+def grant_credit_by_key(
+    *,
+    account: Account,
+    amount_micros: int,
+    reason: str,
+    api_key: ApiKey,
+    key: str,
+    now: datetime,
+    expires_at: datetime | None = None,
+    priority: int = 0,
+) -> Outcome:
+    """Grant promotional credit through the API with the operator's platform key (issue 15).
+
+    The same grant and entry as staff's, audited as done by the key. No Support limit: the
+    platform key is the operator's own, which may already report any usage of any account.
+    """
+    if amount_micros <= 0:
+        raise StaffActionError("The amount must be positive.")
+    reason = clean_reason(reason)
+    if expires_at is not None and expires_at <= now:
+        raise StaffActionError("The expiry must be in the future.")
+    return _post(
+        account=account,
+        audit=Audit(
+            action=StaffAction.GRANT_CREDIT,
+            actor=None,
+            actor_key=api_key,
+            reason=reason,
+            key=key,
+            now=now,
+        ),
+        amount_micros=amount_micros,
+        kind=EntryKind.PROMOTIONAL,
+        description="Credit granted by the platform",
+        grant_expires_at=expires_at,
+        grant_priority=priority,
     )
 
 

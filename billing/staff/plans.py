@@ -5,7 +5,7 @@ from datetime import datetime
 
 from django.db import transaction
 
-from accounts.models import Account, User
+from accounts.models import Account, ApiKey, User
 from billing.ledger.locks import lock_account
 from billing.models import AllowanceUnlock, Plan, StaffAction, Subscription
 from billing.plans.allowances import keep_period_allowance, unlock_allowance
@@ -34,12 +34,37 @@ def change_plan(
     minutes, rollover setting, billing mode) at the period end.
     """
     require_permission(actor, "billing.move_account_plan")
-    reason = clean_reason(reason)
+    audit = Audit(
+        action=StaffAction.CHANGE_PLAN,
+        actor=actor,
+        reason=clean_reason(reason),
+        key=key,
+        now=now,
+        note=note,
+    )
+    return _move(account=account, plan=plan, when=when, audit=audit)
+
+
+def change_plan_by_key(
+    *, account: Account, plan: Plan, when: str, api_key: ApiKey, key: str, now: datetime
+) -> Outcome:
+    """Move an account to another plan through the API with the platform key: the same rule
+    as staff's (S2), audited as done by the key."""
+    audit = Audit(
+        action=StaffAction.CHANGE_PLAN,
+        actor=None,
+        actor_key=api_key,
+        reason="Plan change through the API",
+        key=key,
+        now=now,
+    )
+    return _move(account=account, plan=plan, when=when, audit=audit)
+
+
+def _move(*, account: Account, plan: Plan, when: str, audit: Audit) -> Outcome:
+    now = audit.now
     if when not in ("now", "next_period"):
         raise StaffActionError("Choose 'now' or 'next_period'.")
-    audit = Audit(
-        action=StaffAction.CHANGE_PLAN, actor=actor, reason=reason, key=key, now=now, note=note
-    )
     if repeat := audit.repeated():
         return repeat
     with transaction.atomic():

@@ -12,7 +12,6 @@ from collections import Counter
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import re_path
@@ -25,8 +24,11 @@ from ninja.parser import Parser
 
 from billing.money import micros_to_api
 from usage import selectors
+from usage.api.answers import authorization_json, call_json, json_response
 from usage.api.auth import RATE_LIMIT_ATTR, admit_key, customer_key, platform_key
+from usage.api.customers import router as customers_router
 from usage.api.errors import ApiError, api_error_response, error_response, install_error_handlers
+from usage.api.idempotency import idempotent
 from usage.api.invoices import router as billing_router
 from usage.api.metrics import CALL_REPORTS, EVENTS_INGESTED
 from usage.api.schemas import (
@@ -43,8 +45,8 @@ from usage.api.schemas import (
     RefundIn,
     UsageOut,
 )
-from usage.ingest import calls, events
-from usage.models import Call
+from usage.ingest import calls
+from usage.ingest.customers import ingest_customer_events, report_customer_call
 from usage.reports import CallReport, EventReport
 from usage.spending import authorize as gateway
 
@@ -109,7 +111,7 @@ def _api_view(view):
     (ninja exempts only its operations) gets Django's HTML CSRF page before the view can answer
     the JSON 404 and count the key's request.
     """
-    return csrf_exempt(_finish_response(view))
+    return csrf_exempt(_finish_response(idempotent(view)))
 
 
 def _unknown_path(request: HttpRequest, *args, **kwargs) -> HttpResponse:
@@ -186,6 +188,8 @@ api = MeterlineAPI(
 install_error_handlers(api)
 # GET /invoices lives with the invoices (usage.api.invoices) and shares this API's auth and errors.
 api.add_router("/", billing_router)
+# The platform's customers by its own ids (usage.api.customers).
+api.add_router("/", customers_router)
 
 _RATE_HEADERS = {
     "x-ratelimit-limit-requests": "Requests allowed per minute for this key.",
@@ -213,27 +217,6 @@ CUSTOMER_ERRORS = frozenset({400, 401, 403, 429, 500})
 PLATFORM_ERRORS = frozenset({400, 401, 403, 500})
 
 
-def _json(data, status: int = 200) -> HttpResponse:
-    return HttpResponse(
-        json.dumps(data, cls=DjangoJSONEncoder, separators=(",", ":")),
-        status=status,
-        content_type="application/json",
-    )
-
-
-def _call_json(call: Call, account_public_id: str) -> dict:
-    return {
-        "call_id": call.call_id,
-        "account": account_public_id,
-        "status": call.status,
-        "direction": call.direction,
-        "billable_seconds": call.billable_seconds,
-        "cost": micros_to_api(call.cost_micros),
-        "refunded": micros_to_api(call.refunded_micros),
-        "explanation": call.explanation,
-    }
-
-
 # Customer key ------------------------------------------------------------------------------
 
 
@@ -257,15 +240,7 @@ def authorize(request: HttpRequest, payload: AuthorizeIn):
         destination=payload.destination,
         now=timezone.now(),
     )
-    return _json(
-        {
-            "allowed": answer.allowed,
-            "balance": micros_to_api(answer.balance_micros),
-            "max_seconds": answer.max_seconds,
-            "reservation_id": answer.reservation_id or None,
-            "billable": answer.billable,
-        }
-    )
+    return json_response(authorization_json(answer))
 
 
 @api.get(
@@ -277,7 +252,7 @@ def authorize(request: HttpRequest, payload: AuthorizeIn):
 )
 def usage(request: HttpRequest):
     """The current period's usage, cost, allowance and balance."""
-    return _json(selectors.usage_summary(account=request.auth.account, now=timezone.now()))
+    return json_response(selectors.usage_summary(account=request.auth.account, now=timezone.now()))
 
 
 @api.get(
@@ -289,7 +264,7 @@ def usage(request: HttpRequest):
 )
 def balance(request: HttpRequest):
     """The credit balance, the credit held by authorized calls and what is available."""
-    return _json(selectors.balance_summary(key=request.auth, now=timezone.now()))
+    return json_response(selectors.balance_summary(key=request.auth, now=timezone.now()))
 
 
 @api.get(
@@ -301,7 +276,7 @@ def balance(request: HttpRequest):
 )
 def pricing(request: HttpRequest):
     """The account's plan, rates, allowance and the model prices that apply to it."""
-    return _json(selectors.pricing_for(account=request.auth.account, now=timezone.now()))
+    return json_response(selectors.pricing_for(account=request.auth.account, now=timezone.now()))
 
 
 # Platform key ------------------------------------------------------------------------------
@@ -326,7 +301,8 @@ def report_call(request: HttpRequest, payload: CallIn, call_id: str = _call_id_p
     """
     report = CallReport(
         call_id=call_id,
-        account=payload.account,
+        account=payload.account or "",
+        customer=payload.customer or "",
         status=payload.status.value,
         direction=payload.direction.value,
         connected_at=payload.connected_at,
@@ -337,9 +313,11 @@ def report_call(request: HttpRequest, payload: CallIn, call_id: str = _call_id_p
         llm=payload.llm,
         reservation_id=payload.reservation_id,
     )
-    call, changed = calls.report_call(report=report, now=timezone.now())
-    CALL_REPORTS.labels("changed" if changed else "repeat").inc()
-    return _json(_call_json(call, payload.account))
+    reported = report_customer_call(report=report, now=timezone.now())
+    CALL_REPORTS.labels("changed" if reported.changed else "repeat").inc()
+    return json_response(
+        call_json(reported.call, account=reported.account, customer=reported.customer)
+    )
 
 
 @api.post(
@@ -357,7 +335,9 @@ def refund_call(
     """
     reason = payload.reason if payload is not None else ""
     call = calls.refund_call(call_id=call_id, now=timezone.now(), reason=reason)
-    return _json(_call_json(call, call.account.public_id))
+    return json_response(
+        call_json(call, account=call.account.public_id, customer=call.account.external_id)
+    )
 
 
 @api.post(
@@ -376,7 +356,8 @@ def report_events(request: HttpRequest, payload: EventsIn):
     reports = [
         EventReport(
             id=e.id,
-            account=e.account,
+            account=e.account or "",
+            customer=e.customer or "",
             type=e.type.value,
             occurred_at=e.occurred_at,
             messages=e.messages,
@@ -391,7 +372,7 @@ def report_events(request: HttpRequest, payload: EventsIn):
         )
         for e in payload.events
     ]
-    results = events.ingest_events(reports=reports, now=timezone.now())
+    results = ingest_customer_events(reports=reports, now=timezone.now())
     for status, count in Counter(r.status for r in results).items():
         EVENTS_INGESTED.labels(status).inc(count)
     out = []
@@ -402,4 +383,4 @@ def report_events(request: HttpRequest, payload: EventsIn):
         if result.status == "rejected":
             item["code"] = str(result.code)
         out.append(item)
-    return _json({"results": out})
+    return json_response({"results": out})

@@ -124,7 +124,12 @@ def list_invoices(
     ),
 ):
     """The key's account's invoices and statements, newest first, with their lines."""
-    invoices = issued_invoices(account=request.auth.account)
+    return invoices_page(account=request.auth.account, limit=limit, starting_after=starting_after)
+
+
+def invoices_page(*, account, limit: int, starting_after: str) -> dict:
+    """One page of the account's invoices, newest first (also GET /customers/{id}/invoices)."""
+    invoices = issued_invoices(account=account)
     if starting_after:
         cursor = invoices.filter(number=starting_after).first()
         if cursor is None:

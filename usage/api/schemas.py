@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from usage.models import CallStatus, Direction, EventType
 from usage.reports import (
@@ -82,6 +82,15 @@ def _decimal(*, int_digits: int, places: int, description: str):
 
 Id = _text(100, min_length=1)
 AccountId = _text(32, min_length=1)
+# The operator's own id of a customer (Account.external_id). No "/": it is a path segment of
+# /customers/{external_id}.
+ExternalId = Annotated[
+    str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f/]*$", strict=True)
+]
+ACCOUNT_DESCRIPTION = "The account's id (acc_...). Give `account` or `customer`, not both."
+CUSTOMER_DESCRIPTION = (
+    "The operator's own id of the customer (its external_id), instead of `account`."
+)
 # No schema maximum: an event over its field's maximum (usage.reports) is rejected alone, with
 # its reason in the 200 answer, and the other events of the batch are charged.
 Quantity = Annotated[int, Field(strict=True, ge=0)]
@@ -104,6 +113,8 @@ Moment = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 MoneyIn = _decimal(int_digits=9, places=12, description='USD, e.g. "0.0015".')
+# An amount of credit: whole micro-dollars (billing.money.usd_to_micros), under 100 million USD.
+CreditAmount = _decimal(int_digits=8, places=6, description='USD, e.g. "25.00".')
 HoldSeconds = _decimal(int_digits=7, places=3, description="Seconds on hold, to the millisecond.")
 Money = Annotated[
     str, Field(description='USD with six decimals, e.g. "0.110667".', examples=["0.110667"])
@@ -116,6 +127,19 @@ class Strict(BaseModel):
 
 class Loose(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+class NamesOneAccount(Strict):
+    """A report that names its account by Meterline's id or by the operator's: exactly one."""
+
+    account: AccountId | None = Field(None, description=ACCOUNT_DESCRIPTION)
+    customer: ExternalId | None = Field(None, description=CUSTOMER_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.account is None) == (self.customer is None):
+            raise ValueError("give exactly one of account and customer")
+        return self
 
 
 # Requests ----------------------------------------------------------------------------------
@@ -145,8 +169,7 @@ class AuthorizeIn(Strict):
     destination: _text(32) = Field("", description=DESTINATION_DESCRIPTION)
 
 
-class CallIn(Strict):
-    account: AccountId
+class CallIn(NamesOneAccount):
     status: CallStatus
     direction: Direction = Direction.INBOUND
     connected_at: Moment | None = None
@@ -162,9 +185,8 @@ class RefundIn(Strict):
     reason: _text(500) = ""
 
 
-class EventIn(Strict):
+class EventIn(NamesOneAccount):
     id: Id
-    account: AccountId
     type: EventType
     occurred_at: Moment
     messages: Quantity | None = Field(
@@ -230,6 +252,7 @@ class AuthorizeOut(BaseModel):
 class CallOut(BaseModel):
     call_id: str
     account: str
+    customer: str | None = Field(description="The account's external_id, if it has one.")
     status: str
     direction: str
     billable_seconds: int
@@ -250,7 +273,12 @@ class EventsOut(BaseModel):
     results: list[EventResultOut]
 
 
-class UsageOut(Loose):
+class NamesAccount(Loose):
+    account: str = Field(description="The account's id (acc_...).")
+    customer: str | None = Field(description="The account's external_id, if it has one.")
+
+
+class UsageOut(NamesAccount):
     period_start: str
     period_end: str
     minutes: str
@@ -271,7 +299,7 @@ class UsageOut(Loose):
     balance: Money
 
 
-class BalanceOut(Loose):
+class BalanceOut(NamesAccount):
     balance: Money
     held: Money
     available: Money

@@ -57,9 +57,14 @@ class LoadedKey:
     # Past `now`, credit in the cached balance is no longer spendable and must be written off
     # before the balance answers anything (billing.ledger.expiry.write_off_expired_credit).
     credit_expires_at: datetime | None = None
+    # The customer a platform key acts for (POST /customers/{external_id}/authorize, ...),
+    # read by load_customer; None for a customer key, which acts for its own account.
+    customer: Account | None = None
 
     @property
     def account(self) -> Account | None:
+        if self.customer is not None:
+            return self.customer
         return self.api_key.account if self.api_key.account_id is not None else None
 
     def hard_budget_possible(self, *, period_start: datetime) -> bool:
@@ -116,6 +121,55 @@ def _sql(placeholder: str = "%s") -> str:
         f"LEFT JOIN {subscription} s ON s.account_id = a.id "
         f"LEFT JOIN {plan} p ON p.id = s.plan_id "
         f"WHERE k.key_id = {placeholder}"
+    )
+
+
+@cache
+def _customer_sql() -> str:
+    account, subscription = Account._meta.db_table, Subscription._meta.db_table
+    plan, budget, grant = Plan._meta.db_table, Budget._meta.db_table, CreditGrant._meta.db_table
+    # The key query's joins, from the account found by the operator's id through the partial
+    # unique index on external_id. A platform key has no budget of its own: only the
+    # account's budgets can stop it.
+    return (
+        f"SELECT {_ACCOUNT.sql}, {_SUBSCRIPTION.sql}, {_PLAN.sql}, "  # noqa: S608  # nosec B608 - model names
+        f"(SELECT MAX(b.reached_period_start) FROM {budget} b "
+        "WHERE b.account_id = a.id AND b.hard AND b.api_key_id IS NULL), "
+        f"(SELECT MIN(g.expires_at) FROM {grant} g "
+        "WHERE g.account_id = a.id AND g.remaining_micros > 0) "
+        f"FROM {account} a LEFT JOIN {subscription} s ON s.account_id = a.id "
+        f"LEFT JOIN {plan} p ON p.id = s.plan_id "
+        "WHERE a.external_id = %s"
+    )
+
+
+def load_customer(*, platform_key: LoadedKey, external_id: str) -> LoadedKey | None:
+    """Return what the gateway needs about the customer with the operator's id, for the
+    platform key acting for it, in one query; None if no account has that id."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    with conn.cursor() as cursor:
+        cursor.execute(_customer_sql(), [external_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    account_end = len(_ACCOUNT.names)
+    subscription_end = account_end + len(_SUBSCRIPTION.names)
+    plan_end = subscription_end + len(_PLAN.names)
+    account = _ACCOUNT.build(row[:account_end], conn)
+    subscription = None
+    if row[account_end] is not None:
+        subscription = _SUBSCRIPTION.build(row[account_end:subscription_end], conn)
+        Subscription.plan.field.set_cached_value(
+            subscription, _PLAN.build(row[subscription_end:plan_end], conn)
+        )
+        Subscription.account.field.set_cached_value(subscription, account)
+        Account.subscription.related.set_cached_value(account, subscription)
+    return LoadedKey(
+        api_key=platform_key.api_key,
+        subscription=subscription,
+        last_hard_budget_period=_BUDGET_PERIOD.read(row[-2], conn),
+        credit_expires_at=_CREDIT_EXPIRY.read(row[-1], conn),
+        customer=account,
     )
 
 

@@ -35,6 +35,16 @@ OPERATIONS = {
     ("get", "/api/v1/balance"),
     ("get", "/api/v1/pricing"),
     ("get", "/api/v1/invoices"),
+    ("post", "/api/v1/customers"),
+    ("get", "/api/v1/customers"),
+    ("get", "/api/v1/customers/{external_id}"),
+    ("patch", "/api/v1/customers/{external_id}"),
+    ("post", "/api/v1/customers/{external_id}/authorize"),
+    ("get", "/api/v1/customers/{external_id}/balance"),
+    ("get", "/api/v1/customers/{external_id}/usage"),
+    ("get", "/api/v1/customers/{external_id}/invoices"),
+    ("post", "/api/v1/customers/{external_id}/credit_grants"),
+    ("post", "/api/v1/customers/{external_id}/portal_sessions"),
 }
 
 
