@@ -3,12 +3,14 @@
 accounts.demo.build makes them, and accounts.demo.history their 90 days of usage.
 """
 
+import secrets
 from dataclasses import dataclass, field
 
 from allauth.account.models import EmailAddress
 from django.contrib.auth.models import Group
 
-from accounts.models import Account, User
+from accounts.keys import hash_secret, issue_api_key
+from accounts.models import Account, ApiKey, KeyKind, User
 
 DEMO_PASSWORD = "meterline-demo"  # noqa: S105 - a published demo login, local only  # nosec B105
 CUSTOMER_EMAIL = "demo@meterline.test"
@@ -130,3 +132,30 @@ def demo_role_user(email: str) -> User:
     user = demo_user(email, is_staff=True, name=name)
     user.groups.add(Group.objects.get(name=group_name))
     return user
+
+
+DEMO_PLATFORM_KEY_NAME = "Demo platform key"
+
+
+def demo_platform_key(*, now) -> str:
+    """Return a token of the demo's platform key. A secret is shown once and only its hash is
+    kept, so each run gives the one key a new secret: the token an earlier run printed stops
+    working, and no key piles up."""
+    api_key = ApiKey.objects.filter(kind=KeyKind.PLATFORM, name=DEMO_PLATFORM_KEY_NAME).first()
+    if api_key is None:
+        return issue_api_key(kind=KeyKind.PLATFORM, name=DEMO_PLATFORM_KEY_NAME, now=now).token
+    secret = secrets.token_urlsafe(32)
+    ApiKey.objects.filter(pk=api_key.pk).update(secret_hash=hash_secret(secret), revoked_at=None)
+    return f"{api_key.key_id}:{secret}"
+
+
+def create_customer_curl(*, base_url: str, token: str) -> str:
+    """A curl line that creates a customer by the operator's id (docs/integration.md)."""
+    body = (
+        '{"external_id": "demo-ws-1", "name": "Demo Workspace", '
+        '"email": "billing@workspace.example", "plan": "voice-prepaid", "credit": "20.00"}'
+    )
+    return (
+        f'curl -X POST "{base_url}/api/v1/customers" -H "Authorization: Bearer {token}" '
+        f"-H \"Content-Type: application/json\" -d '{body}'"
+    )

@@ -1,7 +1,9 @@
 """Operator commands: create_account, create_platform_key, demo (SPEC section 12)."""
 
 import json
+import shlex
 from io import StringIO
+from urllib.parse import urlsplit
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -16,6 +18,7 @@ from accounts.demo.data import (
 from accounts.models import Account, ApiKey, KeyKind, Membership, Role, User
 from billing.ledger.drift import ledger_drift
 from billing.models import EntryKind, LedgerEntry, Plan
+from tests.usage.api.test_integration_doc import request_of
 from usage.api.auth import key_for_token
 
 USD = 1_000_000
@@ -162,3 +165,28 @@ def test_demo_creates_the_demo_users_and_accounts_once(db, client):
     assert Account.objects.filter(parent__isnull=False).count() == 1
     assert ledger_drift() == []
     assert client.login(email=CUSTOMER_EMAIL, password=DEMO_PASSWORD)
+
+
+def _printed_curl(printed: str) -> dict:
+    line = next(ln.strip() for ln in printed.splitlines() if ln.strip().startswith("curl "))
+    return request_of(shlex.split(line), {})
+
+
+def test_demo_prints_a_curl_line_that_creates_a_customer_with_its_platform_key(db, client):
+    first = _printed_curl(run("demo", "--no-serve", "--days", "1"))
+    again = _printed_curl(run("demo", "--no-serve", "--days", "1"))
+
+    def send(request):
+        return client.post(
+            urlsplit(request["url"]).path,
+            request["body"],
+            content_type="application/json",
+            HTTP_AUTHORIZATION=request["headers"]["Authorization"],
+        )
+
+    assert first["url"] == "http://127.0.0.1:8000/api/v1/customers"
+    # A platform key's secret is shown once: each run gives the demo key a new one.
+    assert send(first).status_code == 401
+    response = send(again)
+    assert response.status_code == 201, response.content
+    assert Account.objects.get(external_id=response.json()["external_id"])

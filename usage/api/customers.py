@@ -388,6 +388,18 @@ def authorize_customer(
     auth=platform_key,
     response={200: BalanceOut, PLATFORM_ERRORS: ErrorOut},
     summary="A customer's balance",
+    openapi_extra=_examples(
+        None,
+        {
+            "account": "acc_3kT9x2mQ7vLp",
+            "customer": "workspace_42",
+            "balance": "25.000000",
+            "held": "0.400000",
+            "available": "24.600000",
+            "currency": "USD",
+            "billing_mode": "prepaid",
+        },
+    ),
 )
 def customer_balance(request: HttpRequest, external_id: str = _external_id()):
     """The customer-key `GET /balance`, for the customer."""
@@ -400,6 +412,29 @@ def customer_balance(request: HttpRequest, external_id: str = _external_id()):
     auth=platform_key,
     response={200: UsageOut, PLATFORM_ERRORS: ErrorOut},
     summary="A customer's usage this period",
+    openapi_extra=_examples(
+        None,
+        {
+            "account": "acc_3kT9x2mQ7vLp",
+            "customer": "workspace_42",
+            "period_start": "2026-03-15T00:00:00+00:00",
+            "period_end": "2026-04-15T00:00:00+00:00",
+            "minutes": "1.38",
+            "calls": 1,
+            "sms": 0,
+            "chat_messages": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost": "0.110667",
+            "allowance_minutes": "0.00",
+            "allowance_used_minutes": "0.00",
+            "allowance_remaining_minutes": "0.00",
+            "included_credit": "0.000000",
+            "included_credit_used": "0.000000",
+            "included_credit_remaining": "0.000000",
+            "balance": "24.889333",
+        },
+    ),
 )
 def customer_usage(request: HttpRequest, external_id: str = _external_id()):
     """The customer-key `GET /usage`, for the customer."""
@@ -412,6 +447,7 @@ def customer_usage(request: HttpRequest, external_id: str = _external_id()):
     auth=platform_key,
     response={200: InvoicesOut, PLATFORM_ERRORS: ErrorOut},
     summary="A customer's invoices",
+    openapi_extra=_examples(None, {"invoices": [], "has_more": False}),
 )
 def customer_invoices(
     request: HttpRequest,

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
+from django.utils import timezone
 
 from accounts.demo.build import build_demo
 from accounts.demo.data import (
@@ -14,6 +15,8 @@ from accounts.demo.data import (
     FINANCE_EMAIL,
     STAFF_EMAIL,
     SUPPORT_EMAIL,
+    create_customer_curl,
+    demo_platform_key,
 )
 from accounts.demo.history import HISTORY_DAYS
 
@@ -43,9 +46,14 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         for line in summary:
             self.stdout.write(f"  {line}")
+        host = options["addr"]
+        token = demo_platform_key(now=timezone.now())
+        self.stdout.write(
+            f"\nPlatform key: {token}\nCreate a customer by your own id (docs/integration.md):\n"
+            f"  {create_customer_curl(base_url=f'http://{host}', token=token)}\n"
+        )
         if options["no_serve"]:
             return
-        host = options["addr"]
         if "SITE_URL" not in os.environ:
             # Links in emails (and the worker that sends them) point where this demo listens,
             # not at the default port.

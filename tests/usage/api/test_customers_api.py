@@ -551,3 +551,23 @@ def test_a_bad_credit_grant_is_a_400_and_writes_nothing(client, plans, platform,
 
     assert_error(response, 400, "invalid_request_error")
     assert everything() == before
+
+
+def test_every_customer_operation_is_documented_with_examples_and_its_errors(client, db):
+    schema = client.get("/api/v1/openapi.json").json()
+
+    operations = [
+        (path, method, operation)
+        for path, methods in schema["paths"].items()
+        if path.startswith("/api/v1/customers")
+        for method, operation in methods.items()
+    ]
+
+    assert len(operations) == 10
+    for path, method, operation in operations:
+        responses = operation["responses"]
+        ok = next(status for status in responses if status.startswith("2"))
+        assert responses[ok]["content"]["application/json"]["example"], (method, path)
+        assert {"400", "401", "403", "404"} <= set(responses), (method, path)
+        if method in ("post", "patch"):
+            assert operation["requestBody"]["content"]["application/json"]["example"], path
