@@ -100,6 +100,8 @@ SCHEDULES = {
     # Every 15 minutes, like auto-top-up retries: it buys periods that began and retries declines.
     "Recurring credit": ("billing.jobs.buy_recurring_credit", 15),
     "Refund retries": ("billing.jobs.retry_refunds", 15),
+    # Every minute: the first retries of a webhook are due seconds and minutes after a failure.
+    "Webhook deliveries": ("webhooks.jobs.retry_deliveries", 1),
 }
 
 
