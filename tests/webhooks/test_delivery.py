@@ -74,10 +74,13 @@ def test_a_rolled_back_cause_writes_no_event_and_sends_nothing(
     account = make_account()
     events_before = OutboundEvent.objects.count()
 
-    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
-        with transaction.atomic():
-            emit("credit.granted", {"amount": "5.00"}, account=account, now=timezone.now())
-            raise RuntimeError("the cause failed")
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        emit("credit.granted", {"amount": "5.00"}, account=account, now=timezone.now())
+        raise RuntimeError("the cause failed")
 
     assert OutboundEvent.objects.count() == events_before
     assert not Delivery.objects.exists()
