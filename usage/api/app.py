@@ -28,6 +28,7 @@ from usage import selectors
 from usage.api.auth import RATE_LIMIT_ATTR, admit_key, customer_key, platform_key
 from usage.api.errors import ApiError, api_error_response, error_response, install_error_handlers
 from usage.api.invoices import router as billing_router
+from usage.api.webhook_endpoints import router as webhooks_router
 from usage.api.metrics import CALL_REPORTS, EVENTS_INGESTED
 from usage.api.schemas import (
     PRINTABLE,
@@ -186,6 +187,7 @@ api = MeterlineAPI(
 install_error_handlers(api)
 # GET /invoices lives with the invoices (usage.api.invoices) and shares this API's auth and errors.
 api.add_router("/", billing_router)
+api.add_router("/", webhooks_router)
 
 _RATE_HEADERS = {
     "x-ratelimit-limit-requests": "Requests allowed per minute for this key.",
