@@ -18,7 +18,7 @@ REAL_GETADDRINFO = socket.getaddrinfo
 
 def fake_dns(monkeypatch, names: dict[str, list[str]]):
     """Answer these names with these addresses; count the lookups of each."""
-    lookups = {name: 0 for name in names}
+    lookups = dict.fromkeys(names, 0)
 
     def getaddrinfo(host, port, *args, **kwargs):
         if host in names:
@@ -49,7 +49,7 @@ def fake_dns(monkeypatch, names: dict[str, list[str]]):
         "192.168.1.1",
         "169.254.169.254",
         "224.0.0.1",
-        "0.0.0.0",
+        "0.0.0.0",  # noqa: S104 - the unspecified address, refused
         "240.0.0.1",
         "100.64.0.1",
         "::1",

@@ -28,7 +28,6 @@ from usage import selectors
 from usage.api.auth import RATE_LIMIT_ATTR, admit_key, customer_key, platform_key
 from usage.api.errors import ApiError, api_error_response, error_response, install_error_handlers
 from usage.api.invoices import router as billing_router
-from usage.api.webhook_endpoints import router as webhooks_router
 from usage.api.metrics import CALL_REPORTS, EVENTS_INGESTED
 from usage.api.schemas import (
     PRINTABLE,
@@ -44,6 +43,7 @@ from usage.api.schemas import (
     RefundIn,
     UsageOut,
 )
+from usage.api.webhook_endpoints import router as webhooks_router
 from usage.ingest import calls, events
 from usage.models import Call
 from usage.reports import CallReport, EventReport
