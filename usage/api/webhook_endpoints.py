@@ -34,7 +34,7 @@ _EXAMPLE = {
     "disabled_at": None,
     "disabled_reason": "",
 }
-_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 - an example for the docs
 _TYPES = ", ".join(EVENT_TYPES)
 
 
