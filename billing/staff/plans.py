@@ -6,6 +6,7 @@ from datetime import datetime
 from django.db import transaction
 
 from accounts.models import Account, User
+from billing import events
 from billing.ledger.locks import lock_account
 from billing.models import AllowanceUnlock, Plan, StaffAction, Subscription
 from billing.plans.allowances import keep_period_allowance, unlock_allowance
@@ -78,6 +79,8 @@ def change_plan(
             after={"plan": subscription.plan.code, "pending_plan": pending, "when": when},
             target=subscription,
         )
+        if when == "now":
+            events.customer_updated(account=locked, plan=plan, changed=["plan"], now=now)
     return Outcome(f"Plan change to {plan.code} ({when.replace('_', ' ')}).", record)
 
 

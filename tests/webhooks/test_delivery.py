@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
+from operations.business import business_figures
 from tests.webhooks.conftest import Receiver
 from webhooks import transport
 from webhooks.delivery import deliver, retry_due_deliveries
@@ -289,3 +290,21 @@ def test_enabling_an_endpoint_again_sends_what_waited_for_it(
     assert receiver.event_ids() == [event.event_id]
     pending.refresh_from_db()
     assert pending.status == DeliveryStatus.DELIVERED
+
+
+def test_the_metrics_count_pending_deliveries_and_failing_endpoints(
+    receiver, endpoint_to, make_account, django_capture_on_commit_callbacks
+):
+    endpoint_to()
+    endpoint_to(enabled=False)
+    receiver.status = 500
+    _emit_committed(make_account(), django_capture_on_commit_callbacks)
+
+    figures = {name: values for name, _, _, values in business_figures(now=timezone.now())}
+
+    assert figures["meterline_webhook_deliveries_pending"] == [([], 1)]
+    assert figures["meterline_webhook_deliveries_pending_oldest_age_seconds"][0][1] >= 0
+    assert {labels[0]: n for labels, n in figures["meterline_webhook_endpoints"]} == {
+        "failing": 1,
+        "disabled": 1,
+    }
