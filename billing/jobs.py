@@ -102,6 +102,8 @@ SCHEDULES = {
     "Refund retries": ("billing.jobs.retry_refunds", 15),
     # Stored answers are kept 24 hours at least (usage.api.idempotency); hourly is plenty.
     "Idempotency key purge": ("usage.jobs.purge_idempotency_keys", 60),
+    # Every minute: the first retries of a webhook are due seconds and minutes after a failure.
+    "Webhook deliveries": ("webhooks.jobs.retry_deliveries", 1),
 }
 
 

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "billing",
     "usage",
     "operations",
+    "webhooks",
 ]
 
 # Sessions, logins, messages and htmx are Django's and django-htmx's middleware, kept off the
@@ -263,6 +264,13 @@ PAYMENT_GATEWAY = (
 )
 # Charge auto-top-ups and react to card changes inline instead of in the task worker (tests).
 PAYMENTS_SYNC = env.bool("PAYMENTS_SYNC", default=False)
+
+# Outbound webhooks (docs/webhooks.md) -------------------------------------------------------
+# Let endpoints on loopback, private and link-local addresses receive webhooks: only for the
+# demo and tests, whose receivers listen on 127.0.0.1 (the guard stops SSRF in production).
+WEBHOOKS_ALLOW_PRIVATE = env.bool("WEBHOOKS_ALLOW_PRIVATE", default=False)
+# Deliver inline after commit instead of in the task worker (tests, the demo without a worker).
+WEBHOOKS_SYNC = env.bool("WEBHOOKS_SYNC", default=False)
 
 # Static files ------------------------------------------------------------------------------
 STATIC_URL = "/static/"

@@ -41,3 +41,5 @@ Q_CLUSTER = {
 }
 NOTIFICATIONS_SYNC = True  # tests send notifications inline, not through the worker
 PAYMENTS_SYNC = True  # auto-top-up charges and card follow-ups run inline, after commit
+WEBHOOKS_SYNC = True  # deliveries run inline, after commit
+WEBHOOKS_ALLOW_PRIVATE = True  # receivers of the tests listen on 127.0.0.1; guard tests turn it off

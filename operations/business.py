@@ -1,13 +1,13 @@
 """The business gauges of `/metrics`, as plain figures: each a few indexed counts.
 
 Every figure is a question an operator alerts on: money work waiting (notifications, top-ups,
-refunds), credit held, customers paused for non-payment, scheduled jobs that stopped
-succeeding, and the last ledger check's drift.
+refunds, webhook deliveries), credit held, customers paused for non-payment, webhook endpoints
+that fail, scheduled jobs that stopped succeeding, and the last ledger check's drift.
 """
 
 from datetime import datetime
 
-from django.db.models import Count, Min
+from django.db.models import Count, Min, Q
 
 from accounts.models import Account
 from billing.models import LedgerCheck, Notification, Refund, TopUp
@@ -15,6 +15,7 @@ from billing.models.notifications import NotificationStatus
 from billing.models.payments import RefundStatus, TopUpKind, TopUpStatus
 from operations.liveness import job_statuses
 from usage.models import Reservation, ReservationStatus
+from webhooks.models import Delivery, DeliveryStatus, WebhookEndpoint
 
 # (name, help, label names, [(label values, value), ...])
 Figure = tuple[str, str, list[str], list[tuple[list[str], float]]]
@@ -91,6 +92,39 @@ def business_figures(*, now: datetime) -> list[Figure]:
             "Accounts whose billable usage is paused for an unpaid invoice.",
             [],
             [([], Account.objects.filter(past_due_since__isnull=False).count())],
+        )
+    )
+
+    deliveries = Delivery.objects.filter(status=DeliveryStatus.PENDING).aggregate(
+        n=Count("pk"), oldest=Min("created_at")
+    )
+    figures.append(
+        (
+            "meterline_webhook_deliveries_pending",
+            "Webhook deliveries not yet answered with a 2xx (being retried, or waiting for a "
+            "disabled endpoint).",
+            [],
+            [([], deliveries["n"])],
+        )
+    )
+    figures.append(
+        (
+            "meterline_webhook_deliveries_pending_oldest_age_seconds",
+            "Age of the oldest pending webhook delivery (0 when none waits).",
+            [],
+            [([], _age_seconds(now, deliveries["oldest"]))],
+        )
+    )
+    endpoints = WebhookEndpoint.objects.aggregate(
+        failing=Count("pk", filter=Q(enabled=True, failing_since__isnull=False)),
+        disabled=Count("pk", filter=Q(enabled=False)),
+    )
+    figures.append(
+        (
+            "meterline_webhook_endpoints",
+            "Webhook endpoints whose last attempt failed (failing) or that are disabled.",
+            ["state"],
+            [(["failing"], endpoints["failing"]), (["disabled"], endpoints["disabled"])],
         )
     )
 

@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from billing import events
 from billing.alerts.balance import alert_state
 from billing.ledger.locks import LockedAccount
 from billing.models import (
@@ -90,6 +91,16 @@ def _allowance_alert(account, state, *, start, end, used, total, describe, now) 
         # not also announce 80%.
         state.allowance_alerted_percent = level
         fields.append("allowance_alerted_percent")
+        events.allowance_threshold_reached(
+            account=account,
+            percent=level,
+            used=used,
+            included=total,
+            unit="usd" if describe is format_usd else "seconds",
+            start=start,
+            end=end,
+            now=now,
+        )
         notify(
             account=account,
             kind=ALLOWANCE_USED,

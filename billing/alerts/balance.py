@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 
 from accounts.models import Account
+from billing import events
 from billing.ledger.locks import LockedAccount, lock_account
 from billing.models import (
     AlertSettings,
@@ -233,10 +234,14 @@ def _balance_moved(account: Account, state: AlertState, *, before_micros: int, n
             settings.zero_balance_crossings += 1
             changed += ["zero_balance_armed", "zero_balance_crossings"]
             _notify_zero(account, settings, now)
+            events.balance_crossed("balance.depleted", account=account, threshold_micros=0, now=now)
         if goes_low:
             settings.low_balance_armed = False
             settings.low_balance_crossings += 1
             changed += ["low_balance_armed", "low_balance_crossings"]
+            events.balance_crossed(
+                "balance.low", account=account, threshold_micros=threshold, now=now
+            )
             # Straight from above the threshold to nothing: the out-of-credit email says it
             # all, unless the customer turned that one off.
             if not (reaches_zero and settings.email_zero_balance):
@@ -269,6 +274,7 @@ def _retract_same_instant_alerts(account: Account, now: datetime) -> None:
         status=NotificationStatus.PENDING,
         created_at=now,
     ).delete()
+    events.balance_alerts_withdrawn(account=account, now=now)
 
 
 def _notify_low(account: Account, state: AlertSettings, threshold: int, now: datetime) -> None:

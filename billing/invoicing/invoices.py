@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import F, Max
 
 from accounts.models import Account, BillingMode
+from billing import events
 from billing.db.bulk_insert import insert_objects, insert_rows
 from billing.db.row_updates import update_by_pk
 from billing.invoicing.emails import invoices_issued
@@ -309,6 +310,7 @@ def save_drafts(drafts: list[Draft], *, now: datetime) -> list[Invoice]:
     # Nearly every account starts again from 0: one update for those, few for the carries.
     update_by_pk(Account, "unbilled_micros", {d.account.pk: d.carry_micros for d in drafts})
     invoices_issued(invoices=invoices, now=now)
+    events.invoices_issued(invoices=invoices, now=now)
     return invoices
 
 

@@ -21,12 +21,17 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import F
 
 from accounts.models import Account, User
+from billing import events
 from billing.ledger.errors import DuplicatePosting, InsufficientCredit, LedgerError
 from billing.ledger.grants import spendable_part
 from billing.ledger.locks import LockedAccount
 from billing.ledger.watchers import balance_changed
-from billing.models import CreditGrant, LedgerEntry
+from billing.models import CreditGrant, EntryKind, LedgerEntry
 from billing.models.ledger import cause_fields
+
+# Credit given rather than bought (top-ups have their own events) or handed back (call.refunded):
+# the platform hears of it as credit.granted.
+GRANTED_KINDS = frozenset({EntryKind.SIGNUP_CREDIT, EntryKind.PROMOTIONAL})
 
 
 @dataclass
@@ -198,6 +203,16 @@ def _apply(
         balance_micros=balance,
         unbilled_delta_micros=unbilled_delta_micros,
     )
+    for entry in entries:
+        if entry.kind in GRANTED_KINDS and entry.amount_micros > 0:
+            events.credit_granted(
+                account=account,
+                amount_micros=entry.amount_micros,
+                kind=entry.kind,
+                expires_at=entry.grant.expires_at if entry.grant else None,
+                reason=entry.reason or entry.description,
+                now=now,
+            )
     return entries
 
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from accounts.models import Account
+from billing import events
 from billing.invoicing.emails import invoice_paid, invoice_payment_failed
 from billing.invoicing.invoices import transition
 from billing.invoicing.receipts import receipt_for_invoice_payment
@@ -132,10 +133,14 @@ def record_outcome(*, payment_id: int, outcome: ChargeOutcome, now: datetime) ->
 
 def _mark_paid(*, invoice: Invoice, locked: LockedAccount, now: datetime) -> None:
     account = locked.account
-    if invoice.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
+    newly_paid = invoice.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+    if newly_paid:
         transition(invoice=invoice, to=InvoiceStatus.PAID, now=now)
         invoice_paid(invoice=invoice, now=now)
     Invoice.objects.filter(pk=invoice.pk).update(amount_paid_micros=invoice.amount_due_micros)
+    invoice.amount_paid_micros = invoice.amount_due_micros
+    if newly_paid:
+        events.invoice_event("invoice.paid", invoice=invoice, now=now)
     # The payment clears exactly what the invoice billed; sub-cent rounding is forgiven.
     if invoice.total_micros > 0:
         post_entry(
@@ -151,6 +156,7 @@ def _mark_paid(*, invoice: Invoice, locked: LockedAccount, now: datetime) -> Non
     if account.past_due_since and not keeping.exists():
         # A successful payment lifts the pause at once (P5).
         Account.objects.filter(pk=account.pk).update(past_due_since=None)
+        events.account_reinstated(account=account, now=now)
 
 
 def invoices_keeping_past_due(account: Account):
@@ -172,9 +178,17 @@ def _mark_failed(*, invoice: Invoice, account: Account, now: datetime) -> None:
     next_at = now + RETRY_DELAYS[failures - 1] if failures <= len(RETRY_DELAYS) else None
     Invoice.objects.filter(pk=invoice.pk).update(next_payment_attempt_at=next_at)
     invoice_payment_failed(invoice=invoice, failures=failures, next_attempt_at=next_at, now=now)
+    events.invoice_event(
+        "invoice.payment_failed",
+        invoice=invoice,
+        now=now,
+        failures=failures,
+        next_attempt_at=next_at,
+    )
     if account.past_due_since is None:
         # Billable usage is paused (402) until the invoice is paid; free usage goes on.
         Account.objects.filter(pk=account.pk).update(past_due_since=now)
+        events.account_past_due(account=account, invoice=invoice, now=now)
 
 
 def invoices_to_collect(*, now: datetime) -> list[int]:

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Account
+from billing import events
 from billing.ledger.locks import lock_account
 from billing.models import (
     TopUp,
@@ -107,6 +108,7 @@ def charge_failed(*, topup_id: int, now: datetime, error: str, payment_intent_id
             failures = row.consecutive_failures + 1
             retry_at = now + BACKOFF[failures - 1] if failures <= len(BACKOFF) else None
             update_row(row, now, consecutive_failures=failures, next_attempt_at=retry_at)
+        events.topup_event("auto_topup.failed", topup=topup, now=now, next_attempt_at=retry_at)
         notify(
             account=account,
             kind="auto_topup_failed",
@@ -139,6 +141,12 @@ def charge_requires_action(*, topup_id: int, now: datetime, payment_intent_id: s
         topup.save(update_fields=["status", "error", "payment_intent_id"])
         retry_state(topup).update(next_attempt_at=None, updated_at=now)
         path = reverse("payments:resume_topup", args=[account.public_id, topup.public_id])
+        events.topup_event(
+            "auto_topup.action_required",
+            topup=topup,
+            now=now,
+            action_url=f"{settings.SITE_URL}{path}",
+        )
         notify(
             account=account,
             kind="auto_topup_action_required",

@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import Sum
 
 from accounts.models import User
+from billing import events
 from billing.ledger.errors import DuplicatePosting
 from billing.ledger.locks import LockedAccount, lock_account
 from billing.ledger.posting import Posting, post_entries, post_entry
@@ -222,6 +223,7 @@ def record_refund_outcome(*, refund_id: int, outcome: RefundOutcome, now: dateti
             if topup.refunded_micros >= topup.amount_micros:
                 topup.status = TopUpStatus.REFUNDED
                 topup.save(update_fields=["status"])
+            events.refund_succeeded(refund=refund, topup=topup, now=now)
         else:
             _restore_credit(locked=locked, topup=topup, refund=refund, now=now)
         refund.save(update_fields=["status", "stripe_refund_id", "error", "completed_at"])
@@ -398,4 +400,5 @@ def reconcile_stripe_refunds(*, payment_intent_id: str, amount_refunded_micros: 
         if topup.refunded_micros >= topup.amount_micros:
             topup.status = TopUpStatus.REFUNDED
         topup.save(update_fields=["refunded_micros", "status"])
+        events.refund_succeeded(refund=refund, topup=topup, now=now)
     return refund

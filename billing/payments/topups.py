@@ -16,6 +16,7 @@ from datetime import datetime
 from django.db import transaction
 
 from accounts.models import Account, User, new_public_id
+from billing import events
 from billing.invoicing.receipts import receipt_for_topup
 from billing.ledger.errors import DuplicatePosting
 from billing.ledger.locks import lock_account
@@ -168,6 +169,12 @@ def fulfil_topup(
         receipt = receipt_for_topup(topup=topup, now=now)
         if off_session:
             end_backoff(topup=topup, now=now)
+        events.topup_event(
+            "auto_topup.succeeded" if off_session else "topup.succeeded",
+            topup=topup,
+            balance_micros=account.balance_micros,
+            now=now,
+        )
         notify(
             account=account,
             kind="auto_topup_succeeded" if off_session else "topup_receipt",
@@ -218,6 +225,8 @@ def fail_topup(*, topup_id: int, now: datetime, error: str, status: str = TopUpS
         topup.error = error
         topup.completed_at = now
         topup.save(update_fields=["status", "error", "completed_at"])
+        if status == TopUpStatus.FAILED:  # a canceled checkout is the customer's choice
+            events.topup_event("topup.failed", topup=topup, now=now)
     return topup
 
 

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import Account, Membership, Role, User
+from billing import events
 from billing.ledger.locks import lock_account
 from billing.ledger.posting import post_entry
 from billing.models import Allowance, EntryKind, Plan
@@ -128,6 +129,7 @@ def create_account(
                 description="Initial credit",
                 reason="Granted when the account was created",
             )
+        events.customer_created(account=account, plan=plan, now=now)
     return account
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account, User
+from billing import events
 from billing.invoicing.emails import INVOICE_ISSUED, invoice_context
 from billing.invoicing.invoices import InvoiceError, transition
 from billing.ledger.locks import lock_account
@@ -53,7 +54,7 @@ def void_invoice(*, invoice: Invoice, reason: str, actor: User, key: str, now: d
                 description=f"Invoice {invoice.number} voided",
                 idempotency_key=f"void:{invoice.pk}",
             )
-        _lift_past_due_if_settled(locked.account)
+        _lift_past_due_if_settled(locked.account, now=now)
         record = audit.write(
             account=locked.account,
             before=before,
@@ -140,6 +141,7 @@ def _transition(*, invoice: Invoice, to: str, now: datetime, reason: str) -> Non
         raise StaffActionError(str(exc)) from None
 
 
-def _lift_past_due_if_settled(account: Account) -> None:
+def _lift_past_due_if_settled(account: Account, *, now: datetime) -> None:
     if account.past_due_since and not invoices_keeping_past_due(account).exists():
         Account.objects.filter(pk=account.pk).update(past_due_since=None)
+        events.account_reinstated(account=account, now=now)

@@ -6,6 +6,7 @@ from datetime import datetime
 from django.db import transaction
 
 from accounts.models import Account, ApiKey, User
+from billing import events
 from billing.ledger.locks import lock_account
 from billing.models import AllowanceUnlock, Plan, StaffAction, Subscription
 from billing.plans.allowances import keep_period_allowance, unlock_allowance
@@ -103,6 +104,8 @@ def _move(*, account: Account, plan: Plan, when: str, audit: Audit) -> Outcome:
             after={"plan": subscription.plan.code, "pending_plan": pending, "when": when},
             target=subscription,
         )
+        if when == "now":
+            events.customer_updated(account=locked, plan=plan, changed=["plan"], now=now)
     return Outcome(f"Plan change to {plan.code} ({when.replace('_', ' ')}).", record)
 
 

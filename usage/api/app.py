@@ -45,6 +45,7 @@ from usage.api.schemas import (
     RefundIn,
     UsageOut,
 )
+from usage.api.webhook_endpoints import router as webhooks_router
 from usage.ingest import calls
 from usage.ingest.customers import ingest_customer_events, report_customer_call
 from usage.reports import CallReport, EventReport
@@ -190,6 +191,7 @@ install_error_handlers(api)
 api.add_router("/", billing_router)
 # The platform's customers by its own ids (usage.api.customers).
 api.add_router("/", customers_router)
+api.add_router("/", webhooks_router)
 
 _RATE_HEADERS = {
     "x-ratelimit-limit-requests": "Requests allowed per minute for this key.",

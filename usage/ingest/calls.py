@@ -9,6 +9,7 @@ from django.db.models import F
 from accounts.models import User
 from billing.ledger.locks import LockedAccount, lock_account
 from billing.models import EntryKind, LedgerEntry, Subscription
+from billing.money import micros_to_api
 from billing.payments.refunds import credit_back
 from usage.charging.lock import ChargeLock, lock_for_charge
 from usage.charging.refunds import record_refund
@@ -22,6 +23,7 @@ from usage.rating.rules import Rating, rate_call
 from usage.reads.calls import read_before_lock
 from usage.reports import CallReport, Conflict, NotFound, UsageError
 from usage.spending.holds import settle_hold
+from webhooks.events import emit
 
 
 def call_moment(
@@ -325,5 +327,16 @@ def credit_call(
         component="call",
         model=call.llm,
         entry=entry,
+    )
+    emit(
+        "call.refunded",
+        {
+            "call_id": call.call_id,
+            "amount": micros_to_api(amount_micros),
+            "reason": reason,
+            "balance": micros_to_api(locked.account.balance_micros),
+        },
+        account=locked.account,
+        now=now,
     )
     return entry

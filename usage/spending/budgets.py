@@ -22,11 +22,12 @@ from accounts.models import Account, ApiKey, KeyKind
 from billing.alerts.balance import alert_state
 from billing.ledger.locks import LockedAccount, lock_account
 from billing.models import AlertSettings, Budget, Subscription
-from billing.money import format_usd
+from billing.money import format_usd, micros_to_api
 from billing.notifications.links import billing_page_url
 from billing.notifications.outbox import notify
 from billing.periods import current_period
 from usage.reads.rollups import period_spend
+from webhooks.events import emit
 
 BUDGET_REACHED = "budget_reached"
 MAX_BUDGETS_PER_ACCOUNT = 50
@@ -143,6 +144,20 @@ def _evaluate(
             continue
         Budget.objects.filter(pk=budget.pk).update(reached_period_start=start)
         budget.reached_period_start = start
+        emit(
+            "budget.reached",
+            {
+                "name": budget.name,
+                "amount": micros_to_api(budget.amount_micros),
+                "spend": micros_to_api(spend),
+                "hard": budget.hard,
+                "api_key": budget.api_key.key_id if budget.api_key_id else None,
+                "period_start": start,
+                "period_end": end,
+            },
+            account=account,
+            now=now,
+        )
         notify(
             account=account,
             kind=BUDGET_REACHED,

@@ -19,6 +19,7 @@ from accounts.demo.data import (
     demo_platform_key,
 )
 from accounts.demo.history import HISTORY_DAYS
+from accounts.demo.webhooks import start_receiver
 
 
 class Command(BaseCommand):
@@ -63,10 +64,19 @@ class Command(BaseCommand):
             f"(password {DEMO_PASSWORD}); staff: {STAFF_EMAIL}, {SUPPORT_EMAIL} (Support) and "
             f"{FINANCE_EMAIL} (Finance) at http://{host}/admin/\n"
         )
+        # The demo's webhook receiver listens on 127.0.0.1, which the SSRF guard refuses
+        # unless told otherwise: here and in the worker that delivers.
+        settings.WEBHOOKS_ALLOW_PRIVATE = True
+        receiver_url = start_receiver(write=self.stdout.write)
+        self.stdout.write(
+            f"Webhooks go to the demo receiver at {receiver_url}; each one is printed here. "
+            "Open an account to see one within a minute:\n"
+            "  uv run manage.py create_account --email new@example.test --plan voice-prepaid\n"
+        )
         worker = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=settings.BASE_DIR,
-            env={**os.environ, "SITE_URL": settings.SITE_URL},
+            env={**os.environ, "SITE_URL": settings.SITE_URL, "WEBHOOKS_ALLOW_PRIVATE": "true"},
         )
         try:
             call_command("runserver", host, use_reloader=False)
