@@ -232,10 +232,11 @@ class CreditGrantAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditRecord)
 class AuditRecordAdmin(ReadOnlyAdmin):
-    list_display = ["at", "actor", "action", "account", "reason"]
+    # actor_key: the platform key, when the operator's platform did it through the API.
+    list_display = ["at", "actor", "actor_key", "action", "account", "reason"]
     list_filter = ["action"]
     search_fields = ["account__public_id", "account__name", "actor__email", "reason"]
-    list_select_related = ["actor", "account"]
+    list_select_related = ["actor", "actor_key", "account"]
 
     def get_urls(self):
         return [

@@ -28,6 +28,14 @@ PLATFORM_OPERATIONS = {
     "/api/v1/calls/{call_id}",
     "/api/v1/calls/{call_id}/refund",
     "/api/v1/events",
+    "/api/v1/customers",
+    "/api/v1/customers/{external_id}",
+    "/api/v1/customers/{external_id}/authorize",
+    "/api/v1/customers/{external_id}/balance",
+    "/api/v1/customers/{external_id}/usage",
+    "/api/v1/customers/{external_id}/invoices",
+    "/api/v1/customers/{external_id}/credit_grants",
+    "/api/v1/customers/{external_id}/portal_sessions",
 }
 
 EXCLUDED_CHECKS = [

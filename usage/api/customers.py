@@ -246,6 +246,7 @@ def _emails(value: str | list[str] | None) -> list[str] | None:
 @router.post(
     "/customers",
     auth=platform_key,
+    operation_id="create_customer",
     response={201: CustomerOut, PLATFORM_ERRORS | {409}: ErrorOut},
     summary="Create a customer",
     openapi_extra=_examples(
@@ -285,6 +286,7 @@ def create_customer(request: HttpRequest, payload: CustomerIn):
 @router.get(
     "/customers",
     auth=platform_key,
+    operation_id="list_customers",
     response={200: CustomersOut, PLATFORM_ERRORS: ErrorOut},
     summary="List customers",
     openapi_extra=_examples(None, {"customers": [EXAMPLE_CUSTOMER], "has_more": False}),
@@ -310,6 +312,7 @@ def list_customers(
 @router.get(
     "/customers/{external_id}",
     auth=platform_key,
+    operation_id="get_customer",
     response={200: CustomerOut, PLATFORM_ERRORS: ErrorOut},
     summary="Get a customer",
     openapi_extra=_examples(None, EXAMPLE_CUSTOMER),
@@ -321,6 +324,7 @@ def get_customer(request: HttpRequest, external_id: str = _external_id()):
 @router.patch(
     "/customers/{external_id}",
     auth=platform_key,
+    operation_id="update_customer",
     response={200: CustomerOut, PLATFORM_ERRORS: ErrorOut},
     summary="Update a customer",
     openapi_extra=_examples(
@@ -351,6 +355,7 @@ def update_customer(
 @router.post(
     "/customers/{external_id}/authorize",
     auth=platform_key,
+    operation_id="authorize_customer",
     response={200: AuthorizeOut, PLATFORM_ERRORS | {402}: ErrorOut},
     summary="Authorize for a customer",
     openapi_extra=_examples(
@@ -386,6 +391,7 @@ def authorize_customer(
 @router.get(
     "/customers/{external_id}/balance",
     auth=platform_key,
+    operation_id="customer_balance",
     response={200: BalanceOut, PLATFORM_ERRORS: ErrorOut},
     summary="A customer's balance",
     openapi_extra=_examples(
@@ -410,6 +416,7 @@ def customer_balance(request: HttpRequest, external_id: str = _external_id()):
 @router.get(
     "/customers/{external_id}/usage",
     auth=platform_key,
+    operation_id="customer_usage",
     response={200: UsageOut, PLATFORM_ERRORS: ErrorOut},
     summary="A customer's usage this period",
     openapi_extra=_examples(
@@ -445,6 +452,7 @@ def customer_usage(request: HttpRequest, external_id: str = _external_id()):
 @router.get(
     "/customers/{external_id}/invoices",
     auth=platform_key,
+    operation_id="customer_invoices",
     response={200: InvoicesOut, PLATFORM_ERRORS: ErrorOut},
     summary="A customer's invoices",
     openapi_extra=_examples(None, {"invoices": [], "has_more": False}),
@@ -468,6 +476,7 @@ def customer_invoices(
 @router.post(
     "/customers/{external_id}/credit_grants",
     auth=platform_key,
+    operation_id="grant_credit",
     response={201: CreditGrantOut, PLATFORM_ERRORS: ErrorOut},
     summary="Grant credit to a customer",
     openapi_extra=_examples(
@@ -517,6 +526,7 @@ def grant_credit(request: HttpRequest, payload: CreditGrantIn, external_id: str 
 @router.post(
     "/customers/{external_id}/portal_sessions",
     auth=platform_key,
+    operation_id="create_portal_session",
     response={201: PortalSessionOut, PLATFORM_ERRORS: ErrorOut},
     summary="Make a one-time dashboard link",
     openapi_extra=_examples(

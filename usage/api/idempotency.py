@@ -16,12 +16,17 @@ import functools
 import hashlib
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from usage.api.auth import admit_key, key_from_request
-from usage.api.errors import ApiError, api_error_response, error_response
+from usage.api.errors import (
+    RETRY_AFTER_SECONDS,
+    ApiError,
+    api_error_response,
+    error_response,
+)
 from usage.models import IdempotentRequest
 
 HEADER = "Idempotency-Key"
@@ -48,9 +53,21 @@ def idempotent(view):
         except ApiError:
             # No valid API key: the operation answers 401 itself, and nothing is kept.
             return view(request, *args, **kwargs)
-        return _once(view, request, scope=scope, key=key, args=args, kwargs=kwargs)
+        except (OperationalError, InterfaceError):
+            return _unavailable()
+        try:
+            return _once(view, request, scope=scope, key=key, args=args, kwargs=kwargs)
+        except (OperationalError, InterfaceError):
+            # The claim could not be written or read: do nothing rather than do it unguarded.
+            return _unavailable()
 
     return wrapper
+
+
+def _unavailable() -> HttpResponse:
+    response = error_response(503, "The service is briefly unavailable; retry the request.")
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def _fingerprint(request: HttpRequest) -> str:

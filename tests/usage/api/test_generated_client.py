@@ -64,15 +64,11 @@ def test_the_generated_client_creates_a_customer_reports_usage_authorizes_and_gr
 ):
     from meterline_client import AuthenticatedClient
     from meterline_client.api.customers import (
-        usage_api_customers_authorize_customer as authorize_customer,
+        authorize_customer,
+        create_customer,
+        customer_balance,
+        grant_credit,
     )
-    from meterline_client.api.customers import (
-        usage_api_customers_create_customer as create_customer,
-    )
-    from meterline_client.api.customers import (
-        usage_api_customers_customer_balance as customer_balance,
-    )
-    from meterline_client.api.customers import usage_api_customers_grant_credit as grant_credit
     from meterline_client.api.usage import usage_api_app_report_call as report_call
     from meterline_client.api.usage import usage_api_app_report_events as report_events
     from meterline_client.models import (

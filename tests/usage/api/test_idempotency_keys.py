@@ -6,7 +6,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -245,3 +245,17 @@ def test_twenty_concurrent_identical_posts_make_one_customer_and_one_grant(plans
     retry = post(Client(), "/api/v1/customers/ws_1/credit_grants", platform, GRANT, "grant-1")
     assert retry.status_code == 201
     assert ledger_drift() == []
+
+
+def test_a_claim_that_cannot_be_written_is_a_503_and_nothing_is_done(
+    client, plans, platform, monkeypatch
+):
+    def database_out(**fields):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(IdempotentRequest.objects, "create", database_out)
+
+    response = post(client, "/api/v1/customers", platform, CUSTOMER, "k1")
+
+    assert response.status_code == 503 and response["Retry-After"] == "1"
+    assert not Account.objects.exists()
