@@ -28,6 +28,9 @@ PLATFORM_OPERATIONS = {
     "/api/v1/calls/{call_id}",
     "/api/v1/calls/{call_id}/refund",
     "/api/v1/events",
+    "/api/v1/webhook_endpoints",
+    "/api/v1/webhook_endpoints/{endpoint_id}",
+    "/api/v1/webhook_endpoints/{endpoint_id}/rotate_secret",
 }
 
 EXCLUDED_CHECKS = [

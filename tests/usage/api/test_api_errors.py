@@ -35,6 +35,12 @@ OPERATIONS = {
     ("get", "/api/v1/balance"),
     ("get", "/api/v1/pricing"),
     ("get", "/api/v1/invoices"),
+    ("post", "/api/v1/webhook_endpoints"),
+    ("get", "/api/v1/webhook_endpoints"),
+    ("get", "/api/v1/webhook_endpoints/{endpoint_id}"),
+    ("patch", "/api/v1/webhook_endpoints/{endpoint_id}"),
+    ("delete", "/api/v1/webhook_endpoints/{endpoint_id}"),
+    ("post", "/api/v1/webhook_endpoints/{endpoint_id}/rotate_secret"),
 }
 
 
