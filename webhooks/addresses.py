@@ -101,5 +101,8 @@ def check_url(url: str) -> None:
     """Refuse a URL for an endpoint: not http(s), or a host that is or resolves to a refused
     address. A name that does not resolve yet is accepted (its DNS may come later); every
     delivery checks again before it connects."""
+    parse_url(url)
+    if private_allowed():
+        return  # every address is allowed: nothing to resolve for
     with contextlib.suppress(Unresolvable):
         resolve(url)

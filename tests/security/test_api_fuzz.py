@@ -36,6 +36,9 @@ PLATFORM_OPERATIONS = {
     "/api/v1/customers/{external_id}/invoices",
     "/api/v1/customers/{external_id}/credit_grants",
     "/api/v1/customers/{external_id}/portal_sessions",
+    "/api/v1/webhook_endpoints",
+    "/api/v1/webhook_endpoints/{endpoint_id}",
+    "/api/v1/webhook_endpoints/{endpoint_id}/rotate_secret",
 }
 
 EXCLUDED_CHECKS = [

@@ -125,13 +125,14 @@ def test_a_delivery_to_a_name_resolving_to_127_0_0_1_is_refused_before_connectin
 def test_the_connection_goes_to_the_address_checked_with_the_name_as_host(
     receiver, endpoint_to, make_account, monkeypatch, django_capture_on_commit_callbacks
 ):
+    account = make_account()
     endpoint = endpoint_to()
     endpoint.url = f"http://hooks.example.test:{receiver.port}/hooks?x=1"
     endpoint.save()
     lookups = fake_dns(monkeypatch, {"hooks.example.test": ["127.0.0.1"]})
 
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
-        emit("balance.low", {}, account=make_account(), now=timezone.now())
+        emit("balance.low", {}, account=account, now=timezone.now())
 
     [got] = receiver.received
     assert got.headers["host"] == f"hooks.example.test:{receiver.port}"

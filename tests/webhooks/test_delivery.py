@@ -71,8 +71,8 @@ def test_an_outbox_row_and_one_delivery_per_subscribed_endpoint_for_a_committed_
 def test_a_rolled_back_cause_writes_no_event_and_sends_nothing(
     receiver, endpoint_to, make_account, django_capture_on_commit_callbacks
 ):
-    endpoint_to()
     account = make_account()
+    endpoint_to()
     events_before = OutboundEvent.objects.count()
 
     with (
@@ -91,8 +91,8 @@ def test_a_rolled_back_cause_writes_no_event_and_sends_nothing(
 def test_a_receiver_down_for_a_while_then_up_gets_every_event_exactly_once(
     receiver, endpoint_to, make_account, django_capture_on_commit_callbacks
 ):
-    endpoint = endpoint_to()
     account = make_account()
+    endpoint = endpoint_to()
     start = timezone.now()
     receiver.stop()
     with time_machine.travel(start, tick=True):
@@ -295,10 +295,11 @@ def test_enabling_an_endpoint_again_sends_what_waited_for_it(
 def test_the_metrics_count_pending_deliveries_and_failing_endpoints(
     receiver, endpoint_to, make_account, django_capture_on_commit_callbacks
 ):
+    account = make_account()
     endpoint_to()
     endpoint_to(enabled=False)
     receiver.status = 500
-    _emit_committed(make_account(), django_capture_on_commit_callbacks)
+    _emit_committed(account, django_capture_on_commit_callbacks)
 
     figures = {name: values for name, _, _, values in business_figures(now=timezone.now())}
 

@@ -6,6 +6,7 @@ create and rotate_secret only. This module must not import `usage.api.app`, whic
 """
 
 from datetime import datetime
+from typing import Annotated
 
 from django.http import HttpRequest
 from django.utils import timezone
@@ -38,6 +39,21 @@ _SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 - an example fo
 _TYPES = ", ".join(EVENT_TYPES)
 
 
+# Text without control characters (PostgreSQL refuses NUL): a URL, a description, a type name.
+Url = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2000,
+        pattern=PRINTABLE,
+        strict=True,
+        description="An http(s) URL on a public address.",
+    ),
+]
+Description = Annotated[str, Field(max_length=255, pattern=PRINTABLE, strict=True)]
+EventType = Annotated[str, Field(min_length=1, max_length=64, pattern=PRINTABLE, strict=True)]
+
+
 class EndpointIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -51,9 +67,9 @@ class EndpointIn(BaseModel):
             ]
         },
     )
-    url: str = Field(max_length=2000, description="An http(s) URL on a public address.")
-    description: str = Field("", max_length=255)
-    event_types: list[str] = Field(
+    url: Url
+    description: Description = ""
+    event_types: list[EventType] = Field(
         default_factory=list, max_length=50, description=f"Empty: all types. One of {_TYPES}."
     )
     enabled: bool = True
@@ -63,9 +79,9 @@ class EndpointPatch(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"enabled": False}, {"event_types": []}]}
     )
-    url: str | None = Field(None, max_length=2000)
-    description: str | None = Field(None, max_length=255)
-    event_types: list[str] | None = Field(None, max_length=50)
+    url: Url | None = None
+    description: Description | None = None
+    event_types: list[EventType] | None = Field(None, max_length=50)
     enabled: bool | None = Field(None, description="Enabling again sends what waits for it.")
 
 

@@ -45,6 +45,12 @@ OPERATIONS = {
     ("get", "/api/v1/customers/{external_id}/invoices"),
     ("post", "/api/v1/customers/{external_id}/credit_grants"),
     ("post", "/api/v1/customers/{external_id}/portal_sessions"),
+    ("post", "/api/v1/webhook_endpoints"),
+    ("get", "/api/v1/webhook_endpoints"),
+    ("get", "/api/v1/webhook_endpoints/{endpoint_id}"),
+    ("patch", "/api/v1/webhook_endpoints/{endpoint_id}"),
+    ("delete", "/api/v1/webhook_endpoints/{endpoint_id}"),
+    ("post", "/api/v1/webhook_endpoints/{endpoint_id}/rotate_secret"),
 }
 
 
