@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import Min
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -484,10 +485,9 @@ def test_the_customer_read_for_the_platform_equals_the_orm(client, plans, platfo
     assert loaded.subscription.pk == account.subscription.pk
     assert loaded.subscription.plan.code == "voice-prepaid"
     assert loaded.credit_expires_at == (
-        CreditGrant.objects.filter(account=account, remaining_micros__gt=0)
-        .order_by("expires_at")
-        .values_list("expires_at", flat=True)
-        .first()
+        CreditGrant.objects.filter(account=account, remaining_micros__gt=0).aggregate(
+            first=Min("expires_at")
+        )["first"]
     )
     assert loaded.last_hard_budget_period is None
     assert load_customer(platform_key=platform_key, external_id="nobody") is None
