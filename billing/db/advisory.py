@@ -1,4 +1,5 @@
-"""PostgreSQL advisory locks: a lock on a number, not on a row (usage.charging.combining).
+"""PostgreSQL advisory locks: a lock on a number, not on a row (usage.charging.combining;
+usage.reads.pending takes one with the rows it reads).
 
 The lock is named by two integers, a namespace that says what the numbers mean and the number
 itself (an account id), so that users of advisory locks for different things never meet.
@@ -10,17 +11,6 @@ from django.db import connection
 
 def available() -> bool:
     return connection.vendor == "postgresql"
-
-
-def try_transaction_lock(*, namespace: int, key: int) -> bool:
-    """Take the lock for the rest of the current transaction if nobody holds it; never wait.
-
-    Call inside transaction.atomic(): the lock goes with the commit or rollback, also when
-    the process holding it dies and PostgreSQL rolls its transaction back.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [namespace, key])
-        return cursor.fetchone()[0]
 
 
 def wait_until_free(*, namespace: int, key: int) -> None:

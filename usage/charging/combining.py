@@ -2,8 +2,8 @@
 
 WARNING (locking): one busy account's reports used to queue on its row lock and each held it
 for a transaction of its own (eight statements and a WAL flush). Here a report first tries to
-take the account's charge turn, a transaction-level advisory lock (billing.db.advisory) taken
-before the row lock:
+take the account's charge turn, a transaction-level advisory lock taken before the row lock
+(usage.reads.pending, with the pending reports in the same statement):
 - it gets the turn: it charges the reports other requests left pending for the account, in
   the order they arrived, then its own, all in one transaction under one row lock (one balance
   update, one rollup upsert), writes each pending report's outcome, and commits once;
@@ -26,9 +26,10 @@ from typing import Any
 
 from django.db import transaction
 
-from billing.db.advisory import available, try_transaction_lock, wait_until_free
+from billing.db.advisory import available, wait_until_free
 from billing.db.row_updates import update_by_pk
 from usage.models import PendingCharge
+from usage.reads.pending import take_turn
 
 # The namespace of charge-turn advisory locks: the key is the account's id.
 LOCK_NAMESPACE = 20_001
@@ -66,8 +67,9 @@ def charge_combined(
         with transaction.atomic():
             return charge([report])[0]
     with transaction.atomic():
-        if try_transaction_lock(namespace=LOCK_NAMESPACE, key=account_id):
-            return _charge_pending(account_id, charge, answer, own=report)
+        rows = take_turn(namespace=LOCK_NAMESPACE, account_id=account_id, limit=MAX_REPORTS)
+        if rows is not None:
+            return _charge_pending(rows, charge, answer, own=report)
     pending = PendingCharge.objects.create(account_id=account_id, report=report)
     while True:
         wait_until_free(namespace=LOCK_NAMESPACE, key=account_id)
@@ -75,17 +77,13 @@ def charge_combined(
         if done is not None:
             return done
         with transaction.atomic():
-            if try_transaction_lock(namespace=LOCK_NAMESPACE, key=account_id):
-                return _charge_pending(account_id, charge, answer, own_pk=pending.pk)
+            rows = take_turn(namespace=LOCK_NAMESPACE, account_id=account_id, limit=MAX_REPORTS)
+            if rows is not None:
+                return _charge_pending(rows, charge, answer, own_pk=pending.pk)
 
 
-def _charge_pending(account_id, charge, answer, *, own: dict | None = None, own_pk=None):
-    """Charge what is pending for the account (and `own`, last); the turn is held."""
-    rows = list(
-        PendingCharge.objects.filter(account_id=account_id, outcome=0)
-        .order_by("pk")
-        .values_list("pk", "report")[:MAX_REPORTS]
-    )
+def _charge_pending(rows, charge, answer, *, own: dict | None = None, own_pk=None):
+    """Charge the pending `rows` (and `own`, last); the turn is held."""
     if own_pk is not None and own_pk not in {pk for pk, _ in rows}:
         # More than MAX_REPORTS came before it: charge those first, its turn comes next.
         rows = rows[: MAX_REPORTS - 1] + list(

@@ -113,13 +113,27 @@ def report_call(*, report: CallReport, now: datetime) -> tuple[Call, bool]:
     own_rating = _prepare(item=item, pricing=pricing)
 
     def charge(reports: Sequence[dict]) -> list:
+        if len(reports) == 1 and reports[0] is own:
+            # Alone (no other report waited): no savepoint. If its call was created meanwhile
+            # by another report, the unique call id refuses this one's row, the transaction
+            # rolls back, and it is charged again below, its call looked up under the lock.
+            return _charge_together(
+                lock=lock_for_charge(account_id),
+                items=[item],
+                pricing=pricing,
+                ratings={0: own_rating},
+                now=now,
+            )
         items = [item if data is own else _decode(data) for data in reports]
-        ratings = {len(items) - 1: own_rating} if reports and reports[-1] is own else {}
+        ratings = {len(items) - 1: own_rating} if reports[-1] is own else {}
         return _charge_reports(
             account_id=account_id, items=items, pricing=pricing, ratings=ratings, now=now
         )
 
-    result = charge_combined(account_id=account_id, report=own, charge=charge, answer=_answer)
+    try:
+        result = charge_combined(account_id=account_id, report=own, charge=charge, answer=_answer)
+    except IntegrityError:
+        result = _charge_alone(account_id=account_id, item=item, pricing=pricing, now=now)
     if isinstance(result, Answer):
         if result.outcome == _RUN_ALONE:
             # What the holder could not charge with the others is charged here, alone, so that
@@ -233,14 +247,19 @@ def _check_repeat(*, call: Call, account_id: int, report: CallReport, final_hash
 
 
 def _charge_alone(*, account_id: int, item: _Item, pricing: Pricing | None, now: datetime):
-    with transaction.atomic():
-        return _charge_together(
-            lock=lock_for_charge(account_id),
-            items=[replace(item, known_new=False)],
-            pricing=pricing,
-            ratings={},
-            now=now,
-        )[0]
+    """Charge one report in a transaction of its own, its call looked up under the lock."""
+    try:
+        with transaction.atomic():
+            return _charge_together(
+                lock=lock_for_charge(account_id),
+                items=[replace(item, known_new=False)],
+                pricing=pricing,
+                ratings={},
+                now=now,
+            )[0]
+    except IntegrityError as exc:
+        # The same call id is being created for another account at this very moment.
+        return exc
 
 
 def _charge_reports(

@@ -44,12 +44,15 @@ def _answer(c: Call) -> tuple:
 
 
 def _hold_until_pending(count: int, go) -> None:
-    """In the leader: before it reads the pending reports, wait for `count` of them, and for
-    `go` (the test has read their order)."""
+    """In the leader: take the turn, then wait for `count` pending reports and for `go` (the
+    test has read their order) before the statement that takes the turn and reads them."""
 
     def wait(execute, sql, params, many, context):
-        if "usage_pendingcharge" in sql and sql.startswith("SELECT"):
+        if "pg_try_advisory_xact_lock" in sql:
             connection.execute_wrappers.remove(wait)
+            with connection.cursor() as cursor:
+                # Held by this transaction, the statement's try takes it again.
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", params[:2])
             deadline = time.monotonic() + 60
             while PendingCharge.objects.filter(outcome=0).count() < count:
                 assert time.monotonic() < deadline, "the waiters never left their reports"
