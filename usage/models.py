@@ -275,3 +275,30 @@ class IdempotentRequest(models.Model):
 
     def __str__(self):
         return f"{self.scope}/{self.key}: {self.status}"
+
+
+class PendingCharge(models.Model):
+    """A report left for whoever holds its account's charge turn (usage.charging.combining).
+
+    PostgreSQL only. A row lives for milliseconds: the holder charges it and writes its
+    `outcome` in the same transaction, the report that left it reads that and deletes the row.
+    """
+
+    # No foreign key: the row is written while other reports hold the account's row lock,
+    # and a key's check would wait for that lock.
+    account_id = models.BigIntegerField()
+    report = models.JSONField(help_text="The report, as the code that charges it reads it.")
+    # 0 while pending; then what the charging code answered (usage.charging.combining.Answer).
+    outcome = models.PositiveSmallIntegerField(default=0)
+    value = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["account_id", "id"], condition=Q(outcome=0), name="pending_charge_open"
+            )
+        ]
+
+    def __str__(self):
+        return f"pending charge {self.pk} of account {self.account_id}"

@@ -298,8 +298,12 @@ class ChargeSession:
                 account_id=account_id, component="uncollected", items=1, amount_micros=-uncollected
             )
 
-    def close(self) -> None:
-        """Write carries, allowance, rollups and ledger entries; call once, still locked."""
+    def close(self, *, merge: bool = True) -> None:
+        """Write carries, allowance, rollups and ledger entries; call once, still locked.
+
+        `merge`: one ledger entry per kind for the whole session (merge_postings); else one
+        per charged item, as call reports charged together have (usage.ingest.calls).
+        """
         if self._changed_carries:
             for component, key in sorted(self._changed_carries):
                 UsageCarry.objects.update_or_create(
@@ -326,7 +330,10 @@ class ChargeSession:
         unbilled = self.unbilled.total_micros()
         self.unbilled.write()
         if self.postings:
-            merged, merged_of = merge_postings(self.postings)
+            if merge:
+                merged, merged_of = merge_postings(self.postings)
+            else:
+                merged, merged_of = self.postings, self.postings
             # The unbilled total changes in the same statement as the balance.
             apply_postings(
                 locked=self.locked,

@@ -1,7 +1,9 @@
 """Call reports from the platform: record, rate once when final, refund (U1-U4, P4)."""
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -11,10 +13,11 @@ from billing.ledger.locks import LockedAccount, lock_account
 from billing.models import EntryKind, LedgerEntry, Subscription
 from billing.money import micros_to_api
 from billing.payments.refunds import credit_back
+from usage.charging.combining import Answer, charge_combined
 from usage.charging.lock import ChargeLock, lock_for_charge
 from usage.charging.refunds import record_refund
 from usage.charging.rollups import rollup_day
-from usage.charging.session import ChargeSession, Pricing
+from usage.charging.session import Charged, ChargeSession, Pricing
 from usage.ingest.fingerprints import call_hash
 from usage.ingest.validation import moment_problem
 from usage.models import FINAL_CALL_STATUSES, Call, CallStatus, Direction
@@ -71,28 +74,14 @@ def report_call(*, report: CallReport, now: datetime) -> tuple[Call, bool]:
     Return the call and whether this report changed it. An identical repeat of a final report
     changes nothing; a different one raises Conflict (409) and writes nothing.
 
-    WARNING (locking): every report of one account waits for that account's row lock, so the
-    work done under it bounds how many calls per second one account can report. What does not
+    WARNING (locking): every report of one account needs that account's row lock. What does not
     need the lock (the plan, the rates, rating itself when nothing carries between calls, the
-    answer to a repeat of a final report) is done before taking it.
+    answer to a repeat of a final report) is done before; the rest is charged together with
+    the account's other waiting reports (usage.charging.combining), in the order they came.
     """
     _validate(report, now)
     # One form of the number for rating, the call row and the repeat check alike.
     report = replace(report, destination=destination_e164(report.destination))
-    try:
-        return _report_call(report=report, now=now, first_try=True)
-    except IntegrityError:
-        # The call id was created by another report after this one looked for it (see
-        # _report_locked); the transaction is rolled back, and the retry finds the call.
-        pass
-    try:
-        return _report_call(report=report, now=now, first_try=False)
-    except IntegrityError:
-        # The same call id is being created for another account at this very moment.
-        raise Conflict(f"Call '{report.call_id}' was reported for another account.") from None
-
-
-def _report_call(*, report: CallReport, now: datetime, first_try: bool) -> tuple[Call, bool]:
     at = call_moment(connected_at=report.connected_at, ended_at=report.ended_at, charged_at=now)
     # One statement: the account, its subscription and plan, and the call if reported before.
     read = read_before_lock(account_public_id=report.account, call_id=report.call_id, at=at)
@@ -104,71 +93,151 @@ def _report_call(*, report: CallReport, now: datetime, first_try: bool) -> tuple
     if call is not None and call.is_final:
         _check_repeat(call=call, account_id=account_id, report=report, final_hash=final_hash)
         return call, False
-    prepared = _prepare(
-        report=report,
-        subscription=subscription,
-        allowance_at_call=read.allowance_at_call,
-        new_call_pk=read.new_call_pk if call is None else None,
-        now=now,
-    )
-    with transaction.atomic():
-        return _report_locked(
-            lock=lock_for_charge(account_id),
-            report=report,
-            now=now,
-            prepared=prepared,
-            final_hash=final_hash,
-            # A first report of a call is not looked up again under the lock: if another
-            # report created the call meanwhile, the unique call id refuses this one's row
-            # (IntegrityError) and report_call tries again. One statement less under the lock.
-            known_new=first_try and call is None,
-        )
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """What a final report's charge needs that can be read or computed before the lock."""
-
-    pricing: Pricing | None
-    # The rating, when it depends on nothing that carries from call to call (no minute
-    # aggregation, no included allowance); else None and the call is rated under the lock.
-    rating: Rating | None
-    at: datetime
-    # The id of a new final call, drawn from its table's sequence before the lock (PostgreSQL),
-    # so that the call row is written once, after its ledger entry; else None.
-    call_pk: int | None
-
-
-def _prepare(
-    *,
-    report: CallReport,
-    subscription: Subscription | None,
-    allowance_at_call: bool,
-    new_call_pk: int | None,
-    now: datetime,
-) -> _Prepared:
-    """Read and rate what can be before the lock (`allowance_at_call`: see usage.reads.calls)."""
-    at = call_moment(connected_at=report.connected_at, ended_at=report.ended_at, charged_at=now)
-    if report.status not in FINAL_CALL_STATUSES:
-        return _Prepared(None, None, at, None)
-    if subscription is None:
+    if report.status in FINAL_CALL_STATUSES and subscription is None:
         raise Subscription.DoesNotExist(f"Account {report.account} has no subscription.")
     # Read before the lock: a plan or rate change committed while this report waits for the
     # lock is not seen by it, as if the report had arrived a moment earlier.
-    pricing = Pricing(subscription=subscription)
-    plan, card = pricing.plan, pricing.card
+    pricing = None
+    if subscription is not None:
+        pricing = Pricing(subscription=subscription)
+        pricing.card  # noqa: B018 - the rates, read now rather than under the lock
+    item = _Item(
+        report=report,
+        now=now,
+        final_hash=final_hash,
+        # A first report of a call is not looked up again under the lock: if another report
+        # created the call meanwhile, the unique call id refuses this one's row.
+        known_new=call is None,
+        allowance_at_call=read.allowance_at_call,
+        call_pk=read.new_call_pk if call is None else None,
+    )
+    own = _encode(item)
+    own_rating = _prepare(item=item, pricing=pricing)
+
+    def charge(reports: Sequence[dict]) -> list:
+        if len(reports) == 1 and reports[0] is own:
+            # Alone (no other report waited): no savepoint. If its call was created meanwhile
+            # by another report, the unique call id refuses this one's row, the transaction
+            # rolls back, and it is charged again below, its call looked up under the lock.
+            return _charge_together(
+                lock=lock_for_charge(account_id),
+                items=[item],
+                pricing=pricing,
+                ratings={0: own_rating},
+                now=now,
+            )
+        items = [item if data is own else _decode(data) for data in reports]
+        ratings = {len(items) - 1: own_rating} if reports[-1] is own else {}
+        return _charge_reports(
+            account_id=account_id, items=items, pricing=pricing, ratings=ratings, now=now
+        )
+
+    try:
+        result = charge_combined(account_id=account_id, report=own, charge=charge, answer=_answer)
+    except IntegrityError:
+        result = _charge_alone(account_id=account_id, item=item, pricing=pricing, now=now)
+    if isinstance(result, Answer):
+        if result.outcome == _RUN_ALONE:
+            # What the holder could not charge with the others is charged here, alone, so that
+            # its error (if it is one) is this request's answer.
+            result = _charge_alone(account_id=account_id, item=item, pricing=pricing, now=now)
+        else:
+            return Call.objects.get(pk=result.value), result.outcome == _CHANGED
+    if isinstance(result, IntegrityError):
+        # The same call id was created for another account at this very moment.
+        raise Conflict(f"Call '{report.call_id}' was reported for another account.")
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+# What a report charged by another request reads of its result (charge_combined's Answer).
+_CHANGED, _UNCHANGED, _RUN_ALONE = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A call report as it is charged, by its own request or by the holder of the turn."""
+
+    report: CallReport
+    now: datetime
+    final_hash: str
+    known_new: bool
+    # Whether the period containing the call's moment had an allowance row (usage.reads.calls).
+    allowance_at_call: bool
+    # The id of a new call, drawn from its table's sequence before the lock (PostgreSQL), so
+    # that the call row is written once, after its ledger entry; else None.
+    call_pk: int | None
+
+
+_MOMENTS = ("connected_at", "ended_at", "transferred_at")
+
+
+def _encode(item: _Item) -> dict:
+    report = asdict(item.report)
+    for name in _MOMENTS:
+        report[name] = report[name] and report[name].isoformat()
+    report["hold_seconds"] = str(report["hold_seconds"])
+    return {
+        "report": report,
+        "now": item.now.isoformat(),
+        "final_hash": item.final_hash,
+        "known_new": item.known_new,
+        "allowance_at_call": item.allowance_at_call,
+        "call_pk": item.call_pk,
+    }
+
+
+def _decode(data: dict) -> _Item:
+    report = dict(data["report"])
+    for name in _MOMENTS:
+        report[name] = report[name] and datetime.fromisoformat(report[name])
+    report["hold_seconds"] = Decimal(report["hold_seconds"])
+    return _Item(
+        report=CallReport(**report),
+        now=datetime.fromisoformat(data["now"]),
+        final_hash=data["final_hash"],
+        known_new=data["known_new"],
+        allowance_at_call=data["allowance_at_call"],
+        call_pk=data["call_pk"],
+    )
+
+
+def _answer(result) -> Answer:
+    if isinstance(result, Exception):
+        return Answer(_RUN_ALONE)
+    call, changed = result
+    return Answer(_CHANGED if changed else _UNCHANGED, call.pk)
+
+
+def _prepare(*, item: _Item, pricing: Pricing | None) -> Rating | None:
+    """Rate the report if its rating depends on nothing that carries from call to call (no
+    minute aggregation, no included allowance), so that it can be done without the lock; else
+    return None and it is rated under the lock. (`allowance_at_call`: see usage.reads.calls.)"""
+    report = item.report
+    at = call_moment(
+        connected_at=report.connected_at, ended_at=report.ended_at, charged_at=item.now
+    )
+    if report.status not in FINAL_CALL_STATUSES or pricing is None:
+        return None
+    plan = pricing.plan
     rating = None
     if (
         not plan.minute_aggregation
         and not plan.included_minutes
         # The period an immediate change away from included minutes was made in keeps what
         # is left of them (S2): its calls are rated under the lock, against that row.
-        and not allowance_at_call
+        and not item.allowance_at_call
     ):
         rating = rate_call(
-            report=report, plan=plan, card=card, carries={}, allowance_remaining_seconds=0, at=at
+            report=report,
+            plan=plan,
+            card=pricing.card,
+            carries={},
+            allowance_remaining_seconds=0,
+            at=at,
         )
-    return _Prepared(pricing, rating, at, new_call_pk)
+    return rating
 
 
 def _check_repeat(*, call: Call, account_id: int, report: CallReport, final_hash: str) -> None:
@@ -179,23 +248,166 @@ def _check_repeat(*, call: Call, account_id: int, report: CallReport, final_hash
         raise Conflict(f"Call '{report.call_id}' is final and was reported differently.")
 
 
-def _report_locked(
+def _charge_alone(*, account_id: int, item: _Item, pricing: Pricing | None, now: datetime):
+    """Charge one report in a transaction of its own, its call looked up under the lock."""
+    try:
+        with transaction.atomic():
+            return _charge_together(
+                lock=lock_for_charge(account_id),
+                items=[replace(item, known_new=False)],
+                pricing=pricing,
+                ratings={},
+                now=now,
+            )[0]
+    except IntegrityError as exc:
+        # The same call id is being created for another account at this very moment.
+        return exc
+
+
+def _charge_reports(
+    *,
+    account_id: int,
+    items: list[_Item],
+    pricing: Pricing | None,
+    ratings: dict[int, Rating | None],
+    now: datetime,
+) -> list:
+    """Charge the reports together; return per report (call, changed) or the exception that
+    refused it. Called with the account's charge turn held (usage.charging.combining)."""
+    try:
+        with transaction.atomic():
+            return _charge_together(
+                lock=lock_for_charge(account_id),
+                items=items,
+                pricing=pricing,
+                ratings=ratings,
+                now=now,
+            )
+    except Exception:  # noqa: S110 - one report's fault must not refuse the others
+        pass
+    # Something failed for one of them (say, another report created its call after it looked,
+    # for this account or another): each is charged alone, its call looked up under the lock,
+    # and one that fails answers its own error. The lock is read again: what the failed
+    # attempt changed in memory was rolled back.
+    results = []
+    for item in items:
+        try:
+            results.append(
+                _charge_alone(account_id=account_id, item=item, pricing=pricing, now=now)
+            )
+        except Exception as exc:  # answered to the report's own request
+            results.append(exc)
+    return results
+
+
+def _charge_together(
     *,
     lock: ChargeLock,
-    report: CallReport,
+    items: list[_Item],
+    pricing: Pricing | None,
+    ratings: dict[int, Rating | None],
     now: datetime,
-    prepared: _Prepared,
-    final_hash: str,
-    known_new: bool,
-) -> tuple[Call, bool]:
+) -> list:
+    """Charge the reports, in order, under the account's lock: one session, one balance
+    update, one ledger entry per charged call. Return (call, changed) or a UsageError per
+    report; a report refused writes nothing."""
     account = lock.locked.account
-    call = None if known_new else Call.objects.filter(call_id=report.call_id).first()
-    if call is not None and call.account_id != account.pk:
-        raise Conflict(f"Call '{report.call_id}' was reported for another account.")
-    if call is not None and call.is_final:
-        _check_repeat(call=call, account_id=account.pk, report=report, final_hash=final_hash)
-        return call, False
+    lookup = [item.report.call_id for item in items if not item.known_new]
+    calls = {c.call_id: c for c in Call.objects.filter(call_id__in=lookup)} if lookup else {}
+    session = None
+    results: list = []
+    charged_calls: list[tuple[Call, Charged]] = []
+    for index, item in enumerate(items):
+        report = item.report
+        call = calls.get(report.call_id)
+        if call is not None and call.is_final:
+            try:
+                _check_repeat(
+                    call=call, account_id=account.pk, report=report, final_hash=item.final_hash
+                )
+            except Conflict as exc:
+                results.append(exc)
+                continue
+            results.append((call, False))
+            continue
+        if call is not None and call.account_id != account.pk:
+            results.append(Conflict(f"Call '{report.call_id}' was reported for another account."))
+            continue
+        if report.status not in FINAL_CALL_STATUSES:
+            # in_progress and paused are recorded, not billed (U2).
+            call = _recorded(call, report=report, account=account, now=item.now)
+            call.save()
+            calls[report.call_id] = call
+            results.append((call, True))
+            continue
+        if session is None:
+            session = ChargeSession(locked=lock.locked, now=now, pricing=pricing)
+        at = call_moment(
+            connected_at=report.connected_at, ended_at=report.ended_at, charged_at=item.now
+        )
+        rating = ratings.get(index) or _prepare(item=item, pricing=pricing)
+        if rating is None:
+            try:
+                rating = rate_call(
+                    report=report,
+                    plan=session.plan,
+                    card=session.card,
+                    carries=session.carries,
+                    allowance_remaining_seconds=session.allowance_remaining_seconds(at=at),
+                    at=at,
+                )
+            except UsageError as exc:
+                results.append(exc)
+                continue
+        if lock.has_open_holds:
+            settle_hold(
+                locked=lock.locked,
+                call_id=report.call_id,
+                reservation_id=report.reservation_id,
+                now=item.now,
+            )
+        call = _recorded(call, report=report, account=account, now=item.now)
+        call.final_hash = item.final_hash
+        call.billable_seconds = rating.billable_quantity
+        call.allowance_seconds = rating.allowance_seconds
+        call.cost_micros = rating.cost_micros
+        call.charged_at = item.now
+        if call.pk is None:
+            if item.call_pk:
+                call.pk = item.call_pk  # written once, below, after its ledger entry
+            else:
+                call.save()  # its ledger entry names the call as its cause, by id
+        charged = session.charge(
+            rating=rating,
+            kind=EntryKind.USAGE,
+            cause=call,
+            description=f"Call {report.call_id}: {rating.billable_quantity} s",
+            day=rollup_day(at),
+            component="call",
+            model=report.llm,
+        )
+        call.charged_micros = charged.charged_micros
+        call.uncollected_micros = charged.uncollected_micros
+        call.explanation = {**rating.explanation, "uncollected": charged.uncollected_micros}
+        calls[report.call_id] = call
+        charged_calls.append((call, charged))
+        results.append((call, True))
+    if session is not None:
+        session.close(merge=False)
+    new_calls = []
+    for call, charged in charged_calls:
+        call.ledger_entry = charged.posting.entry if charged.posting else None
+        if call._state.adding:
+            new_calls.append(call)
+        elif not call._state.adding:
+            call.save()
+    # New calls with ids drawn before the lock are written once, now, whole.
+    Call.objects.bulk_create(new_calls)
+    return results
 
+
+def _recorded(call: Call | None, *, report: CallReport, account, now: datetime) -> Call:
+    """The call with what the report says of it (not saved)."""
     call = call or Call(call_id=report.call_id, account=account, created_at=now)
     call.status = report.status
     call.direction = report.direction
@@ -206,57 +418,7 @@ def _report_locked(
     call.destination = report.destination
     call.llm = report.llm
     call.updated_at = now
-    if report.status not in FINAL_CALL_STATUSES:
-        # in_progress and paused are recorded, not billed (U2).
-        call.save()
-        return call, True
-
-    session = ChargeSession(locked=lock.locked, now=now, pricing=prepared.pricing)
-    at = prepared.at
-    rating = prepared.rating
-    if rating is None:
-        rating = rate_call(
-            report=report,
-            plan=session.plan,
-            card=session.card,
-            carries=session.carries,
-            allowance_remaining_seconds=session.allowance_remaining_seconds(at=at),
-            at=at,
-        )
-    if lock.has_open_holds:
-        settle_hold(
-            locked=lock.locked,
-            call_id=report.call_id,
-            reservation_id=report.reservation_id,
-            now=now,
-        )
-    call.final_hash = final_hash
-    call.billable_seconds = rating.billable_quantity
-    call.allowance_seconds = rating.allowance_seconds
-    call.cost_micros = rating.cost_micros
-    call.charged_at = now
-    if call.pk is None:
-        if prepared.call_pk:
-            call.pk = prepared.call_pk  # written once, below, after its ledger entry
-        else:
-            call.save()  # its ledger entry names the call as its cause, by id
-    charged = session.charge(
-        rating=rating,
-        kind=EntryKind.USAGE,
-        cause=call,
-        description=f"Call {report.call_id}: {rating.billable_quantity} s",
-        day=rollup_day(at),
-        component="call",
-        model=report.llm,
-    )
-    call.charged_micros = charged.charged_micros
-    call.uncollected_micros = charged.uncollected_micros
-    call.explanation = {**rating.explanation, "uncollected": charged.uncollected_micros}
-    session.close()
-    call.ledger_entry = charged.posting.entry if charged.posting else None
-    # A new call with an id drawn before the lock is written once, now, whole.
-    call.save(force_insert=call._state.adding)
-    return call, True
+    return call
 
 
 def refund_call(*, call_id: str, now: datetime, reason: str = "") -> Call:

@@ -484,10 +484,13 @@ def test_the_customer_read_for_the_platform_equals_the_orm(client, plans, platfo
     assert [getattr(loaded.account, f) for f in fields] == [getattr(account, f) for f in fields]
     assert loaded.subscription.pk == account.subscription.pk
     assert loaded.subscription.plan.code == "voice-prepaid"
-    assert loaded.credit_expires_at == (
-        CreditGrant.objects.filter(account=account, remaining_micros__gt=0).aggregate(
-            first=Min("expires_at")
-        )["first"]
+    assert (
+        loaded.credit_expires_at
+        == (
+            CreditGrant.objects.filter(account=account, remaining_micros__gt=0).aggregate(
+                first=Min("expires_at")
+            )["first"]
+        )
     )
     assert loaded.last_hard_budget_period is None
     assert load_customer(platform_key=platform_key, external_id="nobody") is None

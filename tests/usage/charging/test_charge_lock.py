@@ -152,7 +152,7 @@ def create_meanwhile(monkeypatch, **fields):
 
     def prepare_then_create(**kwargs):
         prepared = prepare(**kwargs)
-        report, now = kwargs["report"], kwargs["now"]
+        report, now = kwargs["item"].report, kwargs["item"].now
         if not Call.objects.filter(call_id=report.call_id).exists():
             Call.objects.create(call_id=report.call_id, created_at=now, **fields)
         return prepared
