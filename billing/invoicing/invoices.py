@@ -219,8 +219,12 @@ def draft_invoice(
     key: str,
     now: datetime,
     minimum_micros: int = 0,
+    first_lines: list[LineDraft] = (),
 ) -> Draft:
-    lines = lines_from_unbilled(rows)
+    """Draft an invoice of the unbilled rows, after `first_lines` (a plan fee in advance)."""
+    lines = [*first_lines, *lines_from_unbilled(rows)]
+    for position, line in enumerate(lines, start=1):
+        line.position = position
     total = sum(line.amount_micros for line in lines)
     subtotal = sum(line.amount_micros for line in lines if line.component in UNITS)
     carry = 0

@@ -22,11 +22,13 @@ from billing.models import (
     Invoice,
     InvoiceKind,
     InvoicePayment,
+    InvoiceReason,
     InvoiceStatus,
     PaymentStatus,
 )
 from billing.payments.gateway import get_gateway
 from billing.payments.gateway.protocol import ChargeOutcome, ProviderUnavailable
+from billing.plans.fees import settle_fee_invoice
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +138,9 @@ def _mark_paid(*, invoice: Invoice, locked: LockedAccount, now: datetime) -> Non
         transition(invoice=invoice, to=InvoiceStatus.PAID, now=now)
         invoice_paid(invoice=invoice, now=now)
     Invoice.objects.filter(pk=invoice.pk).update(amount_paid_micros=invoice.amount_due_micros)
-    # The payment clears exactly what the invoice billed; sub-cent rounding is forgiven.
-    if invoice.total_micros > 0:
+    # The payment clears exactly what the invoice billed; sub-cent rounding is forgiven. A
+    # prepaid account's plan-fee invoice billed nothing from the balance: the card pays the fee.
+    if invoice.total_micros > 0 and invoice.reason != InvoiceReason.PLAN_FEE:
         post_entry(
             locked=locked,
             amount_micros=invoice.total_micros,
@@ -147,6 +150,8 @@ def _mark_paid(*, invoice: Invoice, locked: LockedAccount, now: datetime) -> Non
             description=f"Payment of invoice {invoice.number}",
             idempotency_key=f"invoice-payment:{invoice.pk}",
         )
+    # A plan fee on the invoice is paid: the included allowance it held back is released.
+    settle_fee_invoice(invoice=invoice, now=now)
     keeping = invoices_keeping_past_due(account).exclude(pk=invoice.pk)
     if account.past_due_since and not keeping.exists():
         # A successful payment lifts the pause at once (P5).
