@@ -231,7 +231,7 @@ def test_concurrent_period_closes_charge_each_fee_once(transactional_db, make_ac
         try:
             start.wait(10)
             close_periods(now=AT_CLOSE, chunk=3)
-        except Exception as error:  # noqa: BLE001 - collected and asserted below
+        except Exception as error:
             errors.append(error)
         finally:
             connection.close()
