@@ -62,6 +62,10 @@ class PlanFeeCharge(models.Model):
     invoice = models.ForeignKey(
         Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="plan_fees"
     )
+    # A change to a fee-paying plan in the middle of a period: the new plan's included credit
+    # and seconds for the rest of the period, prorated like its fee, granted when it is paid.
+    included_credit_micros = models.BigIntegerField(default=0)
+    included_seconds = models.BigIntegerField(default=0)
     key = models.CharField(max_length=120, unique=True)
     created_at = models.DateTimeField()
     paid_at = models.DateTimeField(null=True, blank=True)

@@ -7,15 +7,28 @@ caller shares: which fee applies at a moment, how a plan change prorates it, and
 fee's invoice releases.
 """
 
+import contextlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Q
+from django.db.models import F
 
 from accounts.models import Account
-from billing.models import AllowanceUnlock, Invoice, Plan, PlanFee, PlanFeeCharge
+from billing.ledger.errors import DuplicatePosting
+from billing.ledger.locks import LockedAccount, lock_account
+from billing.ledger.posting import Posting, post_entries
+from billing.models import (
+    Allowance,
+    AllowanceUnlock,
+    EntryKind,
+    FeeChargeKind,
+    Invoice,
+    Plan,
+    PlanFee,
+    PlanFeeCharge,
+)
 from billing.money import MICROS_PER_USD, round_micros
 from billing.plans.allowances import unlock_allowance
 
@@ -73,6 +86,11 @@ class Proration:
         """Positive: the customer pays this now; negative: credited."""
         return self.charge_micros - self.credit_micros
 
+    @property
+    def net_credit_micros(self) -> int:
+        """What is credited now when the credit is the larger (0 otherwise)."""
+        return max(-self.net_micros, 0)
+
 
 def change_proration(
     *,
@@ -101,10 +119,51 @@ def change_proration(
 
 
 def settle_fee_invoice(*, invoice: Invoice, now: datetime) -> bool:
-    """Mark the plan fees billed on a paid invoice paid and release the included allowance
-    they held back; return whether any did. Call with the account locked (collection)."""
-    fees = PlanFeeCharge.objects.filter(Q(invoice=invoice), paid_at__isnull=True)
-    if not fees.update(paid_at=now):
+    """Mark the plan fees billed on a paid invoice paid and release what they held back; return
+    whether any did. Call with the account locked (billing.payments.collection).
+
+    A period's fee releases the period's locked allowance (`unlock_allowance`); a plan change's
+    prorated fee grants the new plan's prorated allowance (`grant_change_allowance`).
+    """
+    fees = list(PlanFeeCharge.objects.filter(invoice=invoice, paid_at__isnull=True))
+    if not fees:
         return False
-    unlock_allowance(account=invoice.account, reason=AllowanceUnlock.PLAN_FEE_PAID, now=now)
+    PlanFeeCharge.objects.filter(pk__in=[fee.pk for fee in fees]).update(paid_at=now)
+    for fee in fees:
+        if fee.kind == FeeChargeKind.PERIOD:
+            unlock_allowance(account=invoice.account, reason=AllowanceUnlock.PLAN_FEE_PAID, now=now)
+        else:
+            grant_change_allowance(locked=lock_account(fee.account_id), charge=fee, now=now)
     return True
+
+
+def grant_change_allowance(*, locked: LockedAccount, charge: PlanFeeCharge, now: datetime) -> None:
+    """Grant a plan change's prorated included credit and seconds, once (its key).
+
+    Call with the account locked. The credit expires with the period like the period's own
+    included credit; the seconds join the period's allowance row.
+    """
+    if charge.included_credit_micros:
+        posting = Posting(
+            amount_micros=charge.included_credit_micros,
+            kind=EntryKind.ALLOWANCE,
+            description=f"Included credit to {charge.period_end:%Y-%m-%d} (plan change)",
+            idempotency_key=f"allowance-change:{charge.key}"[:120],
+            grant_expires_at=charge.period_end,
+            grant_priority=100,
+        )
+        with contextlib.suppress(DuplicatePosting):
+            post_entries(locked=locked, postings=[posting], now=now)
+    if charge.included_seconds:
+        allowance, created = Allowance.objects.get_or_create(
+            account_id=charge.account_id,
+            period_start=charge.period_start,
+            defaults={
+                "period_end": charge.period_end,
+                "included_seconds": charge.included_seconds,
+            },
+        )
+        if not created:
+            Allowance.objects.filter(pk=allowance.pk).update(
+                included_seconds=F("included_seconds") + charge.included_seconds
+            )
