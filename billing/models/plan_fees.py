@@ -12,6 +12,7 @@ from django.db.models import Q
 from accounts.models import Account
 from billing.models.invoices import Invoice
 from billing.models.plans import Plan
+from billing.money import format_usd_exact
 
 
 class PlanFee(models.Model):
@@ -30,7 +31,8 @@ class PlanFee(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.plan.code} fee {self.amount_micros} from {self.effective_from:%Y-%m-%d}"
+        fee = format_usd_exact(self.amount_micros)
+        return f"{self.plan.code} fee {fee} from {self.effective_from:%Y-%m-%d}"
 
 
 class FeeChargeKind(models.TextChoices):

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
+from billing.admin import PlanFeeForm
 from billing.invoicing.period_close import close_periods
 from billing.models import (
     Allowance,
@@ -255,3 +256,23 @@ def test_concurrent_period_closes_charge_each_fee_once(transactional_db, make_ac
     for account in postpaid:
         entries = LedgerEntry.objects.filter(account=account, kind=EntryKind.PLAN_FEE)
         assert list(entries.values_list("amount_micros", flat=True)) == [-300 * USD]
+
+
+def test_staff_see_and_add_a_plan_fee_in_dollars_in_admin(client, make_user, plans):
+    client.force_login(make_user("staff@meterline.test", is_staff=True, is_superuser=True))
+    plan = plans["credits-monthly"]
+
+    page = client.get(f"/admin/billing/plan/{plan.pk}/change/")
+    listing = client.get("/admin/billing/plan/")
+
+    assert page.status_code == 200 and b"Fee per period (USD)" in page.content
+    assert b"$45.00" in page.content
+    assert b"$45.00" in listing.content
+    form = PlanFeeForm(
+        {"amount_usd": "$49.50", "effective_from": "2026-05-01 00:00:00"},
+        instance=PlanFee(plan=plan),
+    )
+    assert form.is_valid(), form.errors
+    assert form.save().amount_micros == 49_500_000
+    assert not PlanFeeForm({"amount_usd": "lots", "effective_from": "2026-05-01"}).is_valid()
+    assert not PlanFeeForm({"amount_usd": "-1", "effective_from": "2026-05-01"}).is_valid()
