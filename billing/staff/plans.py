@@ -129,7 +129,12 @@ def _change(
                 "plan": subscription.plan.code,
                 "pending_plan": pending,
                 "when": when,
-                "prorated_fee_micros": proration.net_micros if proration else 0,
+                # The net of a prorated fee, when the change prorated one.
+                **(
+                    {"prorated_fee_micros": proration.net_micros}
+                    if proration and (proration.credit_micros or proration.charge_micros)
+                    else {}
+                ),
             },
             target=subscription,
         )
