@@ -11,7 +11,8 @@ from django.db import transaction
 
 from accounts.models import Account, User
 from billing.ledger.locks import lock_account
-from billing.models import AllowanceUnlock, Plan, StaffAction, Subscription
+from billing.models import AllowanceUnlock, FeePaidBy, Plan, StaffAction, Subscription
+from billing.payments.cards import has_usable_card
 from billing.payments.plan_changes import (
     NEXT_PERIOD,
     NOW,
@@ -20,6 +21,7 @@ from billing.payments.plan_changes import (
     apply_plan_change,
     collect_fee_invoice,
     plan_changed_email,
+    preview_plan_change,
     self_serve_timing,
 )
 from billing.plans.allowances import unlock_allowance
@@ -77,6 +79,14 @@ def change_own_plan(
     if plan.pk in (subscription.plan_id, subscription.pending_plan_id):
         raise StaffActionError("The account is already on that plan.")
     when = self_serve_timing(old_plan=subscription.plan, new_plan=plan, at=now)
+    preview = preview_plan_change(
+        account=account, subscription=subscription, plan=plan, when=when, now=now
+    )
+    if preview.paid_by == FeePaidBy.CARD and not has_usable_card(account=account, now=now):
+        # Without a card the fee would go straight to dunning and pause the account's usage.
+        raise StaffActionError(
+            "Add a card on the Billing page first: this change's fee is charged to your card."
+        )
     audit = Audit(
         action=StaffAction.SELF_SERVE_PLAN,
         actor=user,

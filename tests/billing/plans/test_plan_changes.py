@@ -244,8 +244,24 @@ def test_a_downgrade_waits_for_the_next_period(clock, make_account, make_user, a
     assert not PlanFeeCharge.objects.filter(account=account).exists()
 
 
+def test_an_upgrade_whose_fee_goes_to_the_card_needs_a_card(
+    clock, make_account, make_user, add_member
+):
+    account = make_account("voice-prepaid")
+    client = member_client(make_user, add_member, account, Role.OWNER)
+    _, fields = preview_form(client, account, "credits-monthly")
+
+    response = client.post(f"/app/a/{account.public_id}/billing/plan/confirm/", fields)
+
+    assert response.status_code == 400
+    assert b"Add a card on the Billing page first" in response.content
+    assert Subscription.objects.get(account=account).plan.code == "voice-prepaid"
+    assert reload(account).past_due_since is None
+
+
 def test_a_stale_preview_is_refused_and_shown_again(clock, make_account, make_user, add_member):
     account = make_account("voice-prepaid")
+    add_card(account)
     client = member_client(make_user, add_member, account, Role.OWNER)
     _, fields = preview_form(client, account, "credits-monthly")
     # The fee changes between the preview and the confirmation.
