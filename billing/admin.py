@@ -38,12 +38,14 @@ from billing.models import (
     Notification,
     PaymentMethod,
     Plan,
+    PlanFee,
     Rate,
     RefundApproval,
     TopUp,
 )
 from billing.models.payments import PAID_STATUSES, Refund
-from billing.money import cents_to_micros, format_usd, format_usd_exact
+from billing.money import MoneyError, cents_to_micros, format_usd, format_usd_exact, usd_to_micros
+from billing.plans.fees import plan_fee_micros
 
 
 def in_dollars(field: str, label: str = ""):
@@ -135,6 +137,53 @@ class RateInline(admin.TabularInline):
         return False
 
 
+class PlanFeeForm(forms.ModelForm):
+    """A plan fee typed in dollars ("45" or "45.00"); stored in micro-dollars (SPEC F1)."""
+
+    amount_usd = forms.CharField(label="Fee per period (USD)", max_length=20)
+
+    class Meta:
+        model = PlanFee
+        fields = ["effective_from"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["amount_usd"].initial = format_usd_exact(self.instance.amount_micros)
+
+    def clean_amount_usd(self):
+        try:
+            micros = usd_to_micros(self.cleaned_data["amount_usd"].strip().lstrip("$"))
+        except MoneyError:
+            raise forms.ValidationError("Enter an amount in USD, such as 45 or 45.00.") from None
+        if micros < 0:
+            raise forms.ValidationError("A fee cannot be negative.")
+        return micros
+
+    def save(self, commit=True):
+        self.instance.amount_micros = self.cleaned_data["amount_usd"]
+        return super().save(commit=commit)
+
+
+class PlanFeeInline(admin.TabularInline):
+    """Fees, like rates, change by a new row from a date; a fee already charged is history
+    (fees are charged when a period starts, so a new one applies from the next period)."""
+
+    model = PlanFee
+    form = PlanFeeForm
+    extra = 1
+    can_delete = False
+    fields = ["amount_usd", "effective_from"]
+
+    # The column of the rows already saved (read-only), in dollars like the new row's field.
+    @admin.display(description="Fee per period (USD)")
+    def amount_usd(self, fee):
+        return format_usd_exact(fee.amount_micros)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
     list_display = [
@@ -145,9 +194,16 @@ class PlanAdmin(admin.ModelAdmin):
         "minute_aggregation",
         "selectable_at_signup",
         "selectable_for_subaccount",
+        "selectable_for_change",
+        "fee_now",
     ]
     search_fields = ["code", "name"]
-    inlines = [RateInline]
+    inlines = [PlanFeeInline, RateInline]
+
+    @admin.display(description="Fee per period now")
+    def fee_now(self, plan):
+        fee = plan_fee_micros(plan=plan, at=timezone.now())
+        return format_usd(fee) if fee else "-"
 
     def has_delete_permission(self, request, obj=None):
         return False

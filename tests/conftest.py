@@ -9,7 +9,7 @@ from django.db import connection
 
 from accounts.keys import issue_api_key
 from accounts.models import Account, KeyKind, Membership, User
-from billing.models import Plan
+from billing.models import Plan, PlanFee
 from billing.plans.example_plans import load_example_plans
 from billing.plans.onboarding import create_account
 
@@ -26,6 +26,15 @@ def now():
 def plans(db):
     load_example_plans()
     return {plan.code: plan for plan in Plan.objects.all()}
+
+
+@pytest.fixture
+def plans_without_fees(plans):
+    """The example plans without `credits-monthly`'s plan fee, for tests of included credit and
+    period close written before plan fees: its included credit then comes with each period, as
+    it would on a plan without a fee. Plan fees: tests/billing/plans/test_plan_fees.py."""
+    PlanFee.objects.all().delete()
+    return plans
 
 
 @pytest.fixture

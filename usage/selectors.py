@@ -7,10 +7,11 @@ from django.db.models import Q
 
 from accounts.models import Account
 from billing.ledger.grants import expired_credit_micros
-from billing.models import Allowance, ModelPrice, Rate, Subscription
+from billing.models import Allowance, ModelPrice, Plan, Rate, Subscription
 from billing.money import micros_to_api
 from billing.periods import period_containing
 from billing.plans.allowances import included_credit, period_included_seconds
+from billing.plans.fees import plan_fee_micros
 from usage.reads.keys import LoadedKey
 from usage.reads.rollups import ComponentUsage, period_usage_by_component
 
@@ -88,18 +89,25 @@ def _plain(price: Decimal) -> str:
     return format(price.normalize(), "f")
 
 
-def pricing_for(*, account: Account, now: datetime) -> dict:
-    """The plan, its rates and the model prices that apply to the account now."""
-    plan = Subscription.objects.select_related("plan").get(account=account).plan
+def rates_in_effect(*, plan: Plan, account: Account | None, now: datetime) -> list[Rate]:
+    """Return the rates that apply now on `plan` (with `account`'s own, which win), one per
+    component and key, in component and key order. Also what the Billing page compares plans by.
+    """
+    owners = Q(plan=plan) | Q(account=account) if account is not None else Q(plan=plan)
     rates: dict[tuple[str, str], Rate] = {}
-    for rate in Rate.objects.filter(
-        Q(plan=plan) | Q(account=account), effective_from__lte=now
-    ).order_by("effective_from"):
+    for rate in Rate.objects.filter(owners, effective_from__lte=now).order_by("effective_from"):
         ident = (rate.component, rate.key)
         current = rates.get(ident)
         # Account overrides win; otherwise the newest rate that has taken effect.
         if current is None or rate.account_id or not current.account_id:
             rates[ident] = rate
+    return [rate for _, rate in sorted(rates.items())]
+
+
+def pricing_for(*, account: Account, now: datetime) -> dict:
+    """The plan, its rates and the model prices that apply to the account now."""
+    plan = Subscription.objects.select_related("plan").get(account=account).plan
+    rates = rates_in_effect(plan=plan, account=account, now=now)
     prices: dict[tuple[str, str], ModelPrice] = {}
     for price in ModelPrice.objects.filter(effective_from__lte=now).order_by("effective_from"):
         prices[(price.provider, price.model)] = price
@@ -119,6 +127,13 @@ def pricing_for(*, account: Account, now: datetime) -> dict:
             "commission_percent": str(plan.commission_percent) if plan.commission_percent else None,
             "commission_excluded_providers": sorted(plan.excluded_providers),
             "minimum_charge": micros_to_api(plan.minimum_charge_micros),
+            "rollover_available": plan.rollover_available,
+            "fee": micros_to_api(plan_fee_micros(plan=plan, at=now)),
+            "fee_payment": plan.fee_payment,
+            "low_balance_threshold": micros_to_api(plan.low_balance_threshold_micros),
+            "billing_threshold": micros_to_api(plan.billing_threshold_micros)
+            if plan.billing_threshold_micros is not None
+            else None,
         },
         "rates": [
             {
@@ -129,7 +144,7 @@ def pricing_for(*, account: Account, now: datetime) -> dict:
                 "custom": bool(r.account_id),
                 "effective_from": r.effective_from.isoformat(),
             }
-            for (_, _), r in sorted(rates.items())
+            for r in rates
         ],
         "model_prices": [
             {

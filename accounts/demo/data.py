@@ -84,6 +84,9 @@ DEMO_ACCOUNTS = [
         calls_per_day=5,
         call_seconds=(30, 360),
         topup_micros=10 * USD,
+        # The plan's fee (45 USD a period) is paid by card when each period starts; its
+        # included credit comes once it is paid (SPEC F1).
+        card=True,
     ),
     DemoAccount(
         "Acme LLM", "llm-api", CUSTOMER_EMAIL, llm_per_day=18, topup_micros=20 * USD, card=True

@@ -47,6 +47,7 @@ PAYMENT_TERMS = timedelta(days=0)
 
 # How invoice lines read, and in which order they appear.
 LINE_ORDER = [
+    "plan_fee",
     "call",
     "llm",
     "voice_engine",
@@ -94,6 +95,8 @@ class InvoiceError(Exception):
 
 def describe_line(component: str, provider: str, model: str) -> str:
     names = {
+        # A plan change's prorated fee keeps its own wording (billing.payments.plan_changes).
+        "plan_fee": model or "Plan fee",
         "call": "Call minutes",
         "llm": f"Call minutes, LLM {model}",
         "voice_engine": "Voice engine minutes",
@@ -220,8 +223,12 @@ def draft_invoice(
     key: str,
     now: datetime,
     minimum_micros: int = 0,
+    first_lines: list[LineDraft] = (),
 ) -> Draft:
-    lines = lines_from_unbilled(rows)
+    """Draft an invoice of the unbilled rows, after `first_lines` (a plan fee in advance)."""
+    lines = [*first_lines, *lines_from_unbilled(rows)]
+    for position, line in enumerate(lines, start=1):
+        line.position = position
     total = sum(line.amount_micros for line in lines)
     subtotal = sum(line.amount_micros for line in lines if line.component in UNITS)
     carry = 0
@@ -263,8 +270,14 @@ def draft_invoice(
     return Draft(account=account, invoice=invoice, lines=lines, carry_micros=carry)
 
 
-def save_drafts(drafts: list[Draft], *, now: datetime) -> list[Invoice]:
-    """Number, insert and settle the state of drafts; the accounts are locked by the caller."""
+def save_drafts(
+    drafts: list[Draft], *, now: datetime, settles_unbilled: bool = True
+) -> list[Invoice]:
+    """Number, insert and settle the state of drafts; the accounts are locked by the caller.
+
+    `settles_unbilled`: the drafts bill the accounts' unbilled lines, which go (False: an
+    invoice of other lines, a plan change's fee, leaves them for the period's document).
+    """
     if not drafts:
         return []
     numbers = allocate_numbers(year=now.year, count=len(drafts))
@@ -292,6 +305,15 @@ def save_drafts(drafts: list[Draft], *, now: datetime) -> list[Invoice]:
             for line in draft.lines
         ],
     )
+    if settles_unbilled:
+        _settle_unbilled(drafts)
+    invoices_issued(invoices=invoices, now=now)
+    events.invoices_issued(invoices=invoices, now=now)
+    return invoices
+
+
+def _settle_unbilled(drafts: list[Draft]) -> None:
+    """Delete the unbilled lines the drafts billed, keeping what each carries forward."""
     account_ids = [d.account.pk for d in drafts]
     UnbilledLine.objects.filter(account_id__in=account_ids).delete()
     carried = [
@@ -309,9 +331,6 @@ def save_drafts(drafts: list[Draft], *, now: datetime) -> list[Invoice]:
         draft.account.unbilled_micros = draft.carry_micros
     # Nearly every account starts again from 0: one update for those, few for the carries.
     update_by_pk(Account, "unbilled_micros", {d.account.pk: d.carry_micros for d in drafts})
-    invoices_issued(invoices=invoices, now=now)
-    events.invoices_issued(invoices=invoices, now=now)
-    return invoices
 
 
 def unbilled_by_account(account_ids: list[int]) -> dict[int, list[UnbilledRow]]:

@@ -29,11 +29,20 @@ from billing.invoicing.invoices import (
     save_drafts,
     unbilled_by_account,
 )
+from billing.invoicing.plan_fees import (
+    PeriodFee,
+    fee_invoice_draft,
+    fee_key,
+    fee_line,
+    paid_by,
+    record_period_fees,
+)
 from billing.ledger.batch import BalanceBatch
 from billing.ledger.locks import lock_accounts
 from billing.models import (
     Allowance,
     EntryKind,
+    FeePaidBy,
     Invoice,
     InvoiceKind,
     InvoiceReason,
@@ -48,6 +57,7 @@ from billing.plans.allowances import (
     next_period_terms,
     period_included_credit_micros,
 )
+from billing.plans.fees import FeeSchedule
 
 # Accounts per transaction. Larger chunks save statements but hold more locks for longer and
 # more objects in memory (about 40 kB per account while its chunk is open).
@@ -105,6 +115,7 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
             return 0
         # A handful of plans for thousands of subscriptions: read each once, not once per row.
         plans = {plan.pk: plan for plan in Plan.objects.all()}
+        fee_schedule = FeeSchedule()
         ids = [s.account_id for s in subscriptions]
         balances = BalanceBatch(accounts=locked, now=now)
         # Credit that expired with the period is written off before it is stated.
@@ -119,26 +130,15 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
                 account_id__in=ids, period_start__in={s.current_period_start for s in subscriptions}
             )
         }
-        drafts, new_allowances, credits = [], [], []
+        drafts, new_allowances, credits, fees = [], [], [], []
         mode_changes: dict[str, list[int]] = defaultdict(list)
-        # (plan, next start, next end, rollover) -> the subscriptions that move there: one
-        # update each
+        # (plan, next start, next end, rollover, allowance locked) -> the subscriptions that
+        # move there: one update each
         advances: dict[tuple, list[int]] = defaultdict(list)
         for sub in subscriptions:
             account = accounts[sub.account_id]
             start, end = sub.current_period_start, sub.current_period_end
             plan = plans[sub.plan_id]
-            drafts.append(
-                _period_document(
-                    account=account,
-                    plan=plan,
-                    start=start,
-                    end=end,
-                    rows=unbilled.get(account.pk, []),
-                    moves=movements.get(account.pk, {}),
-                    now=now,
-                )
-            )
             # Advance to the next period, applying a plan change staff scheduled for it.
             next_start, next_end = period_after(anchor_day=sub.anchor_day, end=end)
             next_plan, rollover = next_period_terms(
@@ -146,10 +146,60 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
                 pending_plan=plans[sub.pending_plan_id] if sub.pending_plan_id else None,
                 rollover_enabled=sub.rollover_enabled,
             )
+            # The next period's fee, in advance; none for a period that ended already (an
+            # account several periods behind), as for its included credit below.
+            fee_micros = (
+                fee_schedule.at(plan_id=next_plan.pk, moment=next_start) if next_end > now else 0
+            )
+            fee = None
+            if fee_micros:
+                fee = PeriodFee(
+                    account=account,
+                    plan=next_plan,
+                    start=next_start,
+                    end=next_end,
+                    amount_micros=fee_micros,
+                    paid_by=paid_by(account=account, plan=next_plan, fee_micros=fee_micros),
+                )
+                fees.append(fee)
+            document = _period_document(
+                account=account,
+                plan=plan,
+                start=start,
+                end=end,
+                rows=unbilled.get(account.pk, []),
+                moves=movements.get(account.pk, {}),
+                now=now,
+                fee=fee,
+            )
+            drafts.append(document)
+            if fee is not None and fee.paid_by == FeePaidBy.INVOICE:
+                fee.draft = document
+            elif fee is not None and fee.paid_by == FeePaidBy.CARD:
+                fee.draft = fee_invoice_draft(
+                    account=account,
+                    lines=[
+                        fee_line(
+                            plan=next_plan, amount_micros=fee_micros, start=next_start, end=next_end
+                        )
+                    ],
+                    start=next_start,
+                    end=next_end,
+                    key=fee_key(account=account, start=next_start),
+                    now=now,
+                )
+                drafts.append(fee.draft)
+            # A fee-paying period's included allowance waits until the fee is paid; one paid
+            # from credit now is paid, and releases it (as paying the invoice would).
+            allowance_locked = (
+                fee.paid_by != FeePaidBy.CREDIT if fee is not None else sub.allowance_locked
+            )
             # Prepaid or postpaid follows a scheduled plan, from the new period on.
             if sub.pending_plan_id and next_plan.billing_mode != account.billing_mode:
                 mode_changes[next_plan.billing_mode].append(account.pk)
-            advances[(next_plan.pk, next_start, next_end, rollover)].append(sub.id)
+            advances[(next_plan.pk, next_start, next_end, rollover, allowance_locked)].append(
+                sub.id
+            )
             if next_plan.included_minutes:
                 new_allowances.append(
                     new_period_allowance(
@@ -160,14 +210,14 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
                         rollover_enabled=rollover,
                         previous=allowances.get((account.pk, start)),
                         ending_plan=plan,
-                        allowance_locked=sub.allowance_locked,
+                        allowance_locked=allowance_locked,
                     )
                 )
             # A period that ended already (an account several periods behind) gets no included
             # credit: nothing could spend it, and granting and expiring it at this same instant
             # would put entries at the statement cut that no statement can tell apart.
             included_credit = period_included_credit_micros(
-                plan=next_plan, allowance_locked=sub.allowance_locked
+                plan=next_plan, allowance_locked=allowance_locked
             )
             if included_credit and next_end > now:
                 credits.append(
@@ -179,11 +229,18 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
                     )
                 )
         save_drafts(drafts, now=now)
-        for (plan_id, next_start, next_end, rollover), subscription_ids in advances.items():
+        for (
+            plan_id,
+            next_start,
+            next_end,
+            rollover,
+            allowance_locked,
+        ), subscription_ids in advances.items():
             Subscription.objects.filter(pk__in=subscription_ids).update(
                 plan_id=plan_id,
                 pending_plan=None,
                 rollover_enabled=rollover,
+                allowance_locked=allowance_locked,
                 current_period_start=next_start,
                 current_period_end=next_end,
                 last_closed_at=now,
@@ -193,6 +250,8 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
             Account.objects.filter(pk__in=mode_ids).update(billing_mode=mode)
             for account_id in mode_ids:
                 accounts[account_id].billing_mode = mode
+        # Before the included credit: a fee from credit is never paid with what it releases.
+        record_period_fees(fees, locked=locked, now=now)
         balances.credit(credits)
         balances.finish()
     return len(subscriptions)
@@ -211,10 +270,21 @@ def _forget_cached_plans() -> None:
             cursor.execute("DISCARD PLANS")
 
 
-def _period_document(*, account, plan, start, end, rows, moves, now) -> Draft:
-    """The invoice (postpaid) or statement (prepaid) of the period [start, end)."""
+def _period_document(*, account, plan, start, end, rows, moves, now, fee) -> Draft:
+    """The invoice (postpaid) or statement (prepaid) of the period [start, end).
+
+    A postpaid account's invoice opens with the next period's fee (`fee`), in advance.
+    """
     if account.billing_mode == BillingMode.POSTPAID:
+        first_lines = []
+        if fee is not None and fee.paid_by == FeePaidBy.INVOICE:
+            first_lines = [
+                fee_line(
+                    plan=fee.plan, amount_micros=fee.amount_micros, start=fee.start, end=fee.end
+                )
+            ]
         return draft_invoice(
+            first_lines=first_lines,
             account=account,
             kind=InvoiceKind.INVOICE,
             reason=InvoiceReason.PERIOD,
@@ -275,6 +345,7 @@ def _statement(*, account, start, end, rows, moves, now) -> Draft:
         (EntryKind.PROMOTIONAL, "Promotional credit"),
         (EntryKind.ALLOWANCE, "Included credit"),
         (EntryKind.ADJUSTMENT, "Adjustments"),
+        (EntryKind.PLAN_FEE, "Plan fees paid from credit"),
         (EntryKind.REFUND, "Credited back"),
         (EntryKind.TOPUP_REFUND, "Top-ups refunded to card"),
         (EntryKind.EXPIRY, "Expired credit"),

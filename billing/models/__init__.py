@@ -37,7 +37,21 @@ from billing.models.payments import (
     TopUpKind,
     TopUpStatus,
 )
-from billing.models.plans import ModelKind, ModelPrice, Plan, Rate, RateComponent, Rounding
+from billing.models.plan_fees import (
+    FeeChargeKind,
+    FeePaidBy,
+    PlanFee,
+    PlanFeeCharge,
+)
+from billing.models.plans import (
+    FeePayment,
+    ModelKind,
+    ModelPrice,
+    Plan,
+    Rate,
+    RateComponent,
+    Rounding,
+)
 from billing.models.signup_credit import SignupCreditClaim
 from billing.models.staff import (
     ApprovalStatus,
@@ -62,6 +76,9 @@ __all__ = [
     "Budget",
     "CreditGrant",
     "EntryKind",
+    "FeeChargeKind",
+    "FeePaidBy",
+    "FeePayment",
     "Invoice",
     "InvoiceKind",
     "InvoiceLine",
@@ -78,6 +95,8 @@ __all__ = [
     "PaymentMethod",
     "PaymentStatus",
     "Plan",
+    "PlanFee",
+    "PlanFeeCharge",
     "Rate",
     "RateComponent",
     "Receipt",

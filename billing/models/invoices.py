@@ -48,6 +48,7 @@ class InvoiceKind(models.TextChoices):
 class InvoiceReason(models.TextChoices):
     THRESHOLD = "threshold", "Billing threshold reached"
     PERIOD = "period", "End of period"
+    PLAN_FEE = "plan_fee", "Plan fee"
 
 
 class InvoiceStatus(models.TextChoices):

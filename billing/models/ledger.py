@@ -29,6 +29,7 @@ class EntryKind(models.TextChoices):
     ADJUSTMENT = "adjustment", "Adjustment"
     INVOICE_PAYMENT = "invoice_payment", "Invoice payment"
     EXPIRY = "expiry", "Expired credit"
+    PLAN_FEE = "plan_fee", "Plan fee"
 
 
 # Kinds whose positive amount becomes a credit grant the account can spend.

@@ -16,6 +16,13 @@ class Rounding(models.TextChoices):
     UP = "up", "Up to the next second"
 
 
+class FeePayment(models.TextChoices):
+    """How a prepaid account pays its plan fee (a postpaid one: on the period's invoice)."""
+
+    CARD = "card", "Saved card"
+    CREDIT = "credit", "From credit"
+
+
 class Plan(models.Model):
     """What an account is billed by. Editing a plan never changes past charges: every charge
     stores the rate it used, and prices change through new effective-dated `Rate` rows."""
@@ -34,6 +41,23 @@ class Plan(models.Model):
         default=False,
         help_text="Customers may choose it for a subaccount they open (its included minutes "
         "or credit wait for staff approval or a paid plan fee).",
+    )
+
+    # Self-serve plan changes (F2, billing.plans.changes): the plans a customer may move to
+    # from the Billing page, within their billing mode. A plan with included allowance should
+    # carry a fee (PlanFee) before it is open here: no customer action creates value.
+    selectable_for_change = models.BooleanField(
+        default=False, help_text="Customers may move to it from the Billing page."
+    )
+    downgrades_at_once = models.BooleanField(
+        default=False,
+        help_text="A customer's move down to this plan takes effect at once, not at the next "
+        "period.",
+    )
+    # Plan fee (F1): the amounts are effective-dated PlanFee rows; this says how prepaid
+    # accounts pay them (postpaid: the first line of the period's invoice).
+    fee_payment = models.CharField(
+        max_length=8, choices=FeePayment.choices, default=FeePayment.CARD
     )
 
     # Calls (U1-U4)

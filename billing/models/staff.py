@@ -23,6 +23,7 @@ class StaffAction(models.TextChoices):
     REPRICE_PAST = "reprice_past", "Price added from a past moment"
     APPROVE_ALLOWANCE = "approve_allowance", "Subaccount allowance approved"
     REFUND_CALL = "refund_call", "Refund of a call"
+    SELF_SERVE_PLAN = "self_serve_plan", "Plan change by the customer"
 
 
 class AuditRecord(models.Model):

@@ -23,11 +23,13 @@ from billing.models import (
     Invoice,
     InvoiceKind,
     InvoicePayment,
+    InvoiceReason,
     InvoiceStatus,
     PaymentStatus,
 )
 from billing.payments.gateway import get_gateway
 from billing.payments.gateway.protocol import ChargeOutcome, ProviderUnavailable
+from billing.plans.fees import settle_fee_invoice
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +143,9 @@ def _mark_paid(*, invoice: Invoice, locked: LockedAccount, now: datetime) -> Non
     invoice.amount_paid_micros = invoice.amount_due_micros
     if newly_paid:
         events.invoice_event("invoice.paid", invoice=invoice, now=now)
-    # The payment clears exactly what the invoice billed; sub-cent rounding is forgiven.
-    if invoice.total_micros > 0:
+    # The payment clears exactly what the invoice billed; sub-cent rounding is forgiven. A
+    # prepaid account's plan-fee invoice billed nothing from the balance: the card pays the fee.
+    if invoice.total_micros > 0 and invoice.reason != InvoiceReason.PLAN_FEE:
         post_entry(
             locked=locked,
             amount_micros=invoice.total_micros,
@@ -152,6 +155,8 @@ def _mark_paid(*, invoice: Invoice, locked: LockedAccount, now: datetime) -> Non
             description=f"Payment of invoice {invoice.number}",
             idempotency_key=f"invoice-payment:{invoice.pk}",
         )
+    # A plan fee on the invoice is paid: the included allowance it held back is released.
+    settle_fee_invoice(invoice=invoice, now=now)
     keeping = invoices_keeping_past_due(account).exclude(pk=invoice.pk)
     if account.past_due_since and not keeping.exists():
         # A successful payment lifts the pause at once (P5).

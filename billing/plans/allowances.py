@@ -57,13 +57,11 @@ def unlock_allowance(*, account: Account, reason: AllowanceUnlock, now: datetime
         )
         plan = subscription.plan
         if plan.included_minutes:
-            # Rows made while locked hold no included seconds; a later period's row (usage
-            # that came before period close) is released too.
+            # Rows made while locked hold no included seconds (a fee-paying period may hold
+            # minutes rolled over from a paid one); a later period's row (usage that came
+            # before period close) is released too.
             Allowance.objects.filter(
-                account_id=account.pk,
-                period_end__gt=now,
-                included_seconds=0,
-                rollover_seconds=0,
+                account_id=account.pk, period_end__gt=now, included_seconds=0
             ).update(included_seconds=plan.included_minutes * 60)
         start, end = subscription.current_period_start, subscription.current_period_end
         # A period that already ended (close has not run yet) gets nothing: nothing could

@@ -5,13 +5,18 @@ flat for unanswered calls, 5 chat messages per minute, 200 USD threshold, 6,000 
 minutes, 10 USD signup credit, 5 and 20 USD minimum top-ups, 10/60/100 requests per minute,
 20% commission, 20 USD minimum charge). Where a document names a price without giving it (per-LLM
 minute rates, model token prices, international surcharges, the credit plan's allowance) the
-figures below are Meterline's own example values.
+figures below are Meterline's own example values. So is the plan fee of `credits-monthly`
+(45 USD a period for its 50 USD of included credit, paid by card in advance; SPEC F1): the
+document gives the allowance and says "consider upgrading if consistently high", but no price.
 
 Which plans customers may choose themselves (`selectable_at_signup`, `selectable_for_subaccount`)
 follows "no customer action creates spendable value except the one signup credit of a new
 customer's own plan and what is paid for": at sign-up only the prepaid plans without included
 allowance; for a subaccount every self-serve plan (a child's included allowance waits for staff
 approval or its plan fee, a postpaid child for a card). `voice-enterprise` is sales-led: neither.
+Customers may move themselves (`selectable_for_change`, the Billing page) between the prepaid
+plans that give nothing unpaid: `voice-prepaid`, `llm-api`, and `credits-monthly`, whose included
+credit waits for its fee.
 """
 
 from datetime import UTC, datetime
@@ -19,7 +24,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from billing.models import ModelKind, ModelPrice, Plan, Rate, RateComponent, Rounding
+from billing.models import ModelKind, ModelPrice, Plan, PlanFee, Rate, RateComponent, Rounding
 
 EXAMPLES_EFFECTIVE_FROM = datetime(2026, 1, 1, tzinfo=UTC)
 USD = 1_000_000
@@ -44,6 +49,7 @@ PLANS = [
     {
         "code": "voice-prepaid",
         "selectable_at_signup": True,
+        "selectable_for_change": True,
         "selectable_for_subaccount": True,
         "name": "Voice Prepaid",
         "description": "Flat 0.08 USD per minute of voice, per second to the nearest second.",
@@ -99,6 +105,10 @@ PLANS = [
     {
         "code": "credits-monthly",
         "selectable_at_signup": False,
+        "selectable_for_change": True,
+        # Meterline's example value: the document gives no price for the plan (SPEC F1).
+        "fee_micros": 45 * USD,
+        "fee_payment": "card",
         "selectable_for_subaccount": True,
         "name": "Monthly Credits",
         "description": "50 USD of call credit each month, reset on the billing date without "
@@ -115,6 +125,7 @@ PLANS = [
     {
         "code": "llm-api",
         "selectable_at_signup": True,
+        "selectable_for_change": True,
         "selectable_for_subaccount": True,
         "name": "LLM API",
         "description": "Per-model token prices, 10 USD free credit on signup, rate tiers.",
@@ -159,8 +170,14 @@ def load_example_plans() -> list[Plan]:
     """Create or update the example plans; running it again changes nothing."""
     plans = []
     for spec in PLANS:
-        fields = {k: v for k, v in spec.items() if k not in ("code", "rates")}
+        fields = {k: v for k, v in spec.items() if k not in ("code", "rates", "fee_micros")}
         plan, _ = Plan.objects.update_or_create(code=spec["code"], defaults=fields)
+        if "fee_micros" in spec:
+            # An existing deployment gets the fee here too; it is charged from the next period
+            # that starts (fees are charged at a period's start, never for one under way).
+            _create_example_price(
+                PlanFee, lookup={"plan": plan}, prices={"amount_micros": spec["fee_micros"]}
+            )
         for (component, key), price in spec["rates"].items():
             _create_example_price(
                 Rate,

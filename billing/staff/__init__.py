@@ -22,7 +22,7 @@ from billing.staff.audit import Outcome
 from billing.staff.checks import StaffActionError, support_limit_micros
 from billing.staff.credit import adjust_balance, credit_back, grant_credit
 from billing.staff.invoices import mark_uncollectible, resend_invoice, void_invoice
-from billing.staff.plans import approve_allowance, change_plan
+from billing.staff.plans import approve_allowance, change_own_plan, change_plan
 from billing.staff.prices import past_price_problem, rate_key_problem, record_past_price
 from billing.staff.refunds import refund_topup
 
@@ -32,6 +32,7 @@ __all__ = [
     "adjust_balance",
     "approval_threshold_micros",
     "approve_allowance",
+    "change_own_plan",
     "change_plan",
     "credit_back",
     "decide_approval",

@@ -1,5 +1,9 @@
-"""Staff moving an account to another plan (SPEC S2), and releasing a subaccount's included
-allowance (docs/billing-rules.md, "No value from nothing")."""
+"""Moving an account to another plan, by staff (SPEC S2) or by its customer (F2), and
+releasing a subaccount's included allowance (docs/billing-rules.md, "No value from nothing").
+
+Both plan changes go through one service (billing.payments.plan_changes.apply_plan_change),
+with one audit record and one email each; the customer's is here because it is audited.
+"""
 
 from datetime import datetime
 
@@ -8,9 +12,21 @@ from django.db import transaction
 from accounts.models import Account, ApiKey, User
 from billing import events
 from billing.ledger.locks import lock_account
-from billing.models import AllowanceUnlock, Plan, StaffAction, Subscription
-from billing.plans.allowances import keep_period_allowance, unlock_allowance
-from billing.staff.audit import Audit, Outcome
+from billing.models import AllowanceUnlock, FeePaidBy, Plan, StaffAction, Subscription
+from billing.payments.cards import has_usable_card
+from billing.payments.plan_changes import (
+    NEXT_PERIOD,
+    NOW,
+    PREVIEW_LIFETIME,
+    PlanChangeError,
+    apply_plan_change,
+    collect_fee_invoice,
+    plan_changed_email,
+    preview_plan_change,
+    self_serve_timing,
+)
+from billing.plans.allowances import unlock_allowance
+from billing.staff.audit import Audit, Outcome, audit_key
 from billing.staff.checks import StaffActionError, clean_reason, require_permission
 
 
@@ -25,25 +41,18 @@ def change_plan(
     now: datetime,
     note: str = "",
 ) -> Outcome:
-    """Move an account to another plan, from the next period or now (S2).
+    """Move an account to another plan, from the next period or now (S2), as staff.
 
-    "now": usage rated from this moment uses the new plan's rates; what was charged before
-    keeps its price. The current period keeps the included minutes it began with (the old
-    plan's, used or not, or none) until it ends; the new plan's included minutes and rollover
-    setting take effect from the next period. Billing mode follows the plan at once.
-    "next_period": the change is recorded and period close applies all of it (rates, included
-    minutes, rollover setting, billing mode) at the period end.
+    The rules are those of every plan change (billing.payments.plan_changes): "now" rates the
+    usage from this moment at the new plan and prorates the plan fee by the second; the period
+    keeps the included minutes it began with; "next_period" is applied by period close.
     """
     require_permission(actor, "billing.move_account_plan")
+    reason = clean_reason(reason)
     audit = Audit(
-        action=StaffAction.CHANGE_PLAN,
-        actor=actor,
-        reason=clean_reason(reason),
-        key=key,
-        now=now,
-        note=note,
+        action=StaffAction.CHANGE_PLAN, actor=actor, reason=reason, key=key, now=now, note=note
     )
-    return _move(account=account, plan=plan, when=when, audit=audit)
+    return _change(account=account, plan=plan, when=when, audit=audit, fingerprint=None)
 
 
 def change_plan_by_key(
@@ -59,54 +68,118 @@ def change_plan_by_key(
         key=key,
         now=now,
     )
-    return _move(account=account, plan=plan, when=when, audit=audit)
+    return _change(account=account, plan=plan, when=when, audit=audit, fingerprint=None)
 
 
-def _move(*, account: Account, plan: Plan, when: str, audit: Audit) -> Outcome:
-    now = audit.now
-    if when not in ("now", "next_period"):
+def change_own_plan(
+    *,
+    account: Account,
+    plan: Plan,
+    user: User,
+    fingerprint: str,
+    previewed_at: datetime,
+    key: str,
+    now: datetime,
+) -> Outcome:
+    """Move an account to a plan its owner or billing member chose on the Billing page (F2).
+
+    Only plans open to customers (`selectable_for_change`) in the account's billing mode;
+    upgrades at once, downgrades at the next period unless the plan says otherwise
+    (`self_serve_timing`). `fingerprint` is the preview the customer confirmed: a stale one is
+    refused. The view checked the user's role (accounts.permissions, manage billing).
+    """
+    if now - previewed_at > PREVIEW_LIFETIME:
+        raise StaffActionError("This preview is out of date. Review the change again.")
+    if not plan.selectable_for_change or plan.billing_mode != account.billing_mode:
+        raise StaffActionError("That plan is not open to this account.")
+    subscription = Subscription.objects.select_related("plan").get(account=account)
+    if plan.pk in (subscription.plan_id, subscription.pending_plan_id):
+        raise StaffActionError("The account is already on that plan.")
+    when = self_serve_timing(old_plan=subscription.plan, new_plan=plan, at=now)
+    preview = preview_plan_change(
+        account=account, subscription=subscription, plan=plan, when=when, now=now
+    )
+    if preview.paid_by == FeePaidBy.CARD and not has_usable_card(account=account, now=now):
+        # Without a card the fee would go straight to dunning and pause the account's usage.
+        raise StaffActionError(
+            "Add a card on the Billing page first: this change's fee is charged to your card."
+        )
+    audit = Audit(
+        action=StaffAction.SELF_SERVE_PLAN,
+        actor=user,
+        reason="Changed by the customer on the Billing page.",
+        key=key,
+        now=now,
+    )
+    return _change(account=account, plan=plan, when=when, audit=audit, fingerprint=fingerprint)
+
+
+def _change(
+    *, account: Account, plan: Plan, when: str, audit: Audit, fingerprint: str | None
+) -> Outcome:
+    """The plan change both callers make: audited, emailed, once per form key."""
+    if when not in (NOW, NEXT_PERIOD):
         raise StaffActionError("Choose 'now' or 'next_period'.")
     if repeat := audit.repeated():
         return repeat
     with transaction.atomic():
-        locked = lock_account(account.pk).account
+        locked = lock_account(account.pk)
         # Asked again under the lock, for a double click's twin that committed meanwhile.
         if repeat := audit.repeated():
             return repeat
-        subscription = Subscription.objects.select_related("plan").get(account=locked)
-        if subscription.plan_id == plan.pk and when == "now":
-            raise StaffActionError("The account is already on that plan.")
+        subscription = Subscription.objects.select_related("plan", "pending_plan").get(
+            account=account
+        )
         before = {
             "plan": subscription.plan.code,
             "pending_plan": subscription.pending_plan.code if subscription.pending_plan else None,
         }
-        if when == "now":
-            if plan.billing_mode != locked.billing_mode and locked.unbilled_micros:
-                raise StaffActionError(
-                    "Switching between prepaid and postpaid now would strand unbilled usage; "
-                    "change it from the next period."
-                )
-            # Before the switch: fix this period's allowance from the plan it began on.
-            keep_period_allowance(account=locked, subscription=subscription, new_plan=plan, now=now)
-            subscription.plan = plan
-            subscription.pending_plan = None
-            # Read only when the next period's allowance is made, which is the new plan's.
-            subscription.rollover_enabled = plan.rollover_available
-            Account.objects.filter(pk=locked.pk).update(billing_mode=plan.billing_mode)
-        else:
-            subscription.pending_plan = plan
-        subscription.save(update_fields=["plan", "pending_plan", "rollover_enabled"])
+        try:
+            result = apply_plan_change(
+                locked=locked,
+                plan=plan,
+                when=when,
+                key=audit_key(audit.action, audit.key),
+                now=audit.now,
+                fingerprint=fingerprint,
+            )
+        except PlanChangeError as error:
+            raise StaffActionError(str(error)) from None
+        subscription.refresh_from_db()
         pending = subscription.pending_plan.code if subscription.pending_plan else None
+        proration = result.preview.proration
         record = audit.write(
             account=account,
             before=before,
             # What the subscription now says: a change made now leaves no pending plan.
-            after={"plan": subscription.plan.code, "pending_plan": pending, "when": when},
+            after={
+                "plan": subscription.plan.code,
+                "pending_plan": pending,
+                "when": when,
+                # The net of a prorated fee, when the change prorated one.
+                **(
+                    {"prorated_fee_micros": proration.net_micros}
+                    if proration and (proration.credit_micros or proration.charge_micros)
+                    else {}
+                ),
+            },
             target=subscription,
         )
-        if when == "now":
-            events.customer_updated(account=locked, plan=plan, changed=["plan"], now=now)
-    return Outcome(f"Plan change to {plan.code} ({when.replace('_', ' ')}).", record)
+        if when == NOW:
+            events.customer_updated(
+                account=locked.account, plan=plan, changed=["plan"], now=audit.now
+            )
+        plan_changed_email(
+            account=account, preview=result.preview, key=record.idempotency_key, now=audit.now
+        )
+    if result.fee_invoice_id is not None:
+        # The card pays the prorated fee now; a decline is dunned like any invoice (P5).
+        collect_fee_invoice(invoice_id=result.fee_invoice_id, now=audit.now)
+    if when == NOW:
+        message = f"The plan is now {plan.name}."
+    else:
+        message = f"The plan changes to {plan.name} on {result.preview.effective_at:%Y-%m-%d}."
+    return Outcome(message, record)
 
 
 def approve_allowance(

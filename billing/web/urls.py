@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from billing.web import views
+from billing.web import plan_views, views
 
 app_name = "billing_dashboard"
 
@@ -16,4 +16,7 @@ urlpatterns = [
     path("budgets/<int:budget_id>/delete/", views.delete_budget, name="delete_budget"),
     path("statement/", views.statement, name="statement"),
     path("statement/export.csv", views.statement_csv, name="statement_csv"),
+    path("plan/", plan_views.compare_plans, name="plans"),
+    path("plan/preview/", plan_views.preview_change, name="plan_preview"),
+    path("plan/confirm/", plan_views.confirm_change, name="plan_confirm"),
 ]

@@ -199,7 +199,7 @@ def test_postpaid_balances_are_not_watched(make_account, committed, mailoutbox):
 
 
 def test_period_close_replacing_the_included_credit_is_no_crossing(
-    make_account, committed, mailoutbox
+    plans_without_fees, make_account, committed, mailoutbox
 ):
     account = make_account("credits-monthly")  # 50 USD included credit, nothing bought
     committed(report_minutes, account, 100)  # 10.00 USD: 40.00 left

@@ -43,6 +43,9 @@ from tests.billing.usage_reports import (
 from tests.conftest import NOW
 from usage.ingest.calls import refund_call
 
+# Included credit and period close as on a plan without a fee (plan fees: test_plan_fees.py).
+pytestmark = pytest.mark.usefixtures("plans_without_fees")
+
 FIRST_START = datetime(2026, 3, 15, tzinfo=UTC)
 FIRST_END = datetime(2026, 4, 15, tzinfo=UTC)
 SECOND_END = datetime(2026, 5, 15, tzinfo=UTC)

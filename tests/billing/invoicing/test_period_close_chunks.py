@@ -38,6 +38,9 @@ from tests.billing.usage_reports import (
 )
 from tests.conftest import NOW
 
+# Included credit and period close as on a plan without a fee (plan fees: test_plan_fees.py).
+pytestmark = pytest.mark.usefixtures("plans_without_fees")
+
 CLOSE_AT = datetime(2026, 4, 16, tzinfo=UTC)
 DURING = NOW + timedelta(days=3)
 

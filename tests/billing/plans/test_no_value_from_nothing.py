@@ -26,6 +26,7 @@ from billing.models import (
     StaffAction,
 )
 from billing.payments import cards
+from billing.payments.collection import collect_due_invoices
 from billing.plans.example_plans import load_example_plans
 from billing.plans.onboarding import create_account
 from billing.plans.signup_credit import signup_email_key
@@ -175,10 +176,17 @@ def test_period_close_grants_a_locked_subaccount_no_included_credit_until_approv
         account=child, reason="Paid by contract", actor=approver, key="k1", now=first_end
     )
     child.subscription.refresh_from_db()
-    close_periods(now=child.subscription.current_period_end)
+    # credits-monthly has a plan fee: the next period's credit comes when its fee is paid.
+    PaymentMethod.objects.create(
+        account=child, gateway_id="test_pm_child", is_default=True, test_behaviour="succeed"
+    )
+    second_end = child.subscription.current_period_end
+    close_periods(now=second_end)
+    assert LedgerEntry.objects.filter(account=child, kind=EntryKind.ALLOWANCE).count() == 1
+    collect_due_invoices(now=second_end)
 
     grants = LedgerEntry.objects.filter(account=child, kind=EntryKind.ALLOWANCE)
-    # The period it was approved in, then the next one at its close.
+    # The period it was approved in, then the next one when its fee was paid.
     assert grants.count() == 2
     assert {g.amount_micros for g in grants} == {plans["credits-monthly"].included_credit_micros}
 

@@ -86,6 +86,8 @@ def test_finance_may_do_every_action(finance, scene):
         # Confirmed by the rate and model price forms in admin (tests/billing/staff/
         # test_admin_pages.py), not an action on an account.
         StaffAction.REPRICE_PAST,
+        # The customer's own plan change, from the Billing page, not a staff action.
+        StaffAction.SELF_SERVE_PLAN,
     }
 
 

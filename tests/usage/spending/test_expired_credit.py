@@ -128,7 +128,7 @@ def test_the_balance_endpoint_leaves_out_credit_past_its_expiry(client, make_acc
 
 
 def test_included_credit_gives_nothing_away_between_period_end_and_the_close(
-    make_account, make_key
+    plans_without_fees, make_account, make_key
 ):
     # credits-monthly: 50 USD of included credit expiring with the period, 0.10 USD/min.
     account = make_account("credits-monthly")
