@@ -27,6 +27,7 @@ from billing.payments.auto_topup import retry_auto_topups as retry_due_auto_topu
 from billing.payments.collection import collect_due_invoices, collect_invoice
 from billing.payments.recurring_credit import buy_recurring_credit as buy_due_recurring_credit
 from billing.payments.refunds import retry_pending_refunds
+from billing.payments.topups import expire_abandoned_topups as cancel_abandoned_topups
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ def retry_refunds(**_) -> str:
     return f"{retry_pending_refunds(now=timezone.now())} refund(s) asked again"
 
 
+def expire_abandoned_topups(**_) -> str:
+    return f"{cancel_abandoned_topups(now=timezone.now())} abandoned top-up(s) canceled"
+
+
 def check_ledger(**_) -> str:
     drift = check_ledger_drift(now=timezone.now())
     if drift:
@@ -100,6 +105,8 @@ SCHEDULES = {
     # Every 15 minutes, like auto-top-up retries: it buys periods that began and retries declines.
     "Recurring credit": ("billing.jobs.buy_recurring_credit", 15),
     "Refund retries": ("billing.jobs.retry_refunds", 15),
+    # Hourly: a checkout left unpaid shows "Canceled" within an hour of its 24 hours.
+    "Abandoned top-up expiry": ("billing.jobs.expire_abandoned_topups", 60),
 }
 
 
