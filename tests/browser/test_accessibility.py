@@ -1,9 +1,12 @@
-"""axe-core on every dashboard page, at 1,440 and 390 px (issue 17).
+"""axe-core on every dashboard page, at 1,440 and 390 px, and nothing wider than the screen
+(issue 17).
 
 axe-core is vendored for the tests only (tests/browser/vendor/README.md). It is injected with
 `page.evaluate`, which the page's Content-Security-Policy does not govern, so the pages are
 checked under their real, strict policy. A serious or critical violation fails the test; the
-message names the page, the rule and the first elements it found.
+message names the page, the rule and the first elements it found. The account has the long
+names that used to push pages sideways: a 100-character key name, a long budget name and a
+refunded call.
 """
 
 from datetime import timedelta
@@ -12,11 +15,15 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from accounts.keys import issue_api_key
+from accounts.models import KeyKind
 from billing.models import TestCardBehaviour, TopUpKind
 from billing.payments.cards import add_test_card
 from billing.payments.simulated import complete_test_topup
 from billing.payments.topups import new_topup
 from tests.usage.dashboard_data import report_call_at
+from usage.ingest.calls import refund_call
+from usage.spending.budgets import create_budget
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 USD = 1_000_000
@@ -50,6 +57,20 @@ RUN_AXE = """async () => {
 }"""
 
 
+# What sticks out of the screen: the elements past its right edge when the page scrolls sideways,
+# and navigation links cut off inside their own row (which never widens the page).
+OVERFLOW = """() => {
+  const width = document.documentElement.clientWidth;
+  const out = e => e.getBoundingClientRect().right > width + 0.5;
+  const name = e => e.tagName.toLowerCase() + "." + [...e.classList].join(".") + " "
+    + (e.textContent || "").trim().slice(0, 40);
+  const wide = document.documentElement.scrollWidth > width
+    ? [...document.querySelectorAll("body *")].filter(out).slice(-3)
+    : [];
+  return [...wide, ...[...document.querySelectorAll(".nav a")].filter(out)].map(name);
+}"""
+
+
 def violations_of(page) -> list[dict]:
     page.evaluate(AXE)
     return [v for v in page.evaluate(RUN_AXE) if v["impact"] in FAILING_IMPACTS]
@@ -62,7 +83,8 @@ def owner(make_user):
 
 @pytest.fixture
 def account(make_account, owner):
-    """A voice account with calls, a subaccount, a card, a paid and a pending top-up."""
+    """A voice account with calls (one refunded), a subaccount, a card, a paid and a pending
+    top-up, and long names."""
     now = timezone.now()
     account = make_account(
         "voice-prepaid",
@@ -72,8 +94,22 @@ def account(make_account, owner):
         at=now - timedelta(days=10),
     )
     make_account("llm-api", owner=owner, parent=account, name="Acme EU")
-    for day in range(8):
+    calls = [
         report_call_at(account, seconds=70 + 9 * day, at=now - timedelta(days=day, hours=2))
+        for day in range(8)
+    ]
+    refund_call(call_id=calls[0].call_id, now=now, reason="Dropped")
+    key = issue_api_key(
+        kind=KeyKind.CUSTOMER, name="Production key " + "x" * 85, now=now, account=account
+    ).api_key
+    create_budget(
+        account=account,
+        name="Monthly ceiling for the customer-support voice agents in every region " * 2,
+        amount_micros=50 * USD,
+        hard=False,
+        api_key=key,
+        now=now,
+    )
     add_test_card(account=account, behaviour=TestCardBehaviour.SUCCEED, now=now)
     paid = new_topup(account=account, kind=TopUpKind.MANUAL, amount_micros=25 * USD, now=now)
     complete_test_topup(account=account, topup_public_id=paid.public_id, pay=True, now=now)
@@ -99,6 +135,9 @@ def test_no_dashboard_page_has_a_serious_accessibility_violation(
             f"/{path} {v['impact']} {v['id']}: {v['help']} at {v['targets']}"
             for v in violations_of(page)
         ]
+        wider = page.evaluate(OVERFLOW)
+        if wider:
+            found.append(f"/{path} is wider than the screen: {wider}")
 
     page.goto(f"{live_server.url}/accounts/logout/")
     for path in ["/accounts/login/", "/accounts/signup/"]:
