@@ -118,6 +118,21 @@ def invitation_for_token(token: str) -> Invitation | None:
     return Invitation.objects.select_related("account").filter(token_hash=_hash(token)).first()
 
 
+def is_invited(*, email: str, now: datetime) -> bool:
+    """Return whether someone with this email has an invitation they can still accept."""
+    return Invitation.objects.filter(
+        email__iexact=email, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now
+    ).exists()
+
+
+def open_invitation(token: str, *, now: datetime) -> Invitation | None:
+    """Return the invitation a link points to if it can still be accepted, else None."""
+    invitation = invitation_for_token(token)
+    if invitation is None or invitation.accepted_at or invitation.revoked_at:
+        return None
+    return invitation if invitation.expires_at > now else None
+
+
 def accept_invitation(*, token: str, user: User, now: datetime) -> Membership:
     """Make the signed-in user a member with the invited role."""
     invitation = invitation_for_token(token)

@@ -27,6 +27,7 @@ from billing.payments.auto_topup import retry_auto_topups as retry_due_auto_topu
 from billing.payments.collection import collect_due_invoices, collect_invoice
 from billing.payments.recurring_credit import buy_recurring_credit as buy_due_recurring_credit
 from billing.payments.refunds import retry_pending_refunds
+from billing.payments.topups import expire_abandoned_topups as cancel_abandoned_topups
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ def buy_recurring_credit(**_) -> str:
 
 def retry_refunds(**_) -> str:
     return f"{retry_pending_refunds(now=timezone.now())} refund(s) asked again"
+
+
+def expire_abandoned_topups(**_) -> str:
+    return f"{cancel_abandoned_topups(now=timezone.now())} abandoned top-up(s) canceled"
 
 
 def check_ledger(**_) -> str:
@@ -104,6 +109,8 @@ SCHEDULES = {
     "Idempotency key purge": ("usage.jobs.purge_idempotency_keys", 60),
     # Every minute: the first retries of a webhook are due seconds and minutes after a failure.
     "Webhook deliveries": ("webhooks.jobs.retry_deliveries", 1),
+    # Hourly: a checkout left unpaid shows "Canceled" within an hour of its 24 hours.
+    "Abandoned top-up expiry": ("billing.jobs.expire_abandoned_topups", 60),
 }
 
 

@@ -83,6 +83,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.web.shell.sidebar",
+                "accounts.web.shell.entrance_invitation",
             ],
         },
     },

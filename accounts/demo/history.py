@@ -176,6 +176,18 @@ class History:
         charged = Call.objects.filter(account=acme, charged_micros__gt=0).order_by("-created_at")
         for call_id in charged.values_list("call_id", flat=True)[3:40:12]:
             refund_call(call_id=call_id, now=self.now, reason="Line dropped on our side")
+        # A checkout left open two hours ago (Billing offers Resume and Cancel) and one abandoned
+        # last week, which the expiry job cancels.
+        for hours_ago in (2, 24 * 6):
+            topups.start_topup(
+                account=acme,
+                amount_micros=25 * USD,
+                now=self.now - timedelta(hours=hours_ago),
+                actor=self.customer,
+                success_url="/",
+                cancel_url="/",
+            )
+        topups.expire_abandoned_topups(now=self.now)
 
     # A day of usage ---------------------------------------------------------------------------
 

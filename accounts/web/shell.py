@@ -13,8 +13,10 @@ from urllib.parse import urlsplit
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, StreamingHttpResponse
+from django.urls import Resolver404, resolve
 from django.utils import timezone
 
+from accounts import team
 from accounts.brand import brand
 from accounts.permissions import (
     ROLE_ACTIONS,
@@ -159,3 +161,18 @@ def csv_response(rows: Iterable[list], *, filename: str) -> StreamingHttpRespons
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+def entrance_invitation(request) -> dict:
+    """Context for the sign-in and sign-up pages: the invitation their `next` link leads to,
+    so that someone invited sees who invited them before they have a login."""
+    if request.user.is_authenticated:
+        return {}
+    target = request.GET.get("next") or request.POST.get("next") or ""
+    try:
+        match = resolve(target.split("?", 1)[0]) if target.startswith("/") else None
+    except Resolver404:
+        match = None
+    if match is None or match.view_name != "dashboard:invitation":
+        return {}
+    return {"entrance_invitation": team.open_invitation(match.kwargs["token"], now=timezone.now())}

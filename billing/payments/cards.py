@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from billing.ledger.locks import lock_account
-from billing.models import PaymentMethod, TestCardBehaviour
+from billing.models import AutoTopUpSettings, PaymentMethod, TestCardBehaviour
 from billing.payments.auto_topup import rearm
 from billing.payments.collection import (
     invoices_keeping_past_due,
@@ -216,35 +216,43 @@ def set_default_card(*, account: Account, card_id: int, now: datetime) -> Paymen
     return card
 
 
-def remove_card(*, account: Account, card_id: int, now: datetime) -> None:
+def remove_card(
+    *, account: Account, card_id: int, now: datetime, new_default_id: int | None = None
+) -> bool:
+    """Remove a saved card; return True when that turned auto-top-up off.
+
+    The default card is replaced only by the card the customer chose (`new_default_id`), never
+    by a guess: the newest other card may be one that declines. Without a choice the account has
+    no default card, so its auto-top-up is turned off rather than left on with nothing to charge.
+    """
     card = PaymentMethod.objects.filter(
         account=account, pk=card_id, removed_at__isnull=True
     ).first()
     if card is None:
         raise CardError("No such card.")
+    if new_default_id is not None:
+        if new_default_id == card.pk:
+            raise CardError("Choose another card as the new default.")
+        set_default_card(account=account, card_id=new_default_id, now=now)
     try:
         get_gateway().detach_card(card=card)
     except ProviderUnavailable:
         raise CardError(_UNAVAILABLE) from None
-    _mark_removed(account=account, card_id=card.pk, now=now)
+    return _mark_removed(account=account, card_id=card.pk, now=now)
 
 
-def _mark_removed(*, account: Account, card_id: int, now: datetime) -> None:
+def _mark_removed(*, account: Account, card_id: int, now: datetime) -> bool:
     with transaction.atomic():
         lock_account(account.pk)
         card = PaymentMethod.objects.select_for_update().get(pk=card_id)
         if card.removed_at is not None:
-            return
-        was_default = card.is_default
+            return False
         PaymentMethod.objects.filter(pk=card.pk).update(is_default=False, removed_at=now)
-        if was_default:
-            successor = (
-                PaymentMethod.objects.filter(account=account, removed_at__isnull=True)
-                .order_by("-created_at", "-pk")
-                .first()
-            )
-            if successor is not None:
-                PaymentMethod.objects.filter(pk=successor.pk).update(is_default=True)
+        if not card.is_default:
+            return False
+        return bool(
+            AutoTopUpSettings.objects.filter(account=account, enabled=True).update(enabled=False)
+        )
 
 
 def queue_card_changed(account_id: int) -> None:

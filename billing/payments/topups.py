@@ -11,7 +11,7 @@ credits exactly once: it locks the account and the top-up, and the ledger entry'
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 
@@ -248,17 +248,23 @@ def find_topup(*, public_id: str = "", payment_intent_id: str = "", checkout_ses
 def resume_topup(
     *, account: Account, topup_public_id: str, success_url: str, cancel_url: str
 ) -> str:
-    """Let the customer pay, on-session, a top-up whose card needed authentication.
+    """Let the customer pay, on-session, a top-up whose card needed authentication, or go back
+    to the checkout page of a manual top-up they left unpaid.
 
     Return where to send them: the gateway's checkout page for the same top-up (Stripe asks for
-    the authentication there).
+    the authentication there). For a manual top-up the checkout is asked for again with the
+    same idempotency key, so Stripe answers with the session it opened first (its keys last 24
+    hours, as long as a session stays open and `expire_abandoned_topups` waits): never a second
+    session that could be paid twice.
     """
     topup = TopUp.objects.filter(account=account, public_id=topup_public_id).first()
-    if topup is None or topup.status != TopUpStatus.REQUIRES_ACTION:
+    if topup is None or not can_resume(topup):
         raise TopUpError("This top-up does not need anything from you.")
     gateway = get_gateway()
-    if topup.payment_intent_id and gateway.cancel_payment_intent(
-        payment_intent_id=topup.payment_intent_id
+    if (
+        topup.status == TopUpStatus.REQUIRES_ACTION
+        and topup.payment_intent_id
+        and gateway.cancel_payment_intent(payment_intent_id=topup.payment_intent_id)
     ):
         # The off-session intent is dropped; the checkout page makes the one that pays, and its
         # id is recorded when the payment is confirmed.
@@ -279,3 +285,49 @@ def resume_topup(
             checkout_session_id=link.session_id
         )
     return link.url
+
+
+def can_resume(topup: TopUp) -> bool:
+    """Return whether the customer can still pay the top-up on a checkout page."""
+    return topup.status == TopUpStatus.REQUIRES_ACTION or (
+        topup.status == TopUpStatus.PENDING and topup.kind == TopUpKind.MANUAL
+    )
+
+
+def cancel_topup(*, account: Account, topup_public_id: str, now: datetime) -> TopUp:
+    """Cancel a manual top-up the customer no longer means to pay.
+
+    A payment that still arrives for it (the checkout page was open in another tab) is credited
+    all the same: `fulfil_topup` credits whatever was paid.
+    """
+    topup = TopUp.objects.filter(account=account, public_id=topup_public_id).first()
+    if topup is None or topup.kind != TopUpKind.MANUAL:
+        raise TopUpError("No such top-up.")
+    if topup.status != TopUpStatus.PENDING:
+        raise TopUpError(f"This top-up is already {topup.get_status_display().lower()}.")
+    return fail_topup(
+        topup_id=topup.pk, now=now, error="Canceled by the customer.", status=TopUpStatus.CANCELED
+    )
+
+
+# Stripe closes an unpaid Checkout Session after 24 hours; a top-up whose page was left is
+# canceled then, even when the checkout.session.expired event never arrives (or, in test mode,
+# there is no session to expire).
+ABANDONED_AFTER = timedelta(hours=24)
+
+
+def expire_abandoned_topups(*, now: datetime) -> int:
+    """Cancel the manual top-ups left pending for a day; return how many."""
+    abandoned = TopUp.objects.filter(
+        kind=TopUpKind.MANUAL, status=TopUpStatus.PENDING, created_at__lte=now - ABANDONED_AFTER
+    ).values_list("pk", flat=True)
+    expired = 0
+    for topup_id in abandoned:
+        topup = fail_topup(
+            topup_id=topup_id,
+            now=now,
+            error="The checkout page expired.",
+            status=TopUpStatus.CANCELED,
+        )
+        expired += topup.status == TopUpStatus.CANCELED
+    return expired

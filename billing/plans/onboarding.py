@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import Account, Membership, Role, User
+from accounts.team import is_invited
 from billing import events
 from billing.ledger.locks import lock_account
 from billing.ledger.posting import post_entry
@@ -146,8 +147,11 @@ def open_account_for_new_user(*, user: User, now: datetime, plan_code: str = "")
     once (once per person). A site whose operator has not loaded that plan opens no account
     (the user sees an empty dashboard and staff can attach them to one) rather than refusing
     the sign-up.
+
+    Someone who signs up to accept an invitation joins the inviting account by accepting it:
+    they get no account of their own, and so no signup credit.
     """
-    if Membership.objects.filter(user=user).exists():
+    if Membership.objects.filter(user=user).exists() or is_invited(email=user.email, now=now):
         return None
     code = plan_code or settings.SIGNUP_PLAN_CODE
     # Only a plan staff made selectable at sign-up: a setting pointing at a sales-led plan

@@ -26,6 +26,22 @@ def _micros(form: forms.Form, name: str) -> int | None:
         raise forms.ValidationError("Enter an amount in USD, such as 25 or 12.50.") from None
 
 
+class TopUpForm(forms.Form):
+    amount = _usd_field("Amount in USD", required=True)
+
+    def __init__(self, *args, minimum: str, plan_name: str, **kwargs):
+        # Its own ids: the auto-top-up form on the same page also has `amount`.
+        kwargs.setdefault("auto_id", "id_topup_%s")
+        super().__init__(*args, **kwargs)
+        self.fields["amount"].help_text = (
+            f"At least {minimum} on the {plan_name} plan. Credit is added once the payment is "
+            "confirmed."
+        )
+
+    def clean_amount(self):
+        return _micros(self, "amount")
+
+
 class AutoTopUpForm(forms.Form):
     enabled = forms.BooleanField(label="Top up automatically", required=False)
     threshold = _usd_field("When the balance falls below (USD)", required=True)

@@ -1,9 +1,10 @@
 """What the dashboard's billing page shows (SPEC D3), as plain data: one selector.
 
-Top-up, saved cards and auto-top-up are the payments pages' (billing.web.payment_views) services;
+Top-up and saved cards are changed through the payment flow's views (billing.web.payment_views);
 alert settings and budgets are billing.alerts' and usage.spending.budgets'. This module only reads.
 """
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from accounts.models import Account, ApiKey, KeyKind
@@ -17,9 +18,11 @@ from billing.models import (
     RecurringCreditSettings,
     Subscription,
     TopUp,
+    TopUpKind,
 )
 from billing.money import usd_input
-from billing.payments import cards, topups
+from billing.payments import cards
+from billing.payments import topups as topups_service
 from billing.periods import current_period, period_last_day
 from usage.pages.runway import credit_runway_days, runway_sentence
 from usage.reads.rollups import period_spend
@@ -101,9 +104,9 @@ def billing_page(*, account: Account, now: datetime) -> dict:
     runway = credit_runway_days(account=account, now=now)
     return {
         "plan": plan,
-        "minimum_micros": topups.minimum_topup_micros(account),
+        "minimum_micros": topups_service.minimum_topup_micros(account),
         "cards": cards.active_cards(account),
-        "topups": list(TopUp.objects.filter(account=account).select_related("receipt")[:10]),
+        "topups": topup_rows(topup_history(account)[:10]),
         "invoices": [invoice_summary(i) for i in issued_invoices(account=account)[:5]],
         "threshold_micros": low_balance_threshold_micros(account=account),
         "plan_threshold_micros": plan.low_balance_threshold_micros,
@@ -113,3 +116,21 @@ def billing_page(*, account: Account, now: datetime) -> dict:
         ),
         **budgets_for(account=account, now=now),
     }
+
+
+def topup_rows(topups: Iterable[TopUp]) -> list[dict]:
+    """Return top-ups as the payments tables show them: with whether each can still be paid
+    (Resume) or canceled."""
+    return [
+        {
+            "topup": topup,
+            "can_resume": topups_service.can_resume(topup),
+            "can_cancel": topups_service.can_resume(topup) and topup.kind == TopUpKind.MANUAL,
+        }
+        for topup in topups
+    ]
+
+
+def topup_history(account: Account):
+    """Return every top-up of the account, newest first, for the payments history's pages."""
+    return TopUp.objects.filter(account=account).select_related("receipt")

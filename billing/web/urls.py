@@ -8,6 +8,8 @@ app_name = "billing_dashboard"
 
 urlpatterns = [
     path("", views.billing_home, name="home"),
+    path("topup/", views.start_topup, name="topup"),
+    path("payments/", views.payments, name="payments"),
     path("auto-topup/", views.save_auto_topup, name="auto_topup"),
     path("recurring-credit/", views.save_recurring_credit, name="recurring_credit"),
     path("alerts/", views.save_alerts, name="alerts"),

@@ -5,10 +5,14 @@ entries with its CSV.
 The forms of the page are htmx forms: a POST from htmx (`request.htmx`) answers with the
 section's fragment, re-rendered with the error beside the field or with "Saved"; the same POST
 without JavaScript redirects back to the page, or shows the whole page with the error. Changing
-anything needs `Action.MANAGE_BILLING`; top-up and cards are the payments pages' own forms.
+anything needs `Action.MANAGE_BILLING`. The top-up form answers here too, its error beside the
+field with the amount as typed; the payment flow behind it (checkout returns, cards) is
+billing.web.payment_views, which always comes back here. The payments history is a page of its
+own under Billing.
 """
 
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -21,7 +25,8 @@ from accounts.web.shell import account_page, csv_response
 from billing.alerts import balance as alerts
 from billing.invoicing import parties
 from billing.models import Budget
-from billing.payments import auto_topup, recurring_credit
+from billing.money import format_usd, usd_input
+from billing.payments import auto_topup, recurring_credit, topups
 from billing.web.forms import (
     AlertSettingsForm,
     AutoTopUpForm,
@@ -29,22 +34,39 @@ from billing.web.forms import (
     BudgetForm,
     RecurringCreditForm,
     StatementFilterForm,
+    TopUpForm,
 )
+from billing.web.payment_views import topup_return_urls
 from billing.web.selectors import (
     alert_initial,
     auto_topup_initial,
     billing_details_initial,
     billing_page,
     recurring_credit_initial,
+    topup_history,
+    topup_rows,
 )
 from billing.web.statement import ledger_csv_rows, ledger_page
 from usage.spending import budgets
+
+PAYMENTS_PER_PAGE = 50
+
+
+def _topup_form(account, *args):
+    minimum = topups.minimum_topup_micros(account)
+    return TopUpForm(
+        *args,
+        minimum=format_usd(minimum),
+        plan_name=account.subscription.plan.name,
+        initial={"amount": usd_input(minimum)},
+    )
 
 
 def _page(request, account, *, status=200, section="", saved="", **forms):
     data = billing_page(account=account, now=timezone.now())
     context = {
         "b": data,
+        "topup_form": forms.get("topup_form") or _topup_form(account),
         "auto_form": forms.get("auto_form") or AutoTopUpForm(initial=auto_topup_initial(account)),
         "recurring_form": forms.get("recurring_form")
         or RecurringCreditForm(initial=recurring_credit_initial(account)),
@@ -71,6 +93,38 @@ def _done(request, account, *, section: str, message: str):
 @account_page(Action.VIEW)
 def billing_home(request, account):
     return _page(request, account)
+
+
+@account_page(Action.MANAGE_BILLING)
+@require_POST
+def start_topup(request, account):
+    """Open checkout for a top-up; a refused amount shows beside the field, as typed."""
+    form = _topup_form(account, request.POST)
+    if form.is_valid():
+        try:
+            started = topups.start_topup(
+                account=account,
+                amount_micros=form.cleaned_data["amount"],
+                now=timezone.now(),
+                actor=request.user,
+                **topup_return_urls(request, account.public_id),
+            )
+        except topups.TopUpError as error:
+            form.add_error("amount", str(error))
+        else:
+            return redirect(started.redirect_url)
+    return _page(request, account, status=400, topup_form=form)
+
+
+@account_page(Action.VIEW)
+def payments(request, account):
+    """Every top-up and card payment of the account, a page at a time."""
+    page = Paginator(topup_history(account), PAYMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "billing/dashboard/payments.html",
+        {"page": page, "rows": topup_rows(page.object_list)},
+    )
 
 
 @account_page(Action.MANAGE_BILLING)

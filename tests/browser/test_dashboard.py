@@ -66,11 +66,12 @@ def test_top_up_in_test_mode_and_see_the_balance_change(
     page.goto(f"{live_server.url}/app/a/{voice.public_id}/billing/")
     before = page.get_by_test_id("sidebar-balance").inner_text()
     shot("billing")
-    page.fill("#topup-amount", "25")
+    page.fill("#id_topup_amount", "25")
     page.click("text=Continue to payment")
     expect(page.locator("h1")).to_contain_text("Pay $25.00 (test mode)")
     page.click("button[value=pay]")
-    expect(page.locator("main")).to_contain_text("Paid.")
+    page.wait_for_url(f"{live_server.url}/app/a/{voice.public_id}/billing/#payments")
+    expect(page.locator(".messages")).to_contain_text("Paid. $25.00 was added to your balance")
 
     page.goto(f"{live_server.url}/app/a/{voice.public_id}/")
     after = page.get_by_test_id("sidebar-balance").inner_text()
@@ -167,11 +168,34 @@ def test_charts_render_with_data(page, live_server, log_in, voice, owner, shot):
     shot("overview")
 
     page.goto(f"{live_server.url}/app/a/{voice.public_id}/usage/")
-    page.wait_for_selector("#model-chart[data-drawn]")
-    for chart_id in ("daily-chart", "model-chart"):
-        drawn = page.evaluate(CANVAS_DRAWN, chart_id)
-        assert drawn["points"] >= 1 and drawn["painted"] > 1000, chart_id
+    page.wait_for_selector("#daily-chart[data-drawn]")
+    drawn = page.evaluate(CANVAS_DRAWN, "daily-chart")
+    assert drawn["points"] >= 1 and drawn["painted"] > 1000
+    # One voice rate: a sentence, not a one-slice pie.
+    expect(page.get_by_test_id("one-rate")).to_contain_text("All usage at one rate")
+    expect(page.locator("#model-chart")).to_have_count(0)
     shot("usage")
+
+
+def test_without_javascript_every_chart_is_a_table(browser, live_server, voice, owner):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_login", owner.email)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/app/**")
+
+    page.goto(f"{live_server.url}/app/a/{voice.public_id}/")
+    expect(page.locator(".chart-box")).to_be_hidden()
+    page.click("text=The 30 days as a table")
+    expect(page.locator("#trend-table tbody tr")).to_have_count(30)
+
+    page.goto(f"{live_server.url}/app/a/{voice.public_id}/usage/")
+    expect(page.locator(".chart-box")).to_be_hidden()
+    page.click("text=by date")
+    expect(page.locator("#by-day-title + .table-wrap table")).to_be_visible()
+    context.close()
 
 
 def test_the_call_log_opens_an_items_price_explanation(
@@ -193,7 +217,7 @@ def test_the_other_pages_render(page, live_server, log_in, voice, owner, shot):
         ("team", "team/"),
         ("invoices", "invoices/"),
         ("statement", "billing/statement/"),
-        ("payments", "payments/"),
+        ("payments", "billing/payments/"),
     ]:
         page.goto(f"{live_server.url}/app/a/{voice.public_id}/{path}")
         expect(page.locator('.nav a[aria-current="page"]')).to_have_count(1)

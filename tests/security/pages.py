@@ -58,6 +58,8 @@ ACCOUNT_PAGES: dict[str, Page] = {
     PREFIX + "invoices/receipts/<public_id:receipt_number>/": Page(),
     PREFIX + "invoices/receipts/<public_id:receipt_number>/pdf/": Page(),
     PREFIX + "billing/": Page(),
+    PREFIX + "billing/topup/": Page(A.MANAGE_BILLING, {"amount": "20"}),
+    PREFIX + "billing/payments/": Page(),
     PREFIX + "billing/auto-topup/": Page(A.MANAGE_BILLING, AUTO_TOPUP),
     # Off: a valid form that writes even for an account without a card.
     PREFIX + "billing/recurring-credit/": Page(A.MANAGE_BILLING, {"amount": "20"}),
@@ -72,7 +74,6 @@ ACCOUNT_PAGES: dict[str, Page] = {
     PREFIX + "billing/statement/": Page(),
     PREFIX + "billing/statement/export.csv": Page(),
     PREFIX + "payments/": Page(),
-    PREFIX + "payments/topup/": Page(A.MANAGE_BILLING, {"amount": "20"}),
     PREFIX + "payments/topup/<public_id:topup_id>/done/": Page(),
     PREFIX + "payments/topup/<public_id:topup_id>/canceled/": Page(),
     PREFIX + "payments/topup/<public_id:topup_id>/test-pay/": Page(
@@ -81,12 +82,12 @@ ACCOUNT_PAGES: dict[str, Page] = {
     PREFIX + "payments/topup/<public_id:topup_id>/complete/": Page(
         A.MANAGE_BILLING, redirects_only=True
     ),
+    PREFIX + "payments/topup/<public_id:topup_id>/cancel/": Page(A.MANAGE_BILLING),
     PREFIX + "payments/cards/add/": Page(A.MANAGE_BILLING, redirects_only=True),
     PREFIX + "payments/cards/added/": Page(),
     PREFIX + "payments/cards/test/": Page(A.MANAGE_BILLING, {"behaviour": "succeed"}),
     PREFIX + "payments/cards/<int:card_id>/default/": Page(A.MANAGE_BILLING),
     PREFIX + "payments/cards/<int:card_id>/remove/": Page(A.MANAGE_BILLING),
-    PREFIX + "payments/auto-topup/": Page(A.MANAGE_BILLING, AUTO_TOPUP),
     PREFIX + "usage/": Page(),
     PREFIX + "usage/export.csv": Page(),
     PREFIX + "usage/log/": Page(),

@@ -203,6 +203,11 @@ def overview(account: Account, now: datetime) -> dict:
         "trend_percent": _percent_change(
             sum(measure(d) for d in recent), sum(measure(d) for d in before)
         ),
+        # The chart's figures as rows, for its table (read without JavaScript or a screen).
+        "trend_days": [
+            {"day": d.day, "cost_micros": d.cost_micros, "minutes": round(d.minutes, 1)}
+            for d in trend
+        ],
         "chart": {
             "labels": [d.day.isoformat() for d in trend],
             "cost_micros": [d.cost_micros for d in trend],

@@ -20,7 +20,7 @@ PAGES = [
     "subaccounts/",
     "billing/",
     "billing/statement/",
-    "payments/",
+    "billing/payments/",
     "invoices/",
     "usage/",
     "usage/log/",

@@ -64,13 +64,50 @@ def test_a_new_card_rearms_auto_topup(make_account, django_capture_on_commit_cal
     assert (row.armed, row.consecutive_failures) == (True, 0)
 
 
-def test_removing_the_default_card_promotes_the_newest_other(make_account):
+def auto_topup_on(account):
+    return AutoTopUpSettings.objects.create(
+        account=account, enabled=True, threshold_micros=5 * USD, amount_micros=20 * USD
+    )
+
+
+def test_removing_the_default_card_makes_the_chosen_card_the_default(make_account):
     account = make_account()
     first = add_test_card(account=account, behaviour="succeed", now=NOW)
     second = add_test_card(account=account, behaviour="decline", now=NOW)
+    third = add_test_card(account=account, behaviour="succeed", now=NOW)
+    auto_topup_on(account)
 
-    remove_card(account=account, card_id=first.pk, now=NOW)
+    turned_off = remove_card(account=account, card_id=first.pk, now=NOW, new_default_id=third.pk)
 
-    assert default_card(account) == second
-    second.refresh_from_db()
-    assert second.is_default
+    assert turned_off is False
+    second.refresh_from_db(), third.refresh_from_db()
+    assert (second.is_default, third.is_default) == (False, True)
+    assert default_card(account) == third
+    assert AutoTopUpSettings.objects.get(account=account).enabled
+
+
+def test_removing_the_default_card_without_a_choice_makes_no_other_card_the_default(make_account):
+    account = make_account()
+    first = add_test_card(account=account, behaviour="succeed", now=NOW)
+    declining = add_test_card(account=account, behaviour="decline", now=NOW)
+    auto_topup_on(account)
+
+    turned_off = remove_card(account=account, card_id=first.pk, now=NOW)
+
+    declining.refresh_from_db()
+    assert declining.is_default is False
+    assert turned_off is True
+    assert AutoTopUpSettings.objects.get(account=account).enabled is False
+
+
+def test_removing_a_card_that_is_not_the_default_leaves_auto_top_up_on(make_account):
+    account = make_account()
+    first = add_test_card(account=account, behaviour="succeed", now=NOW)
+    second = add_test_card(account=account, behaviour="decline", now=NOW)
+    auto_topup_on(account)
+
+    assert remove_card(account=account, card_id=second.pk, now=NOW) is False
+
+    first.refresh_from_db()
+    assert first.is_default
+    assert AutoTopUpSettings.objects.get(account=account).enabled

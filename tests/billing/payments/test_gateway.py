@@ -269,7 +269,7 @@ def test_with_stripe_keys_the_test_mode_pages_are_not_there(owner_client, stripe
         reverse("payments:test_checkout", args=[account.public_id, topup.public_id])
     )
     test_card = client.get(reverse("payments:test_card", args=[account.public_id]))
-    home = client.get(reverse("payments:home", args=[account.public_id])).content.decode()
+    home = client.get(reverse("billing_dashboard:home", args=[account.public_id])).content.decode()
 
     assert (checkout.status_code, test_card.status_code) == (404, 404)
     assert "TEST MODE" not in home
@@ -279,6 +279,6 @@ def test_with_stripe_keys_the_test_mode_pages_are_not_there(owner_client, stripe
 def test_in_test_mode_the_layout_says_no_real_money_moves(owner_client):
     client, account = owner_client
 
-    page = client.get(reverse("payments:home", args=[account.public_id])).content.decode()
+    page = client.get(reverse("billing_dashboard:home", args=[account.public_id])).content.decode()
 
     assert "Test mode: no real money moves" in page

@@ -116,7 +116,7 @@ def test_topup_through_the_pages_in_test_mode(owner_client):
     client, account = owner_client
 
     response = client.post(
-        reverse("payments:start_topup", args=[account.public_id]), {"amount": "25.00"}
+        reverse("billing_dashboard:topup", args=[account.public_id]), {"amount": "25.00"}
     )
     topup = TopUp.objects.get(account=account)
     assert response.status_code == 302
@@ -137,8 +137,8 @@ def test_topup_through_the_pages_in_test_mode(owner_client):
 
 def test_every_payment_page_says_test_mode(owner_client):
     client, account = owner_client
-    for name in ("home", "test_card"):
-        body = client.get(reverse(f"payments:{name}", args=[account.public_id])).content.decode()
+    for name in ("billing_dashboard:home", "billing_dashboard:payments", "payments:test_card"):
+        body = client.get(reverse(name, args=[account.public_id])).content.decode()
         assert "TEST MODE — no real money" in body
 
 
@@ -147,10 +147,11 @@ def test_success_redirect_only_shows_the_state(owner_client):
     topup = start_topup(account=account, amount_micros=20 * USD, now=NOW, **URLS).topup
 
     body = client.get(
-        reverse("payments:checkout_success", args=[account.public_id, topup.public_id])
+        reverse("payments:checkout_success", args=[account.public_id, topup.public_id]),
+        follow=True,
     ).content.decode()
 
-    assert "waiting for the payment to be confirmed" in body
+    assert "waiting for the payment of $20.00 to be confirmed" in body
     account.refresh_from_db()
     assert account.balance_micros == 0
 
@@ -159,7 +160,7 @@ def test_topup_under_the_minimum_shows_the_error(owner_client):
     client, account = owner_client
 
     response = client.post(
-        reverse("payments:start_topup", args=[account.public_id]), {"amount": "10"}, follow=True
+        reverse("billing_dashboard:topup", args=[account.public_id]), {"amount": "10"}, follow=True
     )
 
     assert "The minimum top-up is $20.00." in response.content.decode()
@@ -172,12 +173,16 @@ def test_viewer_may_not_top_up_and_stranger_sees_nothing(
     account = make_account()
     viewer, stranger = make_user(), make_user()
     add_member(viewer, account, Role.VIEWER)
-    url = reverse("payments:start_topup", args=[account.public_id])
+    url = reverse("billing_dashboard:topup", args=[account.public_id])
 
     client.force_login(viewer)
     assert client.post(url, {"amount": "25"}).status_code == 403
     client.force_login(stranger)
     assert client.post(url, {"amount": "25"}).status_code == 404
+    assert (
+        client.get(reverse("billing_dashboard:payments", args=[account.public_id])).status_code
+        == 404
+    )
     assert client.get(reverse("payments:home", args=[account.public_id])).status_code == 404
     assert not TopUp.objects.exists()
 
@@ -199,7 +204,10 @@ def test_billing_role_adds_test_cards_and_manages_them(client, make_user, make_a
     first.refresh_from_db(), second.refresh_from_db()
     assert (first.is_default, second.is_default) == (False, True)
 
-    client.post(reverse("payments:remove_card", args=[account.public_id, second.pk]))
+    client.post(
+        reverse("payments:remove_card", args=[account.public_id, second.pk]),
+        {"new_default": first.pk},
+    )
     first.refresh_from_db(), second.refresh_from_db()
     assert second.removed_at is not None
     assert first.is_default

@@ -48,7 +48,7 @@ def test_the_page_shows_top_up_with_the_plans_minimum_cards_and_the_forms(client
     page = client.get(url(account)).content.decode()
 
     assert 'id="top-up"' in page and "At least $20.00 on the Voice Prepaid plan" in page
-    assert f'action="/app/a/{account.public_id}/payments/topup/"' in page
+    assert f'action="/app/a/{account.public_id}/billing/topup/"' in page
     assert "Visa •••• 4242" in page
     assert f'hx-post="/app/a/{account.public_id}/billing/auto-topup/"' in page
     assert 'id="alerts"' in page and 'id="budgets"' in page
@@ -199,7 +199,7 @@ def test_another_accounts_budget_is_a_404(client, owner, account, make_account):
         ("billing/alerts/", {"threshold": "10"}),
         ("billing/budgets/", {"name": "x", "amount": "10"}),
         ("billing/details/", {"legal_name": "Someone Else Ltd"}),
-        ("payments/topup/", {"amount": "20"}),
+        ("billing/topup/", {"amount": "20"}),
         ("payments/cards/add/", {}),
     ],
 )

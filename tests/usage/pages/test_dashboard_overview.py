@@ -122,6 +122,23 @@ def test_the_overview_page_shows_the_figures_chart_data_and_allowance_bar(client
     assert 'data-testid="sidebar-minutes">45.0<' in page
 
 
+def test_the_30_day_chart_has_its_table_for_readers_without_javascript(client, busy):
+    client.force_login(busy.memberships.get().user)
+
+    with time_machine.travel(NOW, tick=False):
+        page = client.get(f"/app/a/{busy.public_id}/").content.decode()
+
+    table = page[page.index('<details class="disclose chart-table" id="trend-table">') :]
+    table = table[: table.index("</details>")]
+    assert table.count('data-label="Day"') == 30
+    # 10 March: one call of 1,200 s at 0.08 USD/min.
+    assert (
+        '<th scope="row" data-label="Day">Tue 10 Mar</th><td data-label="Minutes" class="num">'
+        '20.0</td><td data-label="Cost" class="num">$1.60</td>'
+    ) in table
+    assert 'class="chart-box js-only' in page  # the empty box is hidden without JavaScript
+
+
 def test_the_overview_costs_the_same_queries_for_one_call_or_many(
     client, make_account, django_assert_max_num_queries
 ):

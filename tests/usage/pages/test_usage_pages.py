@@ -73,10 +73,32 @@ def test_the_usage_page_shows_charts_tables_and_the_filter_form(client, llm_acco
     page = response.content.decode()
     assert response.status_code == 200
     assert '<script id="daily-chart-data" type="application/json">' in page
-    assert '<script id="model-chart-data" type="application/json">' in page
+    assert "All usage at one rate: " in page  # one model: no one-slice pie
     assert "<option selected>gpt-4o</option>" in page
     assert 'title="Exactly $0.015">$0.02<' in page  # a total: cents, exact on hover
     assert '<label for="id_start">From</label>' in page
+
+
+def test_cost_by_model_is_drawn_only_when_there_is_more_than_one_slice(
+    client, llm_account, voice_account
+):
+    report_call_at(voice_account, seconds=90, at=at(3))
+    report_call_at(voice_account, seconds=200, at=at(4))
+
+    several = get(client, llm_account, start="2026-03-01", end="2026-03-15").content.decode()
+    one = get(client, voice_account, start="2026-03-01", end="2026-03-15").content.decode()
+
+    assert 'id="model-chart"' in several and "All usage at one rate" not in several
+    assert 'id="model-chart"' not in one
+    assert "All usage at one rate: " in one
+
+
+def test_every_chart_of_the_usage_page_points_at_its_table(client, llm_account):
+    page = get(client, llm_account, start="2026-03-01", end="2026-03-15").content.decode()
+
+    assert '<a href="#by-day-title">by date</a>' in page and 'id="by-day-title"' in page
+    assert '<a href="#by-model-title">' in page and 'id="by-model-title"' in page
+    assert 'class="chart-box js-only' in page  # the empty box is hidden without JavaScript
 
 
 def test_a_range_that_ends_before_it_starts_is_refused_and_the_period_shown(client, llm_account):
