@@ -32,7 +32,6 @@ from billing import staff
 from billing.models import Invoice, LedgerEntry, Plan, TopUp
 from billing.models.payments import PAID_STATUSES
 from billing.money import MoneyError, format_usd, usd_to_micros
-from usage.models import Call
 
 
 @admin.register(User)
@@ -84,16 +83,6 @@ class InvoiceInline(ReadOnlyInline):
     readonly_fields = fields
 
 
-class CallInline(ReadOnlyInline):
-    model = Call
-    fields = ["call_id", "status", "billable_seconds", "cost_micros", "refunded_micros"]
-    readonly_fields = fields
-    verbose_name_plural = "calls (newest first)"
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).order_by("-created_at")
-
-
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
     list_display = [
@@ -116,6 +105,7 @@ class AccountAdmin(admin.ModelAdmin):
         "billing_mode",
         "created_at",
         "staff_actions",
+        "usage_lists",
         "dashboard_link",
     ]
     fields = [
@@ -126,7 +116,7 @@ class AccountAdmin(admin.ModelAdmin):
         *readonly_fields,
     ]
     raw_id_fields = ["parent"]
-    inlines = [MembershipInline, LedgerInline, InvoiceInline, CallInline]
+    inlines = [MembershipInline, LedgerInline, InvoiceInline]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("subscription__plan", "parent")
@@ -143,6 +133,20 @@ class AccountAdmin(admin.ModelAdmin):
     def dashboard_link(self, obj):
         url = reverse("dashboard:account", args=[obj.public_id])
         return format_html('<a href="{}">{}</a>', url, "Open as the customer sees it")
+
+    @admin.display(description="usage")
+    def usage_lists(self, obj):
+        """Link the account's calls and events, newest first and paginated, each with its
+        "Refund" link (a list inlined here would hold every call the account ever made)."""
+        if obj.pk is None:
+            return "-"
+        links = [
+            (f"{reverse(f'admin:usage_{name}_changelist')}?account__id__exact={obj.pk}", label)
+            for name, label in (("call", "Calls"), ("usageevent", "Events"))
+        ]
+        return format_html(
+            '<a href="{}">{}</a> · <a href="{}">{}</a>', *[item for link in links for item in link]
+        )
 
     @admin.display(description="money actions")
     def staff_actions(self, obj):

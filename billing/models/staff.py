@@ -23,6 +23,7 @@ class StaffAction(models.TextChoices):
     REPRICE_PAST = "reprice_past", "Price added from a past moment"
     APPROVE_ALLOWANCE = "approve_allowance", "Subaccount allowance approved"
     REFUND_CALL = "refund_call", "Refund of a call"
+    REFUND_EVENT = "refund_event", "Refund of an event"
 
 
 class AuditRecord(models.Model):

@@ -11,7 +11,7 @@ from tests.billing.staff_data import new_key
 from tests.conftest import NOW
 from tests.usage.metering import call
 from usage.ingest.calls import report_call
-from usage.ingest.staff_refunds import refund_call_by_staff
+from usage.ingest.staff_refunds import refund_usage_by_staff
 
 
 def page(client, name: str, *args) -> str:
@@ -27,8 +27,8 @@ def shows_in_dollars(text: str, micros: int) -> bool:
 @pytest.fixture
 def refunded_call(prepaid, finance, settings):
     charged, _ = report_call(report=call(prepaid, 180), now=NOW)
-    refund_call_by_staff(
-        call=charged, amount_micros=charged.charged_micros // 3, reason="r", note="",
+    refund_usage_by_staff(
+        item=charged, amount_micros=charged.charged_micros // 3, reason="r", note="",
         actor=finance, key=new_key(), now=NOW,
     )  # fmt: skip
     charged.refresh_from_db()
@@ -60,8 +60,8 @@ def test_top_ups_show_their_amount_in_dollars(finance, prepaid, client):
 def test_approvals_show_the_amount_to_the_micro_dollar(finance, refunded_call, client, settings):
     settings.REFUND_APPROVAL_THRESHOLD_MICROS = 1
     amount = refunded_call.charged_micros - refunded_call.refunded_micros
-    refund_call_by_staff(
-        call=refunded_call, amount_micros=amount, reason="r", note="", actor=finance,
+    refund_usage_by_staff(
+        item=refunded_call, amount_micros=amount, reason="r", note="", actor=finance,
         key=new_key(), now=NOW,
     )  # fmt: skip
     [approval] = RefundApproval.objects.all()
