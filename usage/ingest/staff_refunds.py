@@ -25,6 +25,7 @@ from billing.staff.checks import (
     require_permission,
     require_within_support_limit,
 )
+from billing.staff.customer_emails import email_customer
 from usage.ingest.calls import credit_call
 from usage.ingest.events import credit_event
 from usage.models import Call, UsageEvent
@@ -141,6 +142,12 @@ def carry_out_usage_refund(
                 "amount_micros": amount_micros,
             },
             target=entry,
+        )
+        email_customer(
+            audit=audit,
+            account=locked.account,
+            amount_micros=amount_micros,
+            item=kind.public_id(item),
         )
     return Outcome(
         f"Refunded {format_usd_exact(amount_micros)} of {kind.noun} {kind.public_id(item)}.",
