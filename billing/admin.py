@@ -19,7 +19,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from djstripe.models import PaymentIntent
 
 from billing import staff
@@ -232,10 +233,23 @@ class CreditGrantAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditRecord)
 class AuditRecordAdmin(ReadOnlyAdmin):
-    list_display = ["at", "actor", "action", "account", "reason"]
+    list_display = ["at", "staff_member", "action", "account", "reason", "changes"]
     list_filter = ["action"]
     search_fields = ["account__public_id", "account__name", "actor__email", "reason"]
     list_select_related = ["actor", "account"]
+    # before and after are shown as readable changes, not as their JSON.
+    exclude = ["before", "after"]
+    readonly_fields = ["staff_member", "changes"]
+
+    @admin.display(description="staff member", ordering="actor__email")
+    def staff_member(self, obj):
+        return f"{obj.actor.name} ({obj.actor.email})" if obj.actor.name else obj.actor.email
+
+    @admin.display(description="before → after")
+    def changes(self, obj):
+        return (
+            format_html_join(mark_safe("<br>"), "{}: {} → {}", staff.readable_changes(obj)) or "-"
+        )
 
     def get_urls(self):
         return [

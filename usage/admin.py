@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from accounts.admin import StaffActionForm, staff_action_page
 from billing import staff
@@ -13,6 +13,7 @@ from billing.admin import ReadOnlyAdmin, in_dollars
 from billing.money import format_usd_exact, usd_input
 from usage.ingest.staff_refunds import refund_usage_by_staff, refundable_micros
 from usage.models import Call, Reservation, UsageEvent
+from usage.rating.explain import call_steps, event_steps
 
 
 class UsageRefundForm(StaffActionForm):
@@ -52,6 +53,19 @@ class RefundableAdmin(ReadOnlyAdmin):
     that refunds it whole or in part (issue 16)."""
 
     id_field = ""  # the platform's id of the item, as staff and the customer know it
+
+    @admin.display(description="price explanation")
+    def price_explanation(self, obj):
+        """The steps the customer reads in their usage log, not the rating's JSON."""
+        steps = call_steps(obj) if isinstance(obj, Call) else event_steps(obj)
+        return format_html(
+            "<ol>{}</ol>",
+            format_html_join(
+                "",
+                "<li><strong>{}</strong> {}</li>",
+                [(step["label"], step["text"]) for step in steps],
+            ),
+        )
 
     @admin.display(description="Refund")
     def refund(self, obj):
@@ -113,11 +127,15 @@ class CallAdmin(RefundableAdmin):
         "created_at",
     ]
     _money = ["cost_micros", "charged_micros", "uncollected_micros", "refunded_micros"]
-    exclude = _money
+    exclude = [*_money, "explanation"]
     list_filter = ["status", "direction"]
     search_fields = ["call_id", "account__public_id", "account__name"]
     list_select_related = ["account"]
-    readonly_fields = ["refund", *(in_dollars(field) for field in _money)]
+    readonly_fields = [
+        "refund",
+        "price_explanation",
+        *(in_dollars(field) for field in _money),
+    ]
 
 
 @admin.register(UsageEvent)
@@ -141,8 +159,12 @@ class UsageEventAdmin(RefundableAdmin):
         "uncollected_micros",
         "refunded_micros",
     ]
-    exclude = _money
-    readonly_fields = ["refund", *(in_dollars(field) for field in _money)]
+    exclude = [*_money, "explanation"]
+    readonly_fields = [
+        "refund",
+        "price_explanation",
+        *(in_dollars(field) for field in _money),
+    ]
     list_filter = ["type"]
     search_fields = ["event_id", "account__public_id", "model"]
     list_select_related = ["account"]

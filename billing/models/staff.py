@@ -62,7 +62,8 @@ class AuditRecord(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.get_action_display()} by {self.actor_id} at {self.at:%Y-%m-%d %H:%M}"
+        who = self.actor.name or self.actor.email
+        return f"{self.get_action_display()} by {who} at {self.at:%Y-%m-%d %H:%M}"
 
     def save(self, *args, **kwargs):
         if not self._state.adding:
