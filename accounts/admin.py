@@ -31,7 +31,8 @@ from accounts.tier_requests import TierRequestError, grant_tier_request, refuse_
 from billing import staff
 from billing.models import Invoice, LedgerEntry, Plan, TopUp
 from billing.models.payments import PAID_STATUSES
-from billing.money import MoneyError, format_usd, usd_to_micros
+from billing.money import MoneyError, format_usd, format_usd_exact, usd_input, usd_to_micros
+from billing.payments.refunds import refundable_micros
 
 
 @admin.register(User)
@@ -185,7 +186,8 @@ class AccountAdmin(admin.ModelAdmin):
         return staff_action_page(
             self,
             request,
-            form=form_class(request.POST or None, account=account),
+            # A link may fill in the form (a top-up's page names the top-up); staff confirm it.
+            form=form_class(request.POST or None, account=account, initial=request.GET.dict()),
             account=account,
             title=f"{form_class.title}: {account.name}",
             done=("admin:accounts_account_change", account.pk),
@@ -301,17 +303,42 @@ class AdjustBalanceForm(StaffActionForm):
         self.fields["amount"].help_text = "Positive adds credit, negative takes it away."
 
 
+class TopUpChoice(forms.ModelChoiceField):
+    """A paid top-up as staff pick it to refund: when, how much, what is left to refund."""
+
+    def label_from_instance(self, obj: TopUp) -> str:
+        return (
+            f"{obj.created_at:%-d %b %Y %H:%M} · {format_usd_exact(obj.amount_micros)} paid · "
+            f"{format_usd_exact(obj.refunded_micros)} refunded · "
+            f"{format_usd_exact(refundable_micros(obj))} refundable"
+        )
+
+
 class RefundTopUpForm(StaffActionForm):
     title = "Refund a top-up to the card"
     permission = "billing.refund_topup"
     action = staticmethod(staff.refund_topup)
-    topup = forms.ModelChoiceField(queryset=TopUp.objects.none())
+    topup = TopUpChoice(
+        queryset=TopUp.objects.none(),
+        widget=forms.RadioSelect,
+        label="Top-up",
+        help_text="Refundable: paid, not yet refunded and still unspent.",
+    )
+    field_order = ["topup", "amount", "reason", "note"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["topup"].queryset = TopUp.objects.filter(
-            account=self.account, status__in=PAID_STATUSES
-        ).order_by("-created_at")
+        topups = (
+            TopUp.objects.filter(account=self.account, status__in=PAID_STATUSES)
+            .select_related("grant")
+            .order_by("-created_at", "-pk")
+        )
+        self.fields["topup"].queryset = topups
+        # Opened from a top-up's own page (?topup=<pk>): offer what is left of it.
+        chosen = str(self.initial.get("topup", ""))
+        topup = topups.filter(pk=int(chosen)).first() if chosen.isdigit() else None
+        if topup is not None and not self.is_bound:
+            self.initial["amount"] = usd_input(refundable_micros(topup))
 
     def arguments(self) -> dict:
         return {"topup": self.cleaned_data["topup"], "amount_micros": self.cleaned_data["amount"]}

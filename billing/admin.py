@@ -45,6 +45,7 @@ from billing.models import (
 )
 from billing.models.payments import PAID_STATUSES, Refund
 from billing.money import cents_to_micros, format_usd, format_usd_exact
+from billing.payments.refunds import refundable_micros
 
 
 def in_dollars(field: str, label: str = ""):
@@ -435,9 +436,20 @@ class TopUpAdmin(ReadOnlyAdmin):
         "status",
     ]
     exclude = ["amount_micros", "refunded_micros"]
-    readonly_fields = list_display[3:5]
+    readonly_fields = [*list_display[3:5], "refund"]
     list_filter = ["kind", "status"]
     search_fields = ["account__public_id", "account__name", "public_id"]
+    list_select_related = ["account", "grant"]
+
+    @admin.display(description="Refund to the card")
+    def refund(self, obj):
+        left = refundable_micros(obj)
+        if not left:
+            return "-"
+        url = reverse("admin:account_staff_action", args=[obj.account_id, "refund-topup"])
+        return format_html(
+            '<a href="{}?topup={}">Refund</a> (up to {})', url, obj.pk, format_usd_exact(left)
+        )
 
 
 @admin.register(Refund)
