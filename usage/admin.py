@@ -3,17 +3,19 @@ event's "Refund" page (issue 16), which makes one call into usage.ingest.staff_r
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from accounts.admin import StaffActionForm, staff_action_page
 from billing import staff
 from billing.admin import ReadOnlyAdmin, in_dollars
-from billing.money import format_usd_exact, usd_input
+from billing.money import format_usd, format_usd_exact, usd_input
 from usage.ingest.staff_refunds import refund_usage_by_staff, refundable_micros
 from usage.models import Call, Reservation, UsageEvent
 from usage.rating.explain import call_steps, event_steps
+from usage.support_search import find_accounts
 
 
 class UsageRefundForm(StaffActionForm):
@@ -183,3 +185,31 @@ class ReservationAdmin(ReadOnlyAdmin):
     exclude = ["amount_micros"]
     readonly_fields = list_display[3:4]
     list_filter = ["status"]
+
+
+def support_search_view(request):
+    """The support home's one search box (on the admin index): the account a customer's email,
+    name, account or external id, key prefix, call or event id or invoice number points at.
+    One account found opens its page; several are listed."""
+    if not request.user.has_perm("accounts.view_account"):
+        raise PermissionDenied("You cannot look up accounts.")
+    query = request.GET.get("q", "").strip()
+    found = find_accounts(query=query)
+    if len(found) == 1:
+        return redirect("admin:accounts_account_change", found[0].account.pk)
+    rows = [
+        {
+            "account": f.account,
+            "matched": f.matched,
+            "plan": f.account.subscription.plan.code if hasattr(f.account, "subscription") else "-",
+            "balance": format_usd(f.account.balance_micros, places=6),
+        }
+        for f in found
+    ]
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Accounts matching “{query}”" if query else "Find an account",
+        "query": query,
+        "rows": rows,
+    }
+    return TemplateResponse(request, "admin/support_search.html", context)
