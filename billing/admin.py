@@ -46,6 +46,7 @@ from billing.models import (
 from billing.models.payments import PAID_STATUSES, Refund
 from billing.money import cents_to_micros, format_usd, format_usd_exact
 from billing.payments.refunds import refundable_micros
+from billing.staff.approval_requests import APPROVE_PERMISSION
 
 
 def in_dollars(field: str, label: str = ""):
@@ -487,19 +488,29 @@ class RefundApprovalAdmin(ReadOnlyAdmin):
         in_dollars("amount_micros"),
         "requested_by",
         "status",
-        "decide",
     ]
     exclude = ["amount_micros"]
     readonly_fields = list_display[3:4]
     list_filter = ["status", "action"]
 
-    @admin.display(description="")
-    def decide(self, obj):
-        if obj.status != ApprovalStatus.PENDING:
-            return "-"
-        return format_html(
-            '<a href="{}">Decide</a>', reverse("admin:billing_approval_decide", args=[obj.pk])
-        )
+    def get_list_display(self, request):
+        """The last column says what this staff member can do with each request: decide it, or
+        (their own) only wait for someone else to."""
+        may_decide = request.user.has_perm(APPROVE_PERMISSION)
+
+        @admin.display(description="")
+        def decide(obj):
+            if obj.status != ApprovalStatus.PENDING:
+                return "-"
+            if obj.requested_by_id == request.user.pk:
+                return "Yours: waiting for another staff member"
+            if not may_decide:
+                return "Waiting"
+            return format_html(
+                '<a href="{}">Decide</a>', reverse("admin:billing_approval_decide", args=[obj.pk])
+            )
+
+        return [*self.list_display, decide]
 
     def get_urls(self):
         return [
@@ -513,11 +524,15 @@ class RefundApprovalAdmin(ReadOnlyAdmin):
 
     def decide_view(self, request, pk):
         approval = get_object_or_404(RefundApproval, pk=pk)
-        # admin_view only asks for is_staff: only approvers may open the page.
-        if not request.user.has_perm("billing.approve_refund"):
-            raise PermissionDenied("You lack the permission billing.approve_refund.")
-        form = ApprovalForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
+        own = approval.requested_by_id == request.user.pk
+        # admin_view only asks for is_staff: only approvers, and the requester (to follow their
+        # request, never to decide it), may open the page.
+        if not own and not request.user.has_perm(APPROVE_PERMISSION):
+            raise PermissionDenied(f"You lack the permission {APPROVE_PERMISSION}.")
+        form = None
+        if not own and approval.status == ApprovalStatus.PENDING:
+            form = ApprovalForm(request.POST or None)
+        if form is not None and request.method == "POST" and form.is_valid():
             try:
                 outcome = staff.decide_approval(
                     approval=approval,
@@ -531,12 +546,16 @@ class RefundApprovalAdmin(ReadOnlyAdmin):
             else:
                 messages.success(request, outcome.message)
                 return redirect("admin:billing_refundapproval_changelist")
+        amount = format_usd_exact(approval.amount_micros)
         context = {
             **self.admin_site.each_context(request),
             "title": (
-                f"Approve {format_usd_exact(approval.amount_micros)} for {approval.account.name}"
+                f"Your request: {amount} for {approval.account.name}"
+                if own
+                else f"Approve {amount} for {approval.account.name}"
             ),
             "form": form,
+            "own": own,
             "approval": approval,
             "opts": self.model._meta,
         }
