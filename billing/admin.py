@@ -529,9 +529,9 @@ class RefundApprovalAdmin(ReadOnlyAdmin):
         # request, never to decide it), may open the page.
         if not own and not request.user.has_perm(APPROVE_PERMISSION):
             raise PermissionDenied(f"You lack the permission {APPROVE_PERMISSION}.")
-        form = None
-        if not own and approval.status == ApprovalStatus.PENDING:
-            form = ApprovalForm(request.POST or None)
+        # An approver's second click on a decided request is answered by the service ("already
+        # decided"); the page offers the form only while the request waits.
+        form = None if own else ApprovalForm(request.POST or None)
         if form is not None and request.method == "POST" and form.is_valid():
             try:
                 outcome = staff.decide_approval(
