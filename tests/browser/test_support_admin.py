@@ -14,7 +14,8 @@ from playwright.sync_api import expect
 
 from accounts.models import User
 from accounts.staff_roles import ensure_role
-from billing.money import format_usd_exact
+from billing.money import format_usd_exact, usd_input
+from billing.payments.refunds import refundable_micros
 from tests.billing.staff_data import paid_topup
 from tests.usage.dashboard_data import report_call_at
 from usage.models import Call
@@ -118,3 +119,45 @@ def test_a_large_refund_is_approved_by_a_second_staff_member(
         f"Refunded {format_usd_exact(charged.charged_micros)} of call {charged.call_id}."
     )
     assert Call.objects.get(pk=charged.pk).refunded_micros == charged.charged_micros
+
+
+def test_finance_refunds_part_of_a_top_up_from_its_page(page, live_server, charged):
+    account = charged.account
+    topup = account.topups.get()
+    finance = staff_in("finance", "fiona@operator.example")
+    sign_in_to_admin(page, live_server, finance)
+    click = Clicks(page)
+
+    page.fill("#support-q", account.public_id)
+    click(page.locator("form.support-search input[type=submit]"))
+    click(page.get_by_role("link", name=f"{topup.created_at:%-d %b %Y}", exact=False))
+    click(page.get_by_role("link", name="Refund", exact=True))
+    # What is left of it: paid, less what the call spent.
+    expect(page.locator("#id_amount")).to_have_value(usd_input(refundable_micros(topup)))
+    page.fill("#id_amount", "12.50")
+    page.fill("#id_reason", "Bought too much by mistake")
+    page.get_by_role("button", name="Confirm").click()
+
+    expect(page.locator(".messagelist")).to_contain_text("$12.50 refunded to the card.")
+    assert click.count <= 4
+    topup.refresh_from_db()
+    assert topup.refunded_micros == 12_500_000
+
+
+def test_finance_adjusts_a_balance_down(page, live_server, charged):
+    account = charged.account
+    finance = staff_in("finance", "fiona@operator.example")
+    sign_in_to_admin(page, live_server, finance)
+    click = Clicks(page)
+
+    page.fill("#support-q", account.name)
+    click(page.locator("form.support-search input[type=submit]"))
+    click(page.get_by_role("link", name="Adjust balance", exact=True))
+    page.fill("#id_amount", "-2.25")
+    page.fill("#id_reason", "Correction of a duplicate credit")
+    page.get_by_role("button", name="Confirm").click()
+
+    expect(page.locator(".messagelist")).to_contain_text("Posted")
+    assert click.count <= 4
+    account.refresh_from_db()
+    assert account.balance_micros == 50 * USD - charged.charged_micros - 2_250_000
