@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from accounts.models import (
     Account,
@@ -29,10 +29,10 @@ from accounts.models import (
 )
 from accounts.tier_requests import TierRequestError, grant_tier_request, refuse_tier_request
 from billing import staff
-from billing.models import Invoice, LedgerEntry, Plan, TopUp
+from billing.models import Plan, TopUp
 from billing.models.payments import PAID_STATUSES
-from billing.money import MoneyError, format_usd, usd_to_micros
-from usage.models import Call
+from billing.money import MoneyError, format_usd, format_usd_exact, usd_input, usd_to_micros
+from billing.payments.refunds import refundable_micros
 
 
 @admin.register(User)
@@ -67,33 +67,6 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
-class LedgerInline(ReadOnlyInline):
-    model = LedgerEntry
-    fields = ["created_at", "kind", "amount_micros", "balance_after_micros", "description"]
-    readonly_fields = fields
-    ordering = ["-created_at", "-pk"]
-    verbose_name_plural = "ledger entries (newest first)"
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).order_by("-created_at", "-pk")
-
-
-class InvoiceInline(ReadOnlyInline):
-    model = Invoice
-    fields = ["number", "kind", "status", "period_start", "total_micros", "amount_due_micros"]
-    readonly_fields = fields
-
-
-class CallInline(ReadOnlyInline):
-    model = Call
-    fields = ["call_id", "status", "billable_seconds", "cost_micros", "refunded_micros"]
-    readonly_fields = fields
-    verbose_name_plural = "calls (newest first)"
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).order_by("-created_at")
-
-
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
     list_display = [
@@ -114,8 +87,14 @@ class AccountAdmin(admin.ModelAdmin):
         "unbilled_micros",
         "past_due_since",
         "billing_mode",
+        "plan",
+        "period",
         "created_at",
         "staff_actions",
+        "usage_lists",
+        "recent_usage",
+        "recent_invoices",
+        "recent_topups",
         "dashboard_link",
     ]
     fields = [
@@ -126,7 +105,7 @@ class AccountAdmin(admin.ModelAdmin):
         *readonly_fields,
     ]
     raw_id_fields = ["parent"]
-    inlines = [MembershipInline, LedgerInline, InvoiceInline, CallInline]
+    inlines = [MembershipInline]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("subscription__plan", "parent")
@@ -143,6 +122,92 @@ class AccountAdmin(admin.ModelAdmin):
     def dashboard_link(self, obj):
         url = reverse("dashboard:account", args=[obj.public_id])
         return format_html('<a href="{}">{}</a>', url, "Open as the customer sees it")
+
+    @admin.display(description="current period")
+    def period(self, obj):
+        subscription = getattr(obj, "subscription", None)
+        if subscription is None:
+            return "-"
+        # Periods are half-open: the end is the first moment of the next one.
+        start, end = subscription.current_period_start, subscription.current_period_end
+        return f"from {start:%-d %b %Y %H:%M} until {end:%-d %b %Y %H:%M}"
+
+    @admin.display(description="lists")
+    def usage_lists(self, obj):
+        """Link the account's lists, each paginated and filtered to it (inlined in full, they
+        made the page tens of thousands of pixels tall). Calls and events have a "Refund" link
+        on each row."""
+        if obj.pk is None:
+            return "-"
+        lists = [
+            ("usage_call", "Calls"),
+            ("usage_usageevent", "Events"),
+            ("billing_ledgerentry", "Ledger"),
+            ("billing_invoice", "Invoices"),
+            ("billing_topup", "Top-ups"),
+            ("billing_auditrecord", "Staff actions"),
+        ]
+        return format_html_join(
+            " · ",
+            '<a href="{}">{}</a>',
+            [
+                (f"{reverse(f'admin:{name}_changelist')}?account__id__exact={obj.pk}", label)
+                for name, label in lists
+            ],
+        )
+
+    @admin.display(description="recent usage")
+    def recent_usage(self, obj):
+        calls = [
+            (
+                reverse("admin:usage_call_change", args=[c.pk]),
+                f"call {c.call_id}",
+                c.created_at,
+                _amount_and_refund(c.cost_micros, c.refunded_micros),
+            )
+            for c in obj.calls.order_by("-created_at", "-pk")[:RECENT]
+        ]
+        events = [
+            (
+                reverse("admin:usage_usageevent_change", args=[e.pk]),
+                f"{e.type} event {e.event_id}",
+                e.occurred_at,
+                _amount_and_refund(e.cost_micros, e.refunded_micros),
+            )
+            for e in obj.usage_events.order_by("-occurred_at", "-pk")[:RECENT]
+        ]
+        rows = sorted([*calls, *events], key=lambda row: row[2], reverse=True)[:RECENT]
+        return _recent_list(
+            [(url, f"{label}, {at:%-d %b %Y %H:%M}", amount) for url, label, at, amount in rows]
+        )
+
+    @admin.display(description="recent invoices")
+    def recent_invoices(self, obj):
+        invoices = obj.invoices.order_by("-created_at", "-pk")[:RECENT]
+        return _recent_list(
+            [
+                (
+                    reverse("admin:billing_invoice_change", args=[i.pk]),
+                    f"{i.number or 'draft'} ({i.get_status_display()})",
+                    format_usd_exact(i.total_micros),
+                )
+                for i in invoices
+            ]
+        )
+
+    @admin.display(description="recent top-ups")
+    def recent_topups(self, obj):
+        topups = obj.topups.order_by("-created_at", "-pk")[:RECENT]
+        return _recent_list(
+            [
+                (
+                    reverse("admin:billing_topup_change", args=[t.pk]),
+                    f"{t.created_at:%-d %b %Y} ({t.get_status_display()})",
+                    _amount_and_refund(t.amount_micros, t.refunded_micros),
+                )
+                for t in topups
+            ]
+        )
 
     @admin.display(description="money actions")
     def staff_actions(self, obj):
@@ -181,11 +246,30 @@ class AccountAdmin(admin.ModelAdmin):
         return staff_action_page(
             self,
             request,
-            form=form_class(request.POST or None, account=account),
+            # A link may fill in the form (a top-up's page names the top-up); staff confirm it.
+            form=form_class(request.POST or None, account=account, initial=request.GET.dict()),
             account=account,
             title=f"{form_class.title}: {account.name}",
             done=("admin:accounts_account_change", account.pk),
         )
+
+
+# How many of each list the account page shows; the rest are one link away ("lists").
+RECENT = 5
+
+
+def _amount_and_refund(amount_micros: int, refunded_micros: int) -> str:
+    text = format_usd_exact(amount_micros)
+    return f"{text}, refunded {format_usd_exact(refunded_micros)}" if refunded_micros else text
+
+
+def _recent_list(rows: list[tuple[str, str, str]]):
+    """Rows of (link, what, amount) as a short list, or "-"."""
+    if not rows:
+        return "-"
+    return format_html(
+        "<ul>{}</ul>", format_html_join("", '<li><a href="{}">{}</a>: {}</li>', rows)
+    )
 
 
 def staff_action_page(model_admin, request, *, form, account: Account, title: str, done: tuple):
@@ -297,17 +381,42 @@ class AdjustBalanceForm(StaffActionForm):
         self.fields["amount"].help_text = "Positive adds credit, negative takes it away."
 
 
+class TopUpChoice(forms.ModelChoiceField):
+    """A paid top-up as staff pick it to refund: when, how much, what is left to refund."""
+
+    def label_from_instance(self, obj: TopUp) -> str:
+        return (
+            f"{obj.created_at:%-d %b %Y %H:%M} · {format_usd_exact(obj.amount_micros)} paid · "
+            f"{format_usd_exact(obj.refunded_micros)} refunded · "
+            f"{format_usd_exact(refundable_micros(obj))} refundable"
+        )
+
+
 class RefundTopUpForm(StaffActionForm):
     title = "Refund a top-up to the card"
     permission = "billing.refund_topup"
     action = staticmethod(staff.refund_topup)
-    topup = forms.ModelChoiceField(queryset=TopUp.objects.none())
+    topup = TopUpChoice(
+        queryset=TopUp.objects.none(),
+        widget=forms.RadioSelect,
+        label="Top-up",
+        help_text="Refundable: paid, not yet refunded and still unspent.",
+    )
+    field_order = ["topup", "amount", "reason", "note"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["topup"].queryset = TopUp.objects.filter(
-            account=self.account, status__in=PAID_STATUSES
-        ).order_by("-created_at")
+        topups = (
+            TopUp.objects.filter(account=self.account, status__in=PAID_STATUSES)
+            .select_related("grant")
+            .order_by("-created_at", "-pk")
+        )
+        self.fields["topup"].queryset = topups
+        # Opened from a top-up's own page (?topup=<pk>): offer what is left of it.
+        chosen = str(self.initial.get("topup", ""))
+        topup = topups.filter(pk=int(chosen)).first() if chosen.isdigit() else None
+        if topup is not None and not self.is_bound:
+            self.initial["amount"] = usd_input(refundable_micros(topup))
 
     def arguments(self) -> dict:
         return {"topup": self.cleaned_data["topup"], "amount_micros": self.cleaned_data["amount"]}

@@ -19,7 +19,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from djstripe.models import PaymentIntent
 
 from billing import staff
@@ -45,7 +46,9 @@ from billing.models import (
 )
 from billing.models.payments import PAID_STATUSES, Refund
 from billing.money import MoneyError, cents_to_micros, format_usd, format_usd_exact, usd_to_micros
+from billing.payments.refunds import refundable_micros
 from billing.plans.fees import plan_fee_micros
+from billing.staff.approval_requests import APPROVE_PERMISSION
 
 
 def in_dollars(field: str, label: str = ""):
@@ -289,10 +292,25 @@ class CreditGrantAdmin(ReadOnlyAdmin):
 @admin.register(AuditRecord)
 class AuditRecordAdmin(ReadOnlyAdmin):
     # actor_key: the platform key, when the operator's platform did it through the API.
-    list_display = ["at", "actor", "actor_key", "action", "account", "reason"]
+    list_display = ["at", "staff_member", "action", "account", "reason", "changes"]
     list_filter = ["action"]
     search_fields = ["account__public_id", "account__name", "actor__email", "reason"]
     list_select_related = ["actor", "actor_key", "account"]
+    # before and after are shown as readable changes, not as their JSON.
+    exclude = ["before", "after"]
+    readonly_fields = ["staff_member", "changes"]
+
+    @admin.display(description="staff member", ordering="actor__email")
+    def staff_member(self, obj):
+        if obj.actor is None:
+            return f"Platform key {obj.actor_key}"
+        return f"{obj.actor.name} ({obj.actor.email})" if obj.actor.name else obj.actor.email
+
+    @admin.display(description="before → after")
+    def changes(self, obj):
+        return (
+            format_html_join(mark_safe("<br>"), "{}: {} → {}", staff.readable_changes(obj)) or "-"
+        )
 
     def get_urls(self):
         return [
@@ -478,9 +496,20 @@ class TopUpAdmin(ReadOnlyAdmin):
         "status",
     ]
     exclude = ["amount_micros", "refunded_micros"]
-    readonly_fields = list_display[3:5]
+    readonly_fields = [*list_display[3:5], "refund"]
     list_filter = ["kind", "status"]
     search_fields = ["account__public_id", "account__name", "public_id"]
+    list_select_related = ["account", "grant"]
+
+    @admin.display(description="Refund to the card")
+    def refund(self, obj):
+        left = refundable_micros(obj)
+        if not left:
+            return "-"
+        url = reverse("admin:account_staff_action", args=[obj.account_id, "refund-topup"])
+        return format_html(
+            '<a href="{}?topup={}">Refund</a> (up to {})', url, obj.pk, format_usd_exact(left)
+        )
 
 
 @admin.register(Refund)
@@ -518,19 +547,29 @@ class RefundApprovalAdmin(ReadOnlyAdmin):
         in_dollars("amount_micros"),
         "requested_by",
         "status",
-        "decide",
     ]
     exclude = ["amount_micros"]
     readonly_fields = list_display[3:4]
     list_filter = ["status", "action"]
 
-    @admin.display(description="")
-    def decide(self, obj):
-        if obj.status != ApprovalStatus.PENDING:
-            return "-"
-        return format_html(
-            '<a href="{}">Decide</a>', reverse("admin:billing_approval_decide", args=[obj.pk])
-        )
+    def get_list_display(self, request):
+        """The last column says what this staff member can do with each request: decide it, or
+        (their own) only wait for someone else to."""
+        may_decide = request.user.has_perm(APPROVE_PERMISSION)
+
+        @admin.display(description="")
+        def decide(obj):
+            if obj.status != ApprovalStatus.PENDING:
+                return "-"
+            if obj.requested_by_id == request.user.pk:
+                return "Yours: waiting for another staff member"
+            if not may_decide:
+                return "Waiting"
+            return format_html(
+                '<a href="{}">Decide</a>', reverse("admin:billing_approval_decide", args=[obj.pk])
+            )
+
+        return [*self.list_display, decide]
 
     def get_urls(self):
         return [
@@ -544,11 +583,15 @@ class RefundApprovalAdmin(ReadOnlyAdmin):
 
     def decide_view(self, request, pk):
         approval = get_object_or_404(RefundApproval, pk=pk)
-        # admin_view only asks for is_staff: only approvers may open the page.
-        if not request.user.has_perm("billing.approve_refund"):
-            raise PermissionDenied("You lack the permission billing.approve_refund.")
-        form = ApprovalForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
+        own = approval.requested_by_id == request.user.pk
+        # admin_view only asks for is_staff: only approvers, and the requester (to follow their
+        # request, never to decide it), may open the page.
+        if not own and not request.user.has_perm(APPROVE_PERMISSION):
+            raise PermissionDenied(f"You lack the permission {APPROVE_PERMISSION}.")
+        # An approver's second click on a decided request is answered by the service ("already
+        # decided"); the page offers the form only while the request waits.
+        form = None if own else ApprovalForm(request.POST or None)
+        if form is not None and request.method == "POST" and form.is_valid():
             try:
                 outcome = staff.decide_approval(
                     approval=approval,
@@ -562,12 +605,16 @@ class RefundApprovalAdmin(ReadOnlyAdmin):
             else:
                 messages.success(request, outcome.message)
                 return redirect("admin:billing_refundapproval_changelist")
+        amount = format_usd_exact(approval.amount_micros)
         context = {
             **self.admin_site.each_context(request),
             "title": (
-                f"Approve {format_usd_exact(approval.amount_micros)} for {approval.account.name}"
+                f"Your request: {amount} for {approval.account.name}"
+                if own
+                else f"Approve {amount} for {approval.account.name}"
             ),
             "form": form,
+            "own": own,
             "approval": approval,
             "opts": self.model._meta,
         }

@@ -8,6 +8,7 @@ from accounts.web.views import admin_login_redirect
 from billing.payments.webhooks import stripe_webhook
 from config.views import brand_css, healthz
 from operations.views import metrics, readyz
+from usage.admin import support_search_view
 from usage.api.app import api
 
 urlpatterns = [
@@ -19,6 +20,8 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}img/favicon.svg")),
     # Staff sign in through allauth so its login throttling guards the admin too (SPEC A1).
     path("admin/login/", admin_login_redirect, name="admin_login_redirect"),
+    # The support home's search box (on the admin index), before the admin's own URLs.
+    path("admin/find/", admin.site.admin_view(support_search_view), name="support_search"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     # Checks the signature before dj-stripe's own view stores and processes the event (P3).

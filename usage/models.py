@@ -118,10 +118,18 @@ class UsageEvent(models.Model):
         LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     refunded_micros = models.BigIntegerField(default=0)
+    refunded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         indexes = [models.Index(fields=["account", "-occurred_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(refunded_micros__gte=0)
+                & Q(refunded_micros__lte=models.F("charged_micros")),
+                name="event_refund_within_charge",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.type} event {self.event_id}"

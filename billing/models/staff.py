@@ -24,6 +24,7 @@ class StaffAction(models.TextChoices):
     APPROVE_ALLOWANCE = "approve_allowance", "Subaccount allowance approved"
     REFUND_CALL = "refund_call", "Refund of a call"
     SELF_SERVE_PLAN = "self_serve_plan", "Plan change by the customer"
+    REFUND_EVENT = "refund_event", "Refund of an event"
 
 
 class AuditRecord(models.Model):
@@ -76,8 +77,11 @@ class AuditRecord(models.Model):
         ]
 
     def __str__(self):
-        by = self.actor_id if self.actor_id is not None else f"key {self.actor_key_id}"
-        return f"{self.get_action_display()} by {by} at {self.at:%Y-%m-%d %H:%M}"
+        if self.actor_id is None:
+            who = f"platform key {self.actor_key_id}"
+        else:
+            who = self.actor.name or self.actor.email
+        return f"{self.get_action_display()} by {who} at {self.at:%Y-%m-%d %H:%M}"
 
     def save(self, *args, **kwargs):
         if not self._state.adding:

@@ -39,6 +39,10 @@ OPTIONAL_KINDS = {
 # account's billing contacts: something about the account that staff must act on.
 STAFF_KINDS = frozenset({"refund_failed"})
 
+# Kinds addressed to the staff named in the notification's own context (its "approvers"): a
+# request that waits for a second staff member's approval goes to those who may give it.
+APPROVER_KINDS = frozenset({"approval_waiting"})
+
 
 MAX_ATTEMPTS = 5
 
@@ -120,7 +124,10 @@ def _send(notification_id: int) -> str:
 
 
 def recipients(notification: Notification) -> list[str]:
-    """Return who receives a notification: staff for STAFF_KINDS, else the billing contacts."""
+    """Return who receives a notification: staff for STAFF_KINDS, the approvers named in the
+    context for APPROVER_KINDS, else the billing contacts."""
+    if notification.kind in APPROVER_KINDS:
+        return list(notification.context.get("approvers", []))
     if notification.kind in STAFF_KINDS:
         return list(settings.STAFF_ALERT_EMAILS) or [email for _, email in settings.ADMINS]
     return notification.account.billing_emails

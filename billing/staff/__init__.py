@@ -18,7 +18,7 @@ Callers use the functions re-exported here: `from billing import staff; staff.cr
 
 from billing.staff.approval_requests import approval_threshold_micros
 from billing.staff.approvals import decide_approval
-from billing.staff.audit import Outcome
+from billing.staff.audit import Outcome, readable_changes
 from billing.staff.checks import StaffActionError, support_limit_micros
 from billing.staff.credit import adjust_balance, credit_back, grant_credit
 from billing.staff.invoices import mark_uncollectible, resend_invoice, void_invoice
@@ -40,6 +40,7 @@ __all__ = [
     "mark_uncollectible",
     "past_price_problem",
     "rate_key_problem",
+    "readable_changes",
     "record_past_price",
     "refund_topup",
     "resend_invoice",

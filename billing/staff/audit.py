@@ -13,6 +13,7 @@ from django.db import models
 
 from accounts.models import Account, ApiKey, User
 from billing.models import AuditRecord, RefundApproval
+from billing.money import format_usd_exact
 
 ALREADY_DONE = "Already done."
 
@@ -84,3 +85,25 @@ class Audit:
             after=after,
             idempotency_key=audit_key(self.action, self.key),
         )
+
+
+def readable_changes(record: AuditRecord) -> list[tuple[str, str, str]]:
+    """Return what the record says changed, as (what, before, after) for people: amounts in
+    dollars to the micro-dollar, "-" where a side does not say."""
+    keys = dict.fromkeys([*record.before, *record.after])
+    return [
+        (
+            key.removesuffix("_micros").replace("_", " ").capitalize(),
+            _readable(key, record.before.get(key)),
+            _readable(key, record.after.get(key)),
+        )
+        for key in keys
+    ]
+
+
+def _readable(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if key.endswith("_micros") and isinstance(value, int):
+        return format_usd_exact(value)
+    return str(value)

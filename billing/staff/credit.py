@@ -24,6 +24,7 @@ from billing.staff.checks import (
     require_permission,
     require_within_support_limit,
 )
+from billing.staff.customer_emails import email_customer
 
 
 def credit_back(
@@ -94,6 +95,7 @@ def carry_out_credit_back(
             after={**balance_state(locked.account), "amount_micros": amount_micros},
             target=entry,
         )
+        email_customer(audit=audit, account=locked.account, amount_micros=amount_micros)
     return Outcome(f"Credited {format_usd(amount_micros)} back.", record)
 
 
@@ -228,6 +230,7 @@ def _post(
                 after={**balance_state(locked.account), "amount_micros": amount_micros},
                 target=entry,
             )
+            email_customer(audit=audit, account=locked.account, amount_micros=amount_micros)
     except InsufficientCredit:
         raise StaffActionError("The prepaid balance cannot go below zero.") from None
     except DuplicatePosting:

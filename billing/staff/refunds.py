@@ -15,6 +15,7 @@ from billing.money import format_usd
 from billing.staff.approval_requests import needs_approval, request_approval
 from billing.staff.audit import Audit, Outcome, balance_state
 from billing.staff.checks import StaffActionError, clean_reason, positive, require_permission
+from billing.staff.customer_emails import email_customer
 
 # What staff read after asking for a refund, by the state the card refund reached.
 REFUND_OUTCOMES = {
@@ -107,6 +108,14 @@ def carry_out_topup_refund(
                 },
                 target=refund,
             )
+            if refund.status != RefundStatus.FAILED:
+                email_customer(
+                    audit=audit,
+                    account=Account.objects.get(pk=account.pk),
+                    amount_micros=amount_micros,
+                    item=f"top-up of {format_usd(topup.amount_micros)} "
+                    f"({topup.created_at:%-d %b %Y})",
+                )
     except IntegrityError:
         # A double click's twin wrote the record first.
         record = audit.done()

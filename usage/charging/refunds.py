@@ -11,7 +11,13 @@ from usage.charging.rollups import RollupDeltas
 
 
 def record_refund(
-    *, account: Account, day: date, component: str, model: str, entry: LedgerEntry
+    *,
+    account: Account,
+    day: date,
+    component: str,
+    model: str,
+    entry: LedgerEntry,
+    provider: str = "",
 ) -> None:
     """Count a credit-back (its ledger `entry`) in the rollups and, as far as it took the
     place of an invoice, on the next one (account locked by caller)."""
@@ -21,6 +27,7 @@ def record_refund(
         account_id=account.pk,
         day=day,
         component=component,
+        provider=provider,
         model=model,
         refunded_micros=amount,
     )

@@ -10,14 +10,18 @@ from collections import Counter, defaultdict
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
-from accounts.models import Account
+from accounts.models import Account, User
 from billing.db.bulk_insert import allocate_ids, copy_available, copy_insert
+from billing.ledger.locks import LockedAccount
 from billing.ledger.posting import Posting
-from billing.models import EntryKind, Subscription
+from billing.models import EntryKind, LedgerEntry, Subscription
 from billing.money import round_micros
+from billing.payments.refunds import credit_back
 from billing.plans.rates import ModelCatalog
 from usage.charging.lock import lock_for_charge
+from usage.charging.refunds import record_refund
 from usage.charging.rollups import rollup_day
 from usage.charging.session import ChargeSession, Pricing
 from usage.ingest.fingerprints import event_hash
@@ -312,3 +316,54 @@ def _store(rows: list[dict], postings: list[Posting | None], session: ChargeSess
 
 def _micros_or_none(value) -> int | None:
     return None if value is None else round_micros(value)
+
+
+def event_component(event: UsageEvent) -> str:
+    """Return the rollup component the event was charged under (as `_rate` chose it).
+
+    Only a commission-rated request's explanation carries the plan's percentage: that one was
+    counted as "flex", every other event under its type.
+    """
+    if event.type == EventType.LLM and "percent" in (event.explanation or {}):
+        return "flex"
+    return event.type
+
+
+def credit_event(
+    *,
+    locked: LockedAccount,
+    event: UsageEvent,
+    amount_micros: int,
+    reason: str,
+    idempotency_key: str,
+    now: datetime,
+    actor: User | None = None,
+) -> LedgerEntry:
+    """Credit back `amount_micros` of an event, whole or part, as `calls.credit_call` does a
+    call's: the ledger entry names the event, the event counts it as refunded, its rollup row
+    (day, component, provider, model) and the next invoice count it. The caller holds the
+    account's lock and has re-read `event` under it."""
+    entry = credit_back(
+        locked=locked,
+        amount_micros=amount_micros,
+        now=now,
+        cause=event,
+        description=f"Refund of {event.get_type_display()} event {event.event_id}",
+        reason=reason,
+        idempotency_key=idempotency_key,
+        actor=actor,
+    )
+    # F(): a part refund adds to what earlier ones gave back (the model's check keeps the sum
+    # within the charge).
+    UsageEvent.objects.filter(pk=event.pk).update(
+        refunded_micros=F("refunded_micros") + amount_micros, refunded_at=now
+    )
+    record_refund(
+        account=locked.account,
+        day=rollup_day(event.occurred_at),
+        component=event_component(event),
+        provider=event.provider,
+        model=event.model,
+        entry=entry,
+    )
+    return entry

@@ -1,11 +1,13 @@
-"""Staff refund a call from admin, whole or in part (issue 16; SPEC P4).
+"""Staff refund a call or an event from admin, whole or in part (issue 16; SPEC P4).
 
-The credit goes through the platform refund's own path (`calls.credit_call`), so the call reads
-"Refunded" in the customer's usage log and its price explanation shows the refund. The checks,
-the one-time form key, the audit record and the two-person rule above the threshold are
-billing.staff's, as for every staff money action.
+The credit goes through the platform refund's own path (`calls.credit_call`, and
+`events.credit_event` for an event), so the item reads "Refunded" in the customer's usage log and
+its price explanation shows the refund. The checks, the one-time form key, the audit record and
+the two-person rule above the threshold are billing.staff's, as for every staff money action.
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
@@ -23,20 +25,46 @@ from billing.staff.checks import (
     require_permission,
     require_within_support_limit,
 )
+from billing.staff.customer_emails import email_customer
 from usage.ingest.calls import credit_call
-from usage.models import Call
+from usage.ingest.events import credit_event
+from usage.models import Call, UsageEvent
+
+UsageItem = Call | UsageEvent
 
 
-def refundable_micros(call: Call) -> int:
-    """What of a call can still be refunded: what it was charged, less earlier refunds."""
-    if not call.is_final:
+@dataclass(frozen=True)
+class _ItemKind:
+    """What differs between refunding a call and refunding an event."""
+
+    model: type[UsageItem]
+    action: str
+    noun: str  # "call" or "event", in messages and idempotency keys
+    credit: Callable
+
+    def public_id(self, item: UsageItem) -> str:
+        return item.call_id if isinstance(item, Call) else item.event_id
+
+
+_KINDS = {
+    Call: _ItemKind(model=Call, action=StaffAction.REFUND_CALL, noun="call", credit=credit_call),
+    UsageEvent: _ItemKind(
+        model=UsageEvent, action=StaffAction.REFUND_EVENT, noun="event", credit=credit_event
+    ),
+}
+
+
+def refundable_micros(item: UsageItem) -> int:
+    """What of a call or event can still be refunded: what it was charged, less earlier refunds.
+    A call is refundable once final; an event is final when it is stored."""
+    if isinstance(item, Call) and not item.is_final:
         return 0
-    return max(call.charged_micros - call.refunded_micros, 0)
+    return max(item.charged_micros - item.refunded_micros, 0)
 
 
-def refund_call_by_staff(
+def refund_usage_by_staff(
     *,
-    call: Call,
+    item: UsageItem,
     amount_micros: int,
     reason: str,
     note: str,
@@ -44,7 +72,8 @@ def refund_call_by_staff(
     key: str,
     now: datetime,
 ) -> Outcome:
-    """Refund (part of) a call as credit; above the threshold it waits for a second approval.
+    """Refund (part of) a call or event as credit; above the threshold it waits for a second
+    approval.
 
     `reason` is the customer's (it is the ledger entry's reason, on statements and the CSV);
     `note` is staff's, kept in the audit record and never shown to the customer.
@@ -52,16 +81,17 @@ def refund_call_by_staff(
     require_permission(actor, "billing.credit_back")
     require_within_support_limit(actor, positive(amount_micros))
     reason = clean_reason(reason)
-    audit = _audit(actor=actor, reason=reason, note=note, key=key, now=now)
+    kind = _KINDS[type(item)]
+    audit = _audit(kind, actor=actor, reason=reason, note=note, key=key, now=now)
     if repeat := audit.repeated():
         return repeat
-    _check_refundable(call, amount_micros)
+    _check_refundable(kind, item, amount_micros)
     if needs_approval(amount_micros):
         return request_approval(
-            audit=audit, account=call.account, amount_micros=amount_micros, target_id=str(call.pk)
+            audit=audit, account=item.account, amount_micros=amount_micros, target_id=str(item.pk)
         )
-    return carry_out_call_refund(
-        call=call,
+    return carry_out_usage_refund(
+        item=item,
         amount_micros=amount_micros,
         reason=reason,
         note=note,
@@ -71,9 +101,9 @@ def refund_call_by_staff(
     )
 
 
-def carry_out_call_refund(
+def carry_out_usage_refund(
     *,
-    call: Call,
+    item: UsageItem,
     amount_micros: int,
     reason: str,
     note: str,
@@ -81,23 +111,25 @@ def carry_out_call_refund(
     key: str,
     now: datetime,
 ) -> Outcome:
-    """Credit the call back: `refund_call_by_staff` below the threshold, or its approval."""
-    audit = _audit(actor=actor, reason=reason, note=note, key=key, now=now)
+    """Credit the item back: `refund_usage_by_staff` below the threshold, or its approval."""
+    kind = _KINDS[type(item)]
+    audit = _audit(kind, actor=actor, reason=reason, note=note, key=key, now=now)
     with transaction.atomic():
-        locked = lock_account(call.account_id)
+        locked = lock_account(item.account_id)
         # Asked again under the lock: a double click's twin may have committed meanwhile.
         if repeat := audit.repeated():
             return repeat
-        # Re-read under the lock: another refund of this call may have committed since.
-        call = Call.objects.get(pk=call.pk)
-        _check_refundable(call, amount_micros)
-        before = {**balance_state(locked.account), "call_refunded_micros": call.refunded_micros}
-        entry = credit_call(
+        # Re-read under the lock: another refund of this item may have committed since.
+        item = kind.model.objects.get(pk=item.pk)
+        _check_refundable(kind, item, amount_micros)
+        refunded = f"{kind.noun}_refunded_micros"
+        before = {**balance_state(locked.account), refunded: item.refunded_micros}
+        entry = kind.credit(
             locked=locked,
-            call=call,
+            **{kind.noun: item},
             amount_micros=amount_micros,
             reason=reason,
-            idempotency_key=f"call-refund:{call.pk}:{key}"[:120],
+            idempotency_key=f"{kind.noun}-refund:{item.pk}:{key}"[:120],
             now=now,
             actor=actor,
         )
@@ -106,18 +138,36 @@ def carry_out_call_refund(
             before=before,
             after={
                 **balance_state(locked.account),
-                "call_refunded_micros": call.refunded_micros + amount_micros,
+                refunded: item.refunded_micros + amount_micros,
                 "amount_micros": amount_micros,
             },
             target=entry,
         )
-    return Outcome(f"Refunded {format_usd_exact(amount_micros)} of call {call.call_id}.", record)
+        email_customer(
+            audit=audit,
+            account=locked.account,
+            amount_micros=amount_micros,
+            item=kind.public_id(item),
+        )
+    return Outcome(
+        f"Refunded {format_usd_exact(amount_micros)} of {kind.noun} {kind.public_id(item)}.",
+        record,
+    )
 
 
 def carry_out_approved_call_refund(*, approval: RefundApproval, now: datetime) -> Outcome:
     """Carry out a call refund a second staff member approved (registered in usage/apps.py)."""
-    return carry_out_call_refund(
-        call=Call.objects.get(pk=int(approval.target_id)),
+    return _carry_out_approved(Call, approval=approval, now=now)
+
+
+def carry_out_approved_event_refund(*, approval: RefundApproval, now: datetime) -> Outcome:
+    """Carry out an event refund a second staff member approved (registered in usage/apps.py)."""
+    return _carry_out_approved(UsageEvent, approval=approval, now=now)
+
+
+def _carry_out_approved(model: type[UsageItem], *, approval: RefundApproval, now) -> Outcome:
+    return carry_out_usage_refund(
+        item=model.objects.get(pk=int(approval.target_id)),
         amount_micros=approval.amount_micros,
         reason=approval.reason,
         note=approval.note,
@@ -127,9 +177,11 @@ def carry_out_approved_call_refund(*, approval: RefundApproval, now: datetime) -
     )
 
 
-def _audit(*, actor: User, reason: str, note: str, key: str, now: datetime) -> Audit:
+def _audit(
+    kind: _ItemKind, *, actor: User, reason: str, note: str, key: str, now: datetime
+) -> Audit:
     return Audit(
-        action=StaffAction.REFUND_CALL,
+        action=kind.action,
         actor=actor,
         reason=reason,
         key=key,
@@ -138,13 +190,13 @@ def _audit(*, actor: User, reason: str, note: str, key: str, now: datetime) -> A
     )
 
 
-def _check_refundable(call: Call, amount_micros: int) -> None:
-    if not call.is_final:
+def _check_refundable(kind: _ItemKind, item: UsageItem, amount_micros: int) -> None:
+    if isinstance(item, Call) and not item.is_final:
         raise StaffActionError("Only a call in a final state can be refunded.")
-    left = refundable_micros(call)
+    left = refundable_micros(item)
     if amount_micros > left:
         raise StaffActionError(
-            f"At most {format_usd_exact(left)} of this call is left to refund."
+            f"At most {format_usd_exact(left)} of this {kind.noun} is left to refund."
             if left
-            else "Nothing of this call is left to refund."
+            else f"Nothing of this {kind.noun} is left to refund."
         )

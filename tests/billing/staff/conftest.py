@@ -13,7 +13,7 @@ import pytest
 
 from billing.invoicing.invoices import invoice_thresholds
 from billing.models import Plan, Rate, RateComponent
-from tests.billing.staff.scenery import ISSUED, topup_of
+from tests.billing.staff.scenery import ISSUED, charged_sms, topup_of
 from tests.billing.staff_data import (
     USD,
     paid_topup,
@@ -100,6 +100,7 @@ def scene(prepaid, open_invoice, dearer_plan, locked_child):
         "account": prepaid,
         "topup": topup_of(prepaid),
         "call": report_call(report=call(prepaid, 180), now=NOW)[0],
+        "event": charged_sms(prepaid),
         "invoice": open_invoice,
         "locked_child": locked_child,
     }

@@ -6,12 +6,15 @@ from datetime import timedelta
 
 from billing import staff
 from billing.invoicing.invoices import invoice_thresholds
-from billing.models import Invoice, LedgerEntry, Plan, TopUp
+from billing.models import Invoice, LedgerEntry, Plan, Rate, RateComponent, TopUp
 from billing.payments.collection import collect_invoice
 from tests.billing.staff_data import USD
 from tests.billing.usage_reports import report_usage_of_458_usd
 from tests.conftest import NOW
-from usage.ingest.staff_refunds import refund_call_by_staff
+from tests.usage.metering import sms
+from usage.ingest.events import ingest_events
+from usage.ingest.staff_refunds import refund_usage_by_staff
+from usage.models import UsageEvent
 
 SUPPORT_LIMIT = 100 * USD  # settings.SUPPORT_GRANT_LIMIT_MICROS by default
 ISSUED = NOW + timedelta(days=3)
@@ -28,6 +31,25 @@ def past_due_invoice(account, *, at) -> Invoice:
     [invoice] = invoice_thresholds(now=at)
     collect_invoice(invoice_id=invoice.pk, now=at)
     return Invoice.objects.get(pk=invoice.pk)
+
+
+def charged_event(report) -> UsageEvent:
+    """Ingest one event report and return the stored event, which must have been charged."""
+    [result] = ingest_events(reports=[report], now=NOW)
+    assert result.status == "accepted", result
+    event = UsageEvent.objects.get(event_id=report.id)
+    assert event.charged_micros > 0
+    return event
+
+
+def charged_sms(account, count: int = 3) -> UsageEvent:
+    """An SMS event of `account`, charged at an account rate (the voice plans price no SMS)."""
+    Rate.objects.get_or_create(
+        account=account,
+        component=RateComponent.SMS,
+        defaults={"price": "0.0079", "effective_from": NOW.replace(day=1)},
+    )
+    return charged_event(sms(account, count))
 
 
 def fresh_account(account):
@@ -55,9 +77,18 @@ ACTIONS = {
     "adjust": lambda actor, s, key: staff.adjust_balance(
         account=s["account"], amount_micros=-5 * USD, reason="r", actor=actor, key=key, now=NOW
     ),
-    "refund call": lambda actor, s, key: refund_call_by_staff(
-        call=s["call"],
+    "refund call": lambda actor, s, key: refund_usage_by_staff(
+        item=s["call"],
         amount_micros=s["call"].charged_micros,
+        reason="r",
+        note="",
+        actor=actor,
+        key=key,
+        now=NOW,
+    ),
+    "refund event": lambda actor, s, key: refund_usage_by_staff(
+        item=s["event"],
+        amount_micros=s["event"].charged_micros,
         reason="r",
         note="",
         actor=actor,

@@ -323,7 +323,7 @@ def test_the_account_list_finds_an_account_by_name_email_public_id_and_key_id(
     assert list(response.context["cl"].result_list) == [prepaid]
 
 
-def test_the_account_page_shows_ledger_invoices_calls_and_the_money_actions(
+def test_the_account_page_links_its_lists_shows_recent_usage_and_the_money_actions(
     finance, prepaid, as_staff
 ):
     response = as_staff(finance).get(change_url(prepaid))
@@ -332,10 +332,22 @@ def test_the_account_page_shows_ledger_invoices_calls_and_the_money_actions(
     assert response.status_code == 200
     for action in ACTION_FORMS:
         assert action_url(prepaid, action) in page
-    assert "ledger entries (newest first)" in page.lower()
-    assert "calls (newest first)" in page.lower()
-    assert Call.objects.get(account=prepaid).call_id in page
+    calls = f"{reverse('admin:usage_call_changelist')}?account__id__exact={prepaid.pk}"
+    for name in ("usage_usageevent", "billing_ledgerentry", "billing_invoice", "billing_topup"):
+        assert f"{reverse(f'admin:{name}_changelist')}?account__id__exact={prepaid.pk}" in page
+    assert f'href="{calls}"' in page
+    # Recent usage and top-ups are shown, each linking its own page; nothing is inlined in full.
+    assert reverse("admin:usage_call_change", args=[Call.objects.get(account=prepaid).pk]) in page
+    assert reverse("admin:billing_topup_change", args=[prepaid.topups.get().pk]) in page
+    assert "ledger entries (newest first)" not in page.lower()
+    assert prepaid.subscription.plan.code in page
     assert format_usd(balance(prepaid), places=6) in page
+    # The list is the account's calls only, each with its refund link.
+    listed = as_staff(finance).get(calls).content.decode()
+    call = Call.objects.get(account=prepaid)
+    assert call.call_id in listed
+    assert reverse("admin:usage_call_refund", args=[call.pk]) in listed
+    assert listed.count('class="field-call_id"') == 1
 
 
 @pytest.mark.parametrize("action", list(ACTION_FORMS))

@@ -9,6 +9,7 @@ from billing import staff
 from billing.models import (
     ApprovalStatus,
     EntryKind,
+    Notification,
     Refund,
     RefundApproval,
     RefundStatus,
@@ -58,9 +59,13 @@ def request_money_refund(account, actor):
 
 
 def money_state() -> dict:
-    """What a refund changes; approvals and audit records aside."""
+    """What a refund changes (the customer's emails included); approvals, audit records and
+    the approvers' email aside."""
     written = everything_written()
-    return {k: v for k, v in written.items() if k not in ("approvals", "audit")}
+    return {
+        **{k: v for k, v in written.items() if k not in ("approvals", "audit")},
+        "notifications": Notification.objects.exclude(kind="approval_waiting").count(),
+    }
 
 
 def test_a_credit_back_above_the_threshold_waits_for_approval_and_changes_nothing(

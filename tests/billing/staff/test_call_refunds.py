@@ -28,7 +28,7 @@ from tests.billing.staff_data import (
 from tests.conftest import NOW
 from tests.usage.metering import call
 from usage.ingest.calls import report_call
-from usage.ingest.staff_refunds import refund_call_by_staff
+from usage.ingest.staff_refunds import refund_usage_by_staff
 from usage.models import Call
 
 LATER = NOW + timedelta(hours=1)
@@ -184,15 +184,15 @@ def test_the_service_refuses_more_than_is_left_even_when_the_form_was_shown_earl
     """Two pages opened on the same call: the second refund finds, under the lock, that the
     first took what was left, and writes nothing."""
     whole = charged_call.charged_micros
-    refund_call_by_staff(
-        call=charged_call, amount_micros=whole, reason="r", note="", actor=finance,
+    refund_usage_by_staff(
+        item=charged_call, amount_micros=whole, reason="r", note="", actor=finance,
         key=new_key(), now=LATER,
     )  # fmt: skip
     written = everything_written()
 
     with pytest.raises(StaffActionError, match="Nothing of this call is left"):
-        refund_call_by_staff(
-            call=charged_call, amount_micros=whole, reason="r", note="", actor=finance,
+        refund_usage_by_staff(
+            item=charged_call, amount_micros=whole, reason="r", note="", actor=finance,
             key=new_key(), now=LATER,
         )  # fmt: skip
     assert everything_written() == written
@@ -250,8 +250,8 @@ def test_concurrent_refunds_of_the_whole_call_refund_it_once(transactional_db, m
     def refund(actor):
         try:
             start.wait()
-            refund_call_by_staff(
-                call=charged, amount_micros=charged.charged_micros, reason="r", note="",
+            refund_usage_by_staff(
+                item=charged, amount_micros=charged.charged_micros, reason="r", note="",
                 actor=actor, key=new_key(), now=LATER,
             )  # fmt: skip
             results.append("refunded")
