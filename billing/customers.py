@@ -99,8 +99,8 @@ def open_customer(
 ) -> Account:
     """Open the account of the operator's customer `external_id` on a plan.
 
-    The partial unique constraint on external_id is the claim: two requests for one id open
-    one account, and the other gets CustomerExists naming it.
+    The partial unique constraint on external_id is the claim: two requests for one id at once
+    open one account, and the other gets CustomerExists naming it.
     """
     emails = _clean_emails(emails)
     plan = _plan(plan_code)
@@ -111,6 +111,11 @@ def open_customer(
             raise CustomerError(f"No customer with external_id '{parent_external_id}' (parent).")
         if account_depth(parent) >= MAX_ACCOUNT_DEPTH:
             raise CustomerError("Subaccounts can be nested at most a few levels deep.")
+    # The common repeat (a retry, a second sign-up hook) is answered without attempting the
+    # insert; the constraint below still decides between two requests at the same moment.
+    existing = Account.objects.filter(external_id=external_id).first()
+    if existing is not None:
+        raise CustomerExists(existing)
     try:
         with transaction.atomic():
             return create_account(

@@ -1,11 +1,13 @@
 """The operator's customers by their own ids, with the platform key (SPEC X1, issue 15)."""
 
 import json
+import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Min
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -574,3 +576,31 @@ def test_every_customer_operation_is_documented_with_examples_and_its_errors(cli
         assert {"400", "401", "403", "404"} <= set(responses), (method, path)
         if method in ("post", "patch"):
             assert operation["requestBody"]["content"]["application/json"]["example"], path
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_creates_of_one_external_id_open_one_account_and_409_the_rest(plans, make_key):
+    if connection.vendor != "postgresql":
+        pytest.skip("row-level concurrency needs PostgreSQL")
+    platform = make_key()
+    barrier = threading.Barrier(10)
+    statuses, lock = [], threading.Lock()
+
+    def worker():
+        try:
+            barrier.wait()
+            response = new_customer(Client(), platform)
+            with lock:
+                statuses.append(response.status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # The unique constraint, not the look-up before it, decides between simultaneous requests.
+    assert sorted(statuses) == [201] + [409] * 9
+    assert Account.objects.filter(external_id="ws_1").count() == 1
