@@ -28,6 +28,7 @@ from billing.models import (
     StaffAction,
     Subscription,
 )
+from billing.notifications.sending import build_message
 from billing.payments.collection import collect_due_invoices
 from billing.plans.fees import prorated_fee_micros
 from tests.billing.usage_reports import (
@@ -222,7 +223,12 @@ def test_a_billing_member_upgrades_from_the_billing_page(
     assert Subscription.objects.get(account=account).plan.code == "credits-monthly"
     record = AuditRecord.objects.get(account=account, action=StaffAction.SELF_SERVE_PLAN)
     assert record.after["plan"] == "credits-monthly"
-    assert account.notifications.filter(kind="plan_changed").count() == 1
+    [notification] = account.notifications.filter(kind="plan_changed")
+    message = build_message(notification)
+    assert message.subject == "Your plan is now Monthly Credits"
+    assert "Charged now for the rest of this period: $29.76." in message.body
+    [(html, _)] = message.alternatives
+    assert "<strong>$29.76</strong>" in html
     # A second post of the same form (a reload, a double click) changes nothing more.
     client.post(f"/app/a/{account.public_id}/billing/plan/confirm/", fields)
     assert PlanFeeCharge.objects.filter(account=account).count() == 1
