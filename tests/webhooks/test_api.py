@@ -144,3 +144,7 @@ def test_every_operation_is_in_the_openapi_schema_with_examples(client):
     components = schema["components"]["schemas"]
     for name in ("EndpointIn", "EndpointPatch", "EndpointOut", "EndpointWithSecretOut"):
         assert components[name]["examples"], name
+
+
+def test_an_unknown_cursor_is_400(platform):
+    assert_error(platform("get", f"{PATH}?starting_after=we_unknown"), 400)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Path, Query, Router
+from ninja import Path, Query, Router, Status
 from pydantic import BaseModel, ConfigDict, Field
 
 from usage.api.auth import platform_key
@@ -159,7 +159,7 @@ def create_webhook_endpoint(request: HttpRequest, payload: EndpointIn):
         created = endpoints.create_endpoint(**payload.model_dump(), now=timezone.now())
     except endpoints.InvalidEndpoint as exc:
         raise ApiError(400, str(exc)) from None
-    return 201, _endpoint_json(created.endpoint, created.secret)
+    return Status(201, _endpoint_json(created.endpoint, created.secret))
 
 
 @router.get(
@@ -178,7 +178,10 @@ def list_webhook_endpoints(
     """The endpoints, oldest first, without their secrets."""
     found = WebhookEndpoint.objects.order_by("pk")
     if starting_after:
-        found = found.filter(pk__gt=_endpoint(starting_after).pk)
+        cursor = WebhookEndpoint.objects.filter(public_id=starting_after).first()
+        if cursor is None:
+            raise ApiError(400, f"No webhook endpoint '{starting_after}' to start after.")
+        found = found.filter(pk__gt=cursor.pk)
     page = list(found[: limit + 1])
     return {
         "webhook_endpoints": [_endpoint_json(e) for e in page[:limit]],
