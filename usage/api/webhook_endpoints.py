@@ -11,7 +11,7 @@ from typing import Annotated
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Path, Query, Router, Status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from usage.api.auth import platform_key
 from usage.api.errors import ApiError
@@ -72,7 +72,7 @@ class EndpointIn(BaseModel):
     event_types: list[EventType] = Field(
         default_factory=list, max_length=50, description=f"Empty: all types. One of {_TYPES}."
     )
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class EndpointPatch(BaseModel):
@@ -82,7 +82,7 @@ class EndpointPatch(BaseModel):
     url: Url | None = None
     description: Description | None = None
     event_types: list[EventType] | None = Field(None, max_length=50)
-    enabled: bool | None = Field(None, description="Enabling again sends what waits for it.")
+    enabled: StrictBool | None = Field(None, description="Enabling again sends what waits for it.")
 
 
 class EndpointOut(BaseModel):
