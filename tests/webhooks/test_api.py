@@ -144,3 +144,13 @@ def test_every_operation_is_in_the_openapi_schema_with_examples(client):
     components = schema["components"]["schemas"]
     for name in ("EndpointIn", "EndpointPatch", "EndpointOut", "EndpointWithSecretOut"):
         assert components[name]["examples"], name
+
+
+def test_an_unknown_cursor_is_400(platform):
+    assert_error(platform("get", f"{PATH}?starting_after=we_unknown"), 400)
+
+
+def test_enabled_must_be_a_json_boolean(platform, receiver):
+    # Found by the fuzzer: 0 was taken for false.
+    assert_error(platform("post", PATH, {"url": receiver.url, "enabled": 0}), 400)
+    assert not WebhookEndpoint.objects.exists()

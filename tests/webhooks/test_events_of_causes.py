@@ -9,7 +9,7 @@ from django.db import transaction
 
 from accounts.models import Account
 from billing.invoicing.invoices import invoice_thresholds
-from billing.models import TestCardBehaviour
+from billing.models import TestCardBehaviour as Card
 from billing.payments.auto_topup import save_auto_topup_settings
 from billing.payments.cards import add_test_card
 from billing.payments.collection import collect_invoice, retry_account_invoices
@@ -127,7 +127,7 @@ def test_dunning_emits_payment_failed_past_due_then_paid_and_reinstated(make_acc
     assert past_due["invoice"] == invoice.number
     assert events_of(account, "invoice.paid") == []
 
-    add_card(account, TestCardBehaviour.SUCCEED)
+    add_card(account, Card.SUCCEED)
     retry_account_invoices(account=account, now=ISSUED + timedelta(hours=1))
 
     [paid] = events_of(account, "invoice.paid")
@@ -186,9 +186,9 @@ def test_a_failed_top_up_emits_topup_failed_and_a_canceled_one_nothing(make_acco
 @pytest.mark.parametrize(
     ("behaviour", "event_type"),
     [
-        (TestCardBehaviour.SUCCEED, "auto_topup.succeeded"),
-        (TestCardBehaviour.DECLINE, "auto_topup.failed"),
-        (TestCardBehaviour.REQUIRE_ACTION, "auto_topup.action_required"),
+        (Card.SUCCEED, "auto_topup.succeeded"),
+        (Card.DECLINE, "auto_topup.failed"),
+        (Card.REQUIRE_ACTION, "auto_topup.action_required"),
     ],
 )
 def test_an_auto_top_up_emits_how_its_charge_ended(

@@ -10,8 +10,8 @@ from typing import Annotated
 
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Path, Query, Router
-from pydantic import BaseModel, ConfigDict, Field
+from ninja import Path, Query, Router, Status
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from usage.api.auth import platform_key
 from usage.api.errors import ApiError
@@ -72,7 +72,7 @@ class EndpointIn(BaseModel):
     event_types: list[EventType] = Field(
         default_factory=list, max_length=50, description=f"Empty: all types. One of {_TYPES}."
     )
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class EndpointPatch(BaseModel):
@@ -82,7 +82,7 @@ class EndpointPatch(BaseModel):
     url: Url | None = None
     description: Description | None = None
     event_types: list[EventType] | None = Field(None, max_length=50)
-    enabled: bool | None = Field(None, description="Enabling again sends what waits for it.")
+    enabled: StrictBool | None = Field(None, description="Enabling again sends what waits for it.")
 
 
 class EndpointOut(BaseModel):
@@ -159,7 +159,7 @@ def create_webhook_endpoint(request: HttpRequest, payload: EndpointIn):
         created = endpoints.create_endpoint(**payload.model_dump(), now=timezone.now())
     except endpoints.InvalidEndpoint as exc:
         raise ApiError(400, str(exc)) from None
-    return 201, _endpoint_json(created.endpoint, created.secret)
+    return Status(201, _endpoint_json(created.endpoint, created.secret))
 
 
 @router.get(
@@ -178,7 +178,10 @@ def list_webhook_endpoints(
     """The endpoints, oldest first, without their secrets."""
     found = WebhookEndpoint.objects.order_by("pk")
     if starting_after:
-        found = found.filter(pk__gt=_endpoint(starting_after).pk)
+        cursor = WebhookEndpoint.objects.filter(public_id=starting_after).first()
+        if cursor is None:
+            raise ApiError(400, f"No webhook endpoint '{starting_after}' to start after.")
+        found = found.filter(pk__gt=cursor.pk)
     page = list(found[: limit + 1])
     return {
         "webhook_endpoints": [_endpoint_json(e) for e in page[:limit]],
