@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import Account, ApiKey
 from accounts.permissions import MAX_ACCOUNT_DEPTH
+from billing import events
 from billing.models import Plan
 from billing.plans.onboarding import OnboardingError, create_account
 from billing.plans.subaccounts import account_depth
@@ -168,6 +169,15 @@ def update_customer(
     with transaction.atomic():
         if fields:
             Account.objects.filter(pk=account.pk).update(**fields)
+            updated = Account.objects.select_related("subscription__plan").get(pk=account.pk)
+            # One customer.updated for the fields changed here; a plan change made now sends
+            # its own (billing.staff.plans), so a PATCH of both sends two.
+            events.customer_updated(
+                account=updated,
+                plan=updated.subscription.plan,
+                changed={"emails" if "email" in field else field for field in fields},
+                now=now,
+            )
         if plan is not None:
             try:
                 change_plan_by_key(

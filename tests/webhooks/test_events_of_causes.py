@@ -8,6 +8,7 @@ from django.contrib.auth.models import Permission
 from django.db import transaction
 
 from accounts.models import Account
+from billing.customers import open_customer, update_customer
 from billing.invoicing.invoices import invoice_thresholds
 from billing.models import TestCardBehaviour as Card
 from billing.payments.auto_topup import save_auto_topup_settings
@@ -226,3 +227,29 @@ def test_every_event_type_is_documented_with_an_example():
 
     for event_type in EVENT_TYPES:
         assert f"### `{event_type}`" in text, event_type
+
+
+def test_a_customer_updated_through_the_api_emits_customer_updated_with_what_changed(
+    plans, make_key
+):
+    platform = make_key()
+    account = open_customer(
+        external_id="ws_9",
+        name="Acme",
+        emails=["ops@acme.test"],
+        plan_code="voice-prepaid",
+        now=NOW,
+    )
+
+    update_customer(
+        account=account,
+        api_key=platform.api_key,
+        now=NOW,
+        name="Acme Inc",
+        emails=["ops@acme.test", "ap@acme.test"],
+    )
+    update_customer(account=account, api_key=platform.api_key, now=NOW, metadata={"tier": "gold"})
+
+    first, second = events_of(account, "customer.updated")
+    assert (first["name"], first["changed"]) == ("Acme Inc", ["emails", "name"])
+    assert second["changed"] == ["metadata"]
