@@ -97,9 +97,9 @@ def report_call(*, report: CallReport, now: datetime) -> tuple[Call, bool]:
         raise Subscription.DoesNotExist(f"Account {report.account} has no subscription.")
     # Read before the lock: a plan or rate change committed while this report waits for the
     # lock is not seen by it, as if the report had arrived a moment earlier.
-    pricing = None
-    if subscription is not None:
-        pricing = Pricing(subscription=subscription)
+    # (A holder also charges others' reports with it: it is made for every report.)
+    pricing = None if subscription is None else Pricing(subscription=subscription)
+    if pricing is not None and report.status in FINAL_CALL_STATUSES:
         pricing.card  # noqa: B018 - the rates, read now rather than under the lock
     item = _Item(
         report=report,
