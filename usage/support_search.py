@@ -56,9 +56,9 @@ def find_accounts(*, query: str) -> list[Found]:
     ]
     found: dict[int, Found] = {}
     for matched, accounts in [*exact, *partial]:
-        for account in accounts.select_related("subscription__plan").order_by("name", "pk")[
-            :MAX_FOUND
-        ]:
+        # distinct(): an account with several matching members would fill the slice alone.
+        accounts = accounts.select_related("subscription__plan").distinct()
+        for account in accounts.order_by("name", "pk")[:MAX_FOUND]:
             found.setdefault(account.pk, Found(account=account, matched=matched))
         if len(found) >= MAX_FOUND:
             break
