@@ -149,6 +149,7 @@ def _id_param():
 
 @router.post(
     "/webhook_endpoints",
+    operation_id="create_webhook_endpoint",
     auth=platform_key,
     response={201: EndpointWithSecretOut, PLATFORM_ERRORS: ErrorOut},
     summary="Create a webhook endpoint",
@@ -164,6 +165,7 @@ def create_webhook_endpoint(request: HttpRequest, payload: EndpointIn):
 
 @router.get(
     "/webhook_endpoints",
+    operation_id="list_webhook_endpoints",
     auth=platform_key,
     response={200: EndpointsOut, PLATFORM_ERRORS: ErrorOut},
     summary="List webhook endpoints",
@@ -191,6 +193,7 @@ def list_webhook_endpoints(
 
 @router.get(
     "/webhook_endpoints/{endpoint_id}",
+    operation_id="get_webhook_endpoint",
     auth=platform_key,
     response={200: EndpointOut, PLATFORM_ERRORS | {404}: ErrorOut},
     summary="Retrieve a webhook endpoint",
@@ -202,6 +205,7 @@ def get_webhook_endpoint(request: HttpRequest, endpoint_id: str = _id_param()):
 
 @router.patch(
     "/webhook_endpoints/{endpoint_id}",
+    operation_id="update_webhook_endpoint",
     auth=platform_key,
     response={200: EndpointOut, PLATFORM_ERRORS | {404}: ErrorOut},
     summary="Update a webhook endpoint",
@@ -224,6 +228,7 @@ def update_webhook_endpoint(
 
 @router.delete(
     "/webhook_endpoints/{endpoint_id}",
+    operation_id="delete_webhook_endpoint",
     auth=platform_key,
     response={200: DeletedOut, PLATFORM_ERRORS | {404}: ErrorOut},
     summary="Delete a webhook endpoint",
@@ -237,6 +242,7 @@ def delete_webhook_endpoint(request: HttpRequest, endpoint_id: str = _id_param()
 
 @router.post(
     "/webhook_endpoints/{endpoint_id}/rotate_secret",
+    operation_id="rotate_webhook_secret",
     auth=platform_key,
     response={200: EndpointWithSecretOut, PLATFORM_ERRORS | {404}: ErrorOut},
     summary="Rotate a webhook endpoint's signing secret",

@@ -1,5 +1,6 @@
 """A Python client generated from /api/v1/openapi.json by openapi-python-client drives the platform
-integration end to end against a live server (issue 15, "For the operator's engineers").
+integration end to end against a live server (issue 15, "For the operator's engineers"), down to a
+`balance.low` webhook at a real receiver on 127.0.0.1, verified with the `standardwebhooks` package.
 
 The client is generated once per session into a temporary folder; a schema the generator cannot
 turn into working calls fails here, as it would for the operator's engineers.
@@ -16,7 +17,9 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Account
-from billing.models import AuditRecord, CreditGrant
+from billing.models import AuditRecord, CreditGrant, Plan
+from billing.money import micros_to_api, usd_to_micros
+from tests.webhooks.conftest import receiver  # noqa: F401 - fixture: a real HTTP receiver
 from usage.api.app import api
 
 PACKAGE = "meterline_client"
@@ -60,7 +63,11 @@ def generated(tmp_path_factory):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_generated_client_creates_a_customer_reports_usage_authorizes_and_grants(
-    generated, live_server, plans, make_key
+    generated,
+    live_server,
+    plans,
+    make_key,
+    receiver,  # noqa: F811 - the imported fixture
 ):
     from meterline_client import AuthenticatedClient
     from meterline_client.api.customers import (
@@ -71,6 +78,7 @@ def test_the_generated_client_creates_a_customer_reports_usage_authorizes_and_gr
     )
     from meterline_client.api.usage import usage_api_app_report_call as report_call
     from meterline_client.api.usage import usage_api_app_report_events as report_events
+    from meterline_client.api.webhooks import create_webhook_endpoint
     from meterline_client.models import (
         AuthorizeIn,
         AuthorizeInFeature,
@@ -79,6 +87,7 @@ def test_the_generated_client_creates_a_customer_reports_usage_authorizes_and_gr
         CreditGrantIn,
         CustomerIn,
         CustomerOut,
+        EndpointIn,
         EventIn,
         EventsIn,
         EventType,
@@ -87,6 +96,14 @@ def test_the_generated_client_creates_a_customer_reports_usage_authorizes_and_gr
     platform = make_key()
     client = AuthenticatedClient(base_url=live_server.url, token=platform.token)
     now = timezone.now()
+    # Opened at its plan's low-balance line, the customer's first call takes it below.
+    threshold = Plan.objects.get(code="voice-prepaid").low_balance_threshold_micros
+
+    endpoint = create_webhook_endpoint.sync_detailed(
+        client=client, body=EndpointIn(url=receiver.url, event_types=["balance.low"])
+    )
+    assert endpoint.status_code == 201, endpoint.content
+    receiver.secrets.append(endpoint.parsed.secret)
 
     created = create_customer.sync_detailed(
         client=client,
@@ -95,7 +112,7 @@ def test_the_generated_client_creates_a_customer_reports_usage_authorizes_and_gr
             name="Generated Co",
             email="billing@generated.example",
             plan="voice-prepaid",
-            credit="10.00",
+            credit=micros_to_api(threshold),
         ),
     )
     assert created.status_code == 201, created.content
@@ -124,6 +141,18 @@ def test_the_generated_client_creates_a_customer_reports_usage_authorizes_and_gr
     assert call.status_code == 200, call.content
     assert (call.parsed.account, call.parsed.customer) == (account_id, "ws_gen")
     assert call.parsed.cost == "0.110667"  # 83 s at 0.08 USD a minute
+    after_call = threshold - 110_667
+
+    # Delivered inline when the report committed (WEBHOOKS_SYNC, as tests/webhooks run them).
+    [low] = receiver.received
+    assert low.error == ""
+    assert low.verified["type"] == "balance.low"
+    assert low.verified["data"] == {
+        "customer": "ws_gen",
+        "account": account_id,
+        "balance": micros_to_api(after_call),
+        "threshold": micros_to_api(threshold),
+    }
 
     events = report_events.sync_detailed(
         client=client,
@@ -144,9 +173,10 @@ def test_the_generated_client_creates_a_customer_reports_usage_authorizes_and_gr
     assert grant.status_code == 201, grant.content
     balance = customer_balance.sync_detailed("ws_gen", client=client)
     assert balance.status_code == 200
-    assert balance.parsed.balance == "14.889333"  # 10 - 0.110667 + 5
+    assert balance.parsed.balance == micros_to_api(after_call + usd_to_micros("5.00"))
 
     account = Account.objects.get(external_id="ws_gen")
-    assert account.balance_micros == 14_889_333
+    assert account.balance_micros == after_call + usd_to_micros("5.00")
+    assert receiver.event_ids() == [low.event_id]  # back above the line: nothing more
     assert CreditGrant.objects.filter(account=account, amount_micros=5_000_000).exists()
     assert AuditRecord.objects.get(account=account).actor_key_id == platform.api_key.pk
