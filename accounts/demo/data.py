@@ -84,8 +84,9 @@ DEMO_ACCOUNTS = [
         calls_per_day=5,
         call_seconds=(30, 360),
         topup_micros=10 * USD,
-        # The plan's fee (45 USD a period) is paid by card when each period starts; its
-        # included credit comes once it is paid (SPEC F1).
+        # The plan's fee (45 USD a period) is paid by card when each period starts, the
+        # first (prorated) when the account opens, once the card is saved; its included
+        # credit comes once it is paid (SPEC F1, issue 19).
         card=True,
     ),
     DemoAccount(

@@ -29,14 +29,7 @@ from billing.invoicing.invoices import (
     save_drafts,
     unbilled_by_account,
 )
-from billing.invoicing.plan_fees import (
-    PeriodFee,
-    fee_invoice_draft,
-    fee_key,
-    fee_line,
-    paid_by,
-    record_period_fees,
-)
+from billing.invoicing.plan_fees import fee_line, period_fee, record_period_fees
 from billing.ledger.batch import BalanceBatch
 from billing.ledger.locks import lock_accounts
 from billing.models import (
@@ -153,13 +146,13 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
             )
             fee = None
             if fee_micros:
-                fee = PeriodFee(
+                fee = period_fee(
                     account=account,
                     plan=next_plan,
                     start=next_start,
                     end=next_end,
                     amount_micros=fee_micros,
-                    paid_by=paid_by(account=account, plan=next_plan, fee_micros=fee_micros),
+                    now=now,
                 )
                 fees.append(fee)
             document = _period_document(
@@ -176,24 +169,8 @@ def _close_chunk(*, account_ids: list[int], now: datetime) -> int:
             if fee is not None and fee.paid_by == FeePaidBy.INVOICE:
                 fee.draft = document
             elif fee is not None and fee.paid_by == FeePaidBy.CARD:
-                fee.draft = fee_invoice_draft(
-                    account=account,
-                    lines=[
-                        fee_line(
-                            plan=next_plan, amount_micros=fee_micros, start=next_start, end=next_end
-                        )
-                    ],
-                    start=next_start,
-                    end=next_end,
-                    key=fee_key(account=account, start=next_start),
-                    now=now,
-                )
                 drafts.append(fee.draft)
-            # A fee-paying period's included allowance waits until the fee is paid; one paid
-            # from credit now is paid, and releases it (as paying the invoice would).
-            allowance_locked = (
-                fee.paid_by != FeePaidBy.CREDIT if fee is not None else sub.allowance_locked
-            )
+            allowance_locked = fee.locks_allowance if fee is not None else sub.allowance_locked
             # Prepaid or postpaid follows a scheduled plan, from the new period on.
             if sub.pending_plan_id and next_plan.billing_mode != account.billing_mode:
                 mode_changes[next_plan.billing_mode].append(account.pk)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from accounts.models import Account, BillingMode
-from billing.invoicing.invoices import Draft, LineDraft
+from billing.invoicing.invoices import Draft, LineDraft, save_drafts
 from billing.ledger.locks import LockedAccount
 from billing.ledger.posting import Posting, post_entries
 from billing.models import (
@@ -27,6 +27,7 @@ from billing.models import (
     PlanFeeCharge,
 )
 from billing.money import round_to_cents
+from billing.plans.fees import plan_fee_micros, prorated_fee_micros
 
 FEE_COMPONENT = "plan_fee"
 
@@ -93,6 +94,76 @@ class PeriodFee:
     amount_micros: int
     paid_by: str
     draft: Draft | None = None  # the invoice that bills it (INVOICE, CARD)
+
+    @property
+    def locks_allowance(self) -> bool:
+        """The period's included allowance waits until the fee is paid; one paid from credit
+        is paid now, and releases it (as paying the invoice would)."""
+        return self.paid_by != FeePaidBy.CREDIT
+
+
+def period_fee(
+    *, account: Account, plan: Plan, start: datetime, end: datetime, amount_micros: int, now
+) -> PeriodFee:
+    """Decide how the fee of the period [start, end) is paid; a card-paid fee gets its own
+    invoice draft (a postpaid fee's invoice is the caller's: period close's period invoice).
+    Call with the account locked (the balance decides a fee paid from credit)."""
+    fee = PeriodFee(
+        account=account,
+        plan=plan,
+        start=start,
+        end=end,
+        amount_micros=amount_micros,
+        paid_by=paid_by(account=account, plan=plan, fee_micros=amount_micros),
+    )
+    if fee.paid_by == FeePaidBy.CARD:
+        fee.draft = fee_invoice_draft(
+            account=account,
+            lines=[fee_line(plan=plan, amount_micros=amount_micros, start=start, end=end)],
+            start=start,
+            end=end,
+            key=fee_key(account=account, start=start),
+            now=now,
+        )
+    return fee
+
+
+def charge_first_period_fee(
+    *, locked: LockedAccount, plan: Plan, start: datetime, end: datetime, now: datetime
+) -> PeriodFee | None:
+    """Charge a new account the fee of the period it opens in, as period close charges the
+    next one (`period_fee`, `record_period_fees`); return it, or None for a plan without one.
+
+    The fee in effect at opening, prorated by the second to what is left of [start, end)
+    (`prorated_fee_micros`: an account opened on its anchor day pays the fee less the hours
+    already gone). A postpaid account's is the first line of its first invoice, cut now.
+    Neither invoice is charged before the account has a card: it waits, open, with no attempt
+    due, so a new account is never past due (402) before it could add one; a saved card makes
+    it due at once (billing.payments.collection.schedule_card_retries).
+    """
+    account = locked.account
+    amount = prorated_fee_micros(
+        fee_micros=plan_fee_micros(plan=plan, at=now), start=start, end=end, at=now
+    )
+    if not amount:
+        return None
+    fee = period_fee(
+        account=account, plan=plan, start=start, end=end, amount_micros=amount, now=now
+    )
+    if fee.paid_by == FeePaidBy.INVOICE:
+        fee.draft = fee_invoice_draft(
+            account=account,
+            lines=[fee_line(plan=plan, amount_micros=amount, start=start, end=end)],
+            start=start,
+            end=end,
+            key=fee_key(account=account, start=start),
+            now=now,
+        )
+    if fee.draft is not None:
+        [invoice] = save_drafts([fee.draft], now=now, settles_unbilled=False)
+        Invoice.objects.filter(pk=invoice.pk).update(next_payment_attempt_at=None)
+    record_period_fees([fee], locked={account.pk: locked}, now=now)
+    return fee
 
 
 def record_period_fees(

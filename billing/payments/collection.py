@@ -20,12 +20,14 @@ from billing.ledger.locks import LockedAccount, lock_account
 from billing.ledger.posting import post_entry
 from billing.models import (
     EntryKind,
+    FeePaidBy,
     Invoice,
     InvoiceKind,
     InvoicePayment,
     InvoiceReason,
     InvoiceStatus,
     PaymentStatus,
+    PlanFeeCharge,
 )
 from billing.payments.gateway import get_gateway
 from billing.payments.gateway.protocol import ChargeOutcome, ProviderUnavailable
@@ -145,7 +147,12 @@ def _mark_paid(*, invoice: Invoice, locked: LockedAccount, now: datetime) -> Non
         events.invoice_event("invoice.paid", invoice=invoice, now=now)
     # The payment clears exactly what the invoice billed; sub-cent rounding is forgiven. A
     # prepaid account's plan-fee invoice billed nothing from the balance: the card pays the fee.
-    if invoice.total_micros > 0 and invoice.reason != InvoiceReason.PLAN_FEE:
+    # A postpaid account's first fee (billing.invoicing.plan_fees.charge_first_period_fee) is
+    # on a plan-fee invoice too, but the ledger carries it, as a period invoice's fee line.
+    if invoice.total_micros > 0 and (
+        invoice.reason != InvoiceReason.PLAN_FEE
+        or PlanFeeCharge.objects.filter(invoice=invoice, paid_by=FeePaidBy.INVOICE).exists()
+    ):
         post_entry(
             locked=locked,
             amount_micros=invoice.total_micros,

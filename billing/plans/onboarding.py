@@ -9,9 +9,10 @@ from django.db import transaction
 from accounts.models import Account, Membership, Role, User
 from accounts.team import is_invited
 from billing import events
+from billing.invoicing.plan_fees import charge_first_period_fee
 from billing.ledger.locks import lock_account
 from billing.ledger.posting import post_entry
-from billing.models import Allowance, EntryKind, Plan
+from billing.models import Allowance, EntryKind, Plan, Subscription
 from billing.plans.allowances import (
     grant_included_credit,
     period_included_credit_micros,
@@ -47,6 +48,8 @@ def create_account(
     """Open an account on a plan, grant the plan's signup credit (not to a subaccount, and
     once per person) and any extra credit.
 
+    A plan with a fee charges the first period's at once (`charge_first_period_fee`), and its
+    included minutes and credit wait until it is paid.
     `allowance_locked`: the plan's included minutes and credit wait for staff approval or a
     paid plan fee (`billing.plans.allowances.unlock_allowance`).
     `signup_credit=False`: the operator's platform opens the account for a customer it
@@ -82,6 +85,12 @@ def create_account(
         locked = lock_account(account.pk)
         account = locked.account
         start, end = subscription.current_period_start, subscription.current_period_end
+        # The first period pays its fee like every later one, before any opening credit is
+        # posted: welcome credit never pays for the included allowance (docs/billing-rules.md).
+        fee = charge_first_period_fee(locked=locked, plan=plan, start=start, end=end, now=now)
+        if fee is not None and fee.locks_allowance and not allowance_locked:
+            allowance_locked = True
+            Subscription.objects.filter(pk=subscription.pk).update(allowance_locked=True)
         if plan.included_minutes:
             Allowance.objects.create(
                 account=account,

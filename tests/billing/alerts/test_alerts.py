@@ -356,7 +356,9 @@ def test_a_batch_that_jumps_past_both_levels_sends_the_100_percent_email_only(
     assert [n.context["percent"] for n in notices(account, "allowance_used")] == [100]
 
 
-def test_included_credit_alerts_at_80_and_100_percent(make_account, committed, mailoutbox):
+def test_included_credit_alerts_at_80_and_100_percent(
+    plans_without_fees, make_account, committed, mailoutbox
+):
     account = make_account("credits-monthly")  # 50 USD included credit, calls 0.10 USD/min
     committed(top_up, account, "100.00")  # bought credit is spent after the included credit
 

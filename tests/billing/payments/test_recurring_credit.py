@@ -72,7 +72,7 @@ def recurring_entries(account):
 
 
 def test_turning_it_on_mid_period_buys_the_current_period_at_once(
-    recurring_account, django_capture_on_commit_callbacks, mailoutbox
+    plans_without_fees, recurring_account, django_capture_on_commit_callbacks, mailoutbox
 ):
     account = recurring_account()
 
@@ -127,7 +127,7 @@ def test_a_period_already_claimed_is_not_bought_again(
 
 
 def test_a_decline_posts_no_credit_and_is_retried_on_the_auto_top_up_back_off(
-    recurring_account, django_capture_on_commit_callbacks, mailoutbox
+    plans_without_fees, recurring_account, django_capture_on_commit_callbacks, mailoutbox
 ):
     account = recurring_account("decline")
     turn_on(account, django_capture_on_commit_callbacks)
@@ -225,7 +225,9 @@ def test_the_period_statement_shows_the_purchase(
 
 
 @pytest.mark.slow
-def test_six_processes_running_the_job_at_once_buy_the_period_once(transactional_db, make_account):
+def test_six_processes_running_the_job_at_once_buy_the_period_once(
+    transactional_db, plans_without_fees, make_account
+):
     from tests.billing.processes import run_in_processes
 
     account = make_account("credits-monthly")

@@ -377,7 +377,10 @@ def test_concurrent_sign_ups_of_one_person_get_the_signup_credit_once(transactio
     assert ledger_drift() == []
 
 
-def test_staff_cannot_approve_an_account_that_is_not_waiting(make_account, make_user):
+def test_staff_cannot_approve_an_account_that_is_not_waiting(
+    make_account, make_user, plans_without_fees
+):
+    # Without the plan fee nothing waits (with it, its first period's fee locks the allowance).
     account = make_account("credits-monthly")
     approver = make_user("boss@meterline.test", is_staff=True, is_superuser=True)
 

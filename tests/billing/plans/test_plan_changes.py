@@ -247,7 +247,8 @@ def test_a_downgrade_waits_for_the_next_period(clock, make_account, make_user, a
         "credits-monthly",
         "voice-prepaid",
     )
-    assert not PlanFeeCharge.objects.filter(account=account).exists()
+    # No change charge (the first period's own fee was charged when the account opened).
+    assert not PlanFeeCharge.objects.filter(account=account, kind="change").exists()
 
 
 def test_an_upgrade_whose_fee_goes_to_the_card_needs_a_card(

@@ -3,7 +3,9 @@ from the card, from credit or on the postpaid invoice; the period's included all
 until the fee is paid; an unpaid fee is dunned like an unpaid invoice (SPEC P5).
 
 Accounts open on 2026-03-15 (tests.conftest.NOW); their first period ends 2026-04-15, where
-period close starts the second period and charges its fee.
+period close starts the second period and charges its fee. Opening on a fee plan charges the
+first period's fee too (tests/billing/plans/test_first_period_fee.py), left unpaid here: these
+tests look at the second period's charge, invoice and ledger entry.
 """
 
 import threading
@@ -83,9 +85,11 @@ def test_a_postpaid_fee_is_the_first_line_of_the_invoice_cut_when_the_period_sta
     assert "2026-04-15 to 2026-05-15 (in advance)" in first.description
     assert invoice.total_micros == 300 * USD
     # Billed through the ledger like usage, so the invoice's payment brings the balance back.
-    fee_entry = LedgerEntry.objects.get(account=account, kind=EntryKind.PLAN_FEE)
+    fee_entry = LedgerEntry.objects.get(
+        account=account, kind=EntryKind.PLAN_FEE, created_at=AT_CLOSE
+    )
     assert fee_entry.amount_micros == -300 * USD
-    charge = PlanFeeCharge.objects.get(account=account)
+    charge = PlanFeeCharge.objects.get(account=account, period_start=SECOND_START)
     assert (charge.paid_by, charge.invoice_id, charge.paid_at) == (
         FeePaidBy.INVOICE,
         invoice.pk,
@@ -116,7 +120,7 @@ def test_the_included_minutes_wait_for_the_postpaid_fee_and_come_when_it_is_paid
     assert not subscription.allowance_locked
     assert subscription.allowance_unlock_reason == "plan_fee_paid"
     assert reload(account).balance_micros == 0  # fee billed, then paid
-    assert PlanFeeCharge.objects.get(account=account).paid_at is not None
+    assert PlanFeeCharge.objects.get(account=account, period_start=SECOND_START).paid_at is not None
 
 
 def test_a_prepaid_fee_is_charged_to_the_card_and_releases_the_included_credit(make_account, plans):
@@ -125,7 +129,9 @@ def test_a_prepaid_fee_is_charged_to_the_card_and_releases_the_included_credit(m
 
     close_periods(now=AT_CLOSE)
 
-    fee_invoice = Invoice.objects.get(account=account, reason=InvoiceReason.PLAN_FEE)
+    fee_invoice = Invoice.objects.get(
+        account=account, reason=InvoiceReason.PLAN_FEE, period_start=SECOND_START
+    )
     assert fee_invoice.status == InvoiceStatus.OPEN
     assert fee_invoice.amount_due_micros == FEE
     assert included_credit_of_second_period(account) == []  # not before it is paid
@@ -151,11 +157,13 @@ def test_a_prepaid_fee_from_credit_is_paid_at_once_and_never_with_the_credit_it_
 
     close_periods(now=AT_CLOSE)
 
-    fee = LedgerEntry.objects.get(account=account, kind=EntryKind.PLAN_FEE)
+    fee = LedgerEntry.objects.get(account=account, kind=EntryKind.PLAN_FEE, created_at=AT_CLOSE)
     assert fee.amount_micros == -FEE
-    charge = PlanFeeCharge.objects.get(account=account)
+    charge = PlanFeeCharge.objects.get(account=account, period_start=SECOND_START)
     assert (charge.paid_by, charge.paid_at) == (FeePaidBy.CREDIT, AT_CLOSE)
-    assert not Invoice.objects.filter(account=account, reason=InvoiceReason.PLAN_FEE).exists()
+    assert not Invoice.objects.filter(
+        account=account, reason=InvoiceReason.PLAN_FEE, period_start=SECOND_START
+    ).exists()
     # The first period's 50 USD of included credit expired at the close; 100 - 45 bought credit
     # is left, and the second period's 50 USD is whole: the fee did not spend it.
     grant = CreditGrant.objects.get(
@@ -174,8 +182,16 @@ def test_a_fee_from_credit_that_the_balance_cannot_cover_goes_to_the_card(make_a
 
     close_periods(now=AT_CLOSE)
 
-    assert PlanFeeCharge.objects.get(account=account).paid_by == FeePaidBy.CARD
-    assert Invoice.objects.get(account=account, reason=InvoiceReason.PLAN_FEE).total_micros == FEE
+    assert (
+        PlanFeeCharge.objects.get(account=account, period_start=SECOND_START).paid_by
+        == FeePaidBy.CARD
+    )
+    assert (
+        Invoice.objects.get(
+            account=account, reason=InvoiceReason.PLAN_FEE, period_start=SECOND_START
+        ).total_micros
+        == FEE
+    )
     assert reload(account).balance_micros == 10 * USD
 
 
@@ -188,7 +204,9 @@ def test_an_unpaid_fee_is_dunned_and_pauses_usage_while_the_credit_stays_locked(
     close_periods(now=AT_CLOSE)
     collect_due_invoices(now=AT_CLOSE)
 
-    fee_invoice = Invoice.objects.get(account=account, reason=InvoiceReason.PLAN_FEE)
+    fee_invoice = Invoice.objects.get(
+        account=account, reason=InvoiceReason.PLAN_FEE, period_start=SECOND_START
+    )
     assert fee_invoice.status == InvoiceStatus.OPEN
     # SPEC P5: the retry schedule (a day later), an email, billable usage paused.
     assert fee_invoice.next_payment_attempt_at == AT_CLOSE + timedelta(days=1)
@@ -246,15 +264,21 @@ def test_concurrent_period_closes_charge_each_fee_once(transactional_db, make_ac
     assert errors == []
     # The sequential model: one close charges each account its second period's fee once.
     charges = sorted(
-        PlanFeeCharge.objects.values_list("account_id", "period_start", "amount_micros")
+        PlanFeeCharge.objects.filter(period_start=SECOND_START).values_list(
+            "account_id", "period_start", "amount_micros"
+        )
     )
     assert charges == sorted(
         [(a.pk, SECOND_START, FEE) for a in card_plan]
         + [(a.pk, SECOND_START, 300 * USD) for a in postpaid]
     )
-    assert Invoice.objects.filter(reason=InvoiceReason.PLAN_FEE).count() == len(card_plan)
+    assert Invoice.objects.filter(
+        reason=InvoiceReason.PLAN_FEE, period_start=SECOND_START
+    ).count() == len(card_plan)
     for account in postpaid:
-        entries = LedgerEntry.objects.filter(account=account, kind=EntryKind.PLAN_FEE)
+        entries = LedgerEntry.objects.filter(
+            account=account, kind=EntryKind.PLAN_FEE, created_at=AT_CLOSE
+        )
         assert list(entries.values_list("amount_micros", flat=True)) == [-300 * USD]
 
 

@@ -315,7 +315,7 @@ def test_usage_shows_the_current_period(client, make_account, make_key, platform
 
 
 def test_usage_shows_the_included_credit_granted_used_and_remaining(
-    client, make_account, make_key, platform, plans
+    plans_without_fees, client, make_account, make_key, platform, plans
 ):
     account = make_account("credits-monthly")
     call = send(client, "put", "/api/v1/calls/u-credit", platform, call_report(account, 120))
@@ -354,7 +354,7 @@ def test_the_usage_schema_documents_the_included_credit(client, db):
 
 
 def test_an_outbound_call_is_authorized_free_on_credits_monthly_with_no_credit_left(
-    client, make_account, make_key
+    plans_without_fees, client, make_account, make_key
 ):
     # Document 002: outbound calls use no credit; SPEC G1: free usage stays allowed.
     account = make_account("credits-monthly")

@@ -87,7 +87,7 @@ def test_allowance_used_and_remaining_on_a_plan_with_included_minutes(make_accou
     assert allowance["projected_percent"] == 4
 
 
-def test_included_credit_shows_as_an_allowance_in_dollars(make_account):
+def test_included_credit_shows_as_an_allowance_in_dollars(plans_without_fees, make_account):
     account = make_account("credits-monthly", at=MARCH_1, anchor_day=1)
     report_call_at(account, seconds=600, at=at(3))  # 10 min at 0.10 USD
 

@@ -221,7 +221,9 @@ def test_an_unknown_feature_is_refused(llm_key):
         ask(llm_key, "fax")
 
 
-def test_an_outbound_call_is_free_and_allowed_as_its_report_would_be_rated(make_account, make_key):
+def test_an_outbound_call_is_free_and_allowed_as_its_report_would_be_rated(
+    plans_without_fees, make_account, make_key
+):
     # credits-monthly makes outbound calls free: authorize says so before the call, as rating
     # does after it, whatever the balance.
     account = make_account("credits-monthly")
