@@ -105,9 +105,15 @@ def change_proration(
 
     The old plan's fee is credited only if this period was charged one (at its start, or by an
     earlier change this period that moved to it): a period that began before the plan had a
-    fee, or whose fee was never charged, has nothing to give back.
+    fee, or whose fee was never charged, has nothing to give back. A prepaid account's fee must
+    also be paid: its card invoice may never be, and a credit to the balance is spendable at
+    once (value from nothing). A postpaid account's fee is owed on its invoice, which dunning
+    collects, so the credit only lowers what it owes.
     """
-    charged = PlanFeeCharge.objects.filter(account=account, period_start=start).exists()
+    charges = PlanFeeCharge.objects.filter(account=account, period_start=start)
+    if account.is_prepaid:
+        charges = charges.filter(paid_at__isnull=False)
+    charged = charges.exists()
     old_fee = plan_fee_micros(plan=old_plan, at=start) if charged else 0
     new_fee = plan_fee_micros(plan=new_plan, at=at)
     return Proration(

@@ -35,6 +35,7 @@ from billing.models import (
     Subscription,
 )
 from billing.payments.collection import collect_due_invoices, retry_account_invoices
+from billing.payments.plan_changes import preview_plan_change
 from billing.plans.subaccounts import create_subaccount
 from tests.billing.usage_reports import (
     USD,
@@ -223,3 +224,35 @@ def test_a_plan_without_a_fee_opens_as_before(make_account, plans_without_fees):
     assert not Subscription.objects.get(account=account).allowance_locked
     assert included_credit(account) == [50 * USD]
     assert not LedgerEntry.objects.filter(account=account, kind=EntryKind.PLAN_FEE).exists()
+
+
+def test_an_unpaid_first_fee_gives_nothing_back_on_a_plan_change_and_a_paid_one_does(
+    make_account, plans
+):
+    # The money gap: a prepaid account whose first fee's invoice is still open must not turn a
+    # change of plan into balance credit for a fee it never paid.
+    account = make_account("credits-monthly")
+    subscription = Subscription.objects.select_related("plan").get(account=account)
+    later = NOW + timedelta(days=10)
+
+    unpaid = preview_plan_change(
+        account=account,
+        subscription=subscription,
+        plan=plans["voice-prepaid"],
+        when="now",
+        now=later,
+    )
+
+    add_card(account)
+    retry_account_invoices(account=account, now=NOW)
+    paid = preview_plan_change(
+        account=account,
+        subscription=subscription,
+        plan=plans["voice-prepaid"],
+        when="now",
+        now=later,
+    )
+
+    assert unpaid.proration.credit_micros == 0
+    # 45 USD for the 31-day period, 20.5 days of it left at the change: 45 * 20.5 / 31.
+    assert paid.proration.credit_micros == round(45 * USD * 41 / 62)
