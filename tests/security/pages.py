@@ -24,6 +24,9 @@ class Page:
     body_names_objects: bool = False
     # The POST only sends the payer on to the payment page; that page's answer writes.
     redirects_only: bool = False
+    # A page whose valid form cannot be written down here (it carries a preview's fingerprint):
+    # the test file named proves that its post writes for a member who may.
+    write_proven_in: str = ""
 
 
 PREFIX = "app/a/<public_id:public_id>/"
@@ -60,6 +63,16 @@ ACCOUNT_PAGES: dict[str, Page] = {
     PREFIX + "billing/": Page(),
     PREFIX + "billing/topup/": Page(A.MANAGE_BILLING, {"amount": "20"}),
     PREFIX + "billing/payments/": Page(),
+    # Every member may compare plans; previewing and confirming a change need billing rights.
+    PREFIX + "billing/plan/": Page(),
+    PREFIX + "billing/plan/preview/": Page(
+        A.MANAGE_BILLING, {"plan": "llm-api"}, redirects_only=True
+    ),
+    PREFIX + "billing/plan/confirm/": Page(
+        A.MANAGE_BILLING,
+        {"plan": "llm-api"},
+        write_proven_in="tests/billing/plans/test_plan_changes.py",
+    ),
     PREFIX + "billing/auto-topup/": Page(A.MANAGE_BILLING, AUTO_TOPUP),
     # Off: a valid form that writes even for an account without a card.
     PREFIX + "billing/recurring-credit/": Page(A.MANAGE_BILLING, {"amount": "20"}),

@@ -70,6 +70,21 @@ OTHER_ROUTES: dict[str, str] = {
     "api/v1/events": "API operation",
     "api/v1/calls/<call_id>": "API operation",
     "api/v1/calls/<call_id>/refund": "API operation",
+    "api/v1/customers": "API operation",
+    "api/v1/customers/<external_id>": "API operation",
+    "api/v1/customers/<external_id>/authorize": "API operation",
+    "api/v1/customers/<external_id>/balance": "API operation",
+    "api/v1/customers/<external_id>/usage": "API operation",
+    "api/v1/customers/<external_id>/invoices": "API operation",
+    "api/v1/customers/<external_id>/credit_grants": "API operation",
+    "api/v1/customers/<external_id>/portal_sessions": "API operation",
+    "api/v1/webhook_endpoints": "API operation",
+    "api/v1/webhook_endpoints/<endpoint_id>": "API operation",
+    "api/v1/webhook_endpoints/<endpoint_id>/rotate_secret": "API operation",
+    "portal/<str:token>/": (
+        "a one-time link named by a secret token (only its hash is stored), used once, valid "
+        "five minutes (tests/accounts/test_portal_links.py)"
+    ),
 }
 
 # Whole subtrees left out of the per-route tables, with the reason.
@@ -218,7 +233,7 @@ def test_the_sweeps_forms_would_write_for_the_accounts_owner(world):
     client = signed_in(world.victim_owner)
     silent = []
     for route, page in ACCOUNT_PAGES.items():
-        if page.action == A.VIEW or page.redirects_only:
+        if page.action == A.VIEW or page.redirects_only or page.write_proven_in:
             continue
         values = url_values(world, world.victim)
         before = snapshot()
@@ -350,6 +365,33 @@ API_OPERATIONS: dict[tuple[str, str], Operation] = {
         },
     ),
     ("POST", "/api/v1/calls/{call_id}/refund"): Operation("platform", {"reason": "intruder"}),
+    # The platform's customers and webhook endpoints: platform key only (a customer key: 403).
+    ("POST", "/api/v1/customers"): Operation(
+        "platform", {"external_id": "intruder", "name": "Intruder", "email": "i@example.test"}
+    ),
+    ("GET", "/api/v1/customers"): Operation("platform"),
+    ("GET", "/api/v1/customers/{external_id}"): Operation("platform"),
+    ("PATCH", "/api/v1/customers/{external_id}"): Operation("platform", {"name": "intruder"}),
+    ("POST", "/api/v1/customers/{external_id}/authorize"): Operation(
+        "platform", {"feature": "call", "call_id": "{call_id}"}
+    ),
+    ("GET", "/api/v1/customers/{external_id}/balance"): Operation("platform"),
+    ("GET", "/api/v1/customers/{external_id}/usage"): Operation("platform"),
+    ("GET", "/api/v1/customers/{external_id}/invoices"): Operation("platform"),
+    ("POST", "/api/v1/customers/{external_id}/credit_grants"): Operation(
+        "platform", {"amount": "5.00", "reason": "intruder"}
+    ),
+    ("POST", "/api/v1/customers/{external_id}/portal_sessions"): Operation(
+        "platform", {"email": "intruder@example.test"}
+    ),
+    ("POST", "/api/v1/webhook_endpoints"): Operation(
+        "platform", {"url": "https://intruder.example.test/hooks"}
+    ),
+    ("GET", "/api/v1/webhook_endpoints"): Operation("platform"),
+    ("GET", "/api/v1/webhook_endpoints/{endpoint_id}"): Operation("platform"),
+    ("PATCH", "/api/v1/webhook_endpoints/{endpoint_id}"): Operation("platform", {"enabled": False}),
+    ("DELETE", "/api/v1/webhook_endpoints/{endpoint_id}"): Operation("platform"),
+    ("POST", "/api/v1/webhook_endpoints/{endpoint_id}/rotate_secret"): Operation("platform"),
     ("POST", "/api/v1/events"): Operation(
         "platform",
         {
@@ -375,7 +417,9 @@ def _fill_json(value, values):
     return fill(value, values) if isinstance(value, str) else value
 
 
-def test_every_api_operation_with_another_accounts_key_shows_and_changes_nothing(world, client):
+def test_every_api_operation_with_another_accounts_key_shows_and_changes_nothing(
+    world, client, make_key
+):
     """A customer key acts for its own account only: the platform's operations answer it 403,
     its own operations answer about its account, and nothing of the victim shows or changes.
     (Customer operations take no account in their input, so there is nothing to 404.)"""
@@ -383,8 +427,12 @@ def test_every_api_operation_with_another_accounts_key_shows_and_changes_nothing
         "public_id": world.victim.public_id,
         "call_id": world.call.call_id,
         "number": world.invoice.number,
+        "external_id": world.victim.external_id or "victim-external-id",
+        "endpoint_id": "we_1",
     }
-    auth = {"HTTP_AUTHORIZATION": f"Bearer {world.stranger_key.token}"}
+    # A paid-tier key of the stranger's: the sweep sends more requests than a free tier's minute.
+    key = make_key(world.stranger_key.api_key.account, tier="paid")
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {key.token}"}
     failures = []
     for (method, path), operation in API_OPERATIONS.items():
         url = fill(path, values)
