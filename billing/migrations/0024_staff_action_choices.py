@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0023_hf_refund_event'),
+        ('billing', '0023_refund_event'),
     ]
 
     operations = [

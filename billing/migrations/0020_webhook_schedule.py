@@ -11,7 +11,7 @@ def register_schedules(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0019_ha_audit_actor_key"),
+        ("billing", "0019_audit_actor_key"),
         ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
     ]
     operations = [migrations.RunPython(register_schedules, migrations.RunPython.noop)]

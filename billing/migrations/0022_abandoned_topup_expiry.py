@@ -15,7 +15,7 @@ def forwards(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0021_hd_plan_fees"),
+        ("billing", "0021_plan_fees"),
         ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
     ]
     operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0022_he_abandoned_topup_expiry'),
+        ('billing', '0022_abandoned_topup_expiry'),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('usage', '0004_ha_idempotent_requests'),
+        ('usage', '0004_idempotent_requests'),
     ]
 
     operations = [

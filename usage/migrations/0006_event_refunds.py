@@ -7,8 +7,8 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0005_external_id_and_metadata'),
-        ('billing', '0023_hf_refund_event'),
-        ('usage', '0005_hc_pending_charge'),
+        ('billing', '0023_refund_event'),
+        ('usage', '0005_pending_charge'),
     ]
 
     operations = [

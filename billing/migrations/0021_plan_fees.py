@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0005_external_id_and_metadata'),
-        ('billing', '0020_hb_webhook_schedule'),
+        ('billing', '0020_webhook_schedule'),
     ]
 
     operations = [
