@@ -20,7 +20,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
 from djstripe.models import PaymentIntent
 
 from billing import staff
@@ -309,7 +308,7 @@ class AuditRecordAdmin(ReadOnlyAdmin):
     @admin.display(description="before → after")
     def changes(self, obj):
         return (
-            format_html_join(mark_safe("<br>"), "{}: {} → {}", staff.readable_changes(obj)) or "-"
+            format_html_join(format_html("<br>"), "{}: {} → {}", staff.readable_changes(obj)) or "-"
         )
 
     def get_urls(self):

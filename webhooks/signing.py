@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+SECRET_PREFIX = "whsec_"  # noqa: S105  # nosec B105 - the format's prefix, not a secret
 SECRET_BYTES = 32
 
 

@@ -35,7 +35,7 @@ _EXAMPLE = {
     "disabled_at": None,
     "disabled_reason": "",
 }
-_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 - an example for the docs
+_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105  # nosec B105 - a docs example
 _TYPES = ", ".join(EVENT_TYPES)
 
 

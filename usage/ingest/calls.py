@@ -1,5 +1,6 @@
 """Call reports from the platform: record, rate once when final, refund (U1-U4, P4)."""
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
@@ -27,6 +28,8 @@ from usage.reads.calls import read_before_lock
 from usage.reports import CallReport, Conflict, NotFound, UsageError
 from usage.spending.holds import settle_hold
 from webhooks.events import emit
+
+logger = logging.getLogger(__name__)
 
 
 def call_moment(
@@ -283,8 +286,9 @@ def _charge_reports(
                 ratings=ratings,
                 now=now,
             )
-    except Exception:  # noqa: S110 - one report's fault must not refuse the others
-        pass
+    except Exception:
+        # One report's fault must not refuse the others: they are charged one by one below.
+        logger.info("Charging %d reports together failed; each alone", len(items), exc_info=True)
     # Something failed for one of them (say, another report created its call after it looked,
     # for this account or another): each is charged alone, its call looked up under the lock,
     # and one that fails answers its own error. The lock is read again: what the failed
