@@ -2,6 +2,20 @@
 
 from django.db import migrations, models
 
+# SQLite rebuilt billing_auditrecord for migration 0019 (a new foreign key, a nullable actor and
+# a check), which drops its triggers: put back the append-only trigger of migration 0010, as
+# 0018 did (PostgreSQL's survives ALTER TABLE).
+SQLITE_CREATE = """
+CREATE TRIGGER billing_audit_append_only BEFORE UPDATE ON billing_auditrecord
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only (UPDATE refused)'); END;
+"""
+
+
+def restore_sqlite_trigger(apps, schema_editor):
+    if schema_editor.connection.vendor == "sqlite":
+        schema_editor.execute("DROP TRIGGER IF EXISTS billing_audit_append_only;")
+        schema_editor.execute(SQLITE_CREATE)
+
 
 class Migration(migrations.Migration):
 
@@ -20,4 +34,5 @@ class Migration(migrations.Migration):
             name='action',
             field=models.CharField(choices=[('credit_back', 'Credit-back refund'), ('refund_topup', 'Money refund of a top-up'), ('grant_credit', 'Manual credit grant'), ('adjust_balance', 'Manual adjustment'), ('change_plan', 'Plan change'), ('request_approval', 'Refund sent for approval'), ('approve_refund', 'Refund approved'), ('reject_refund', 'Refund rejected'), ('void_invoice', 'Invoice voided'), ('mark_uncollectible', 'Invoice marked uncollectible'), ('resend_invoice', 'Invoice email sent again'), ('reprice_past', 'Price added from a past moment'), ('approve_allowance', 'Subaccount allowance approved'), ('refund_call', 'Refund of a call'), ('self_serve_plan', 'Plan change by the customer'), ('refund_event', 'Refund of an event')], max_length=20),
         ),
+        migrations.RunPython(restore_sqlite_trigger, migrations.RunPython.noop),
     ]
